@@ -1,0 +1,85 @@
+"""The one typed description of a server: every tunable, its default and its limits.
+
+The command line and the Python API build the same :class:`Config`, so a value
+means the same thing whichever way it arrives. :meth:`Config.validate` is the
+single place where a value is judged; it raises :class:`ConfigError` with a
+message fit to show a user as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+#: The port used when none is given: unprivileged, and easy to remember as
+#: "echo (7) on 7007".
+DEFAULT_PORT = 7007
+DEFAULT_HOST = "127.0.0.1"
+
+#: Connection handlers by name; ``echo`` is RFC 862.
+MODES = ("echo", "upper")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+MAX_PORT = 65535
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; ``str()`` is a message for the user."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a server needs to know before it starts.
+
+    ``idle_timeout`` of ``None`` (or 0 on the command line) disables the idle
+    timeout. ``max_conns`` is the number of connections served at once; more
+    clients wait in the kernel's listen backlog (``backlog`` entries deep)
+    until a slot frees.
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    mode: str = "echo"
+    #: Length of the kernel accept queue. The kernel caps it at
+    #: ``net.core.somaxconn``; a deep queue absorbs connection storms, where a
+    #: shallow one makes the kernel drop SYNs and clients retry after 1, 3, 7 s.
+    backlog: int = 2048
+    max_conns: int = 10000
+    #: Seconds without progress (nothing received, or a reply that cannot be
+    #: sent) after which a connection is closed.
+    idle_timeout: float | None = 300.0
+    #: Seconds that open connections get to finish after a stop is requested.
+    drain_timeout: float = 10.0
+    log_level: str = "info"
+
+    def validate(self) -> Config:
+        """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
+        if not isinstance(self.port, int) or not 0 <= self.port <= MAX_PORT:
+            raise ConfigError(f"port must be an integer from 0 to {MAX_PORT}, got {self.port!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.backlog < 1:
+            raise ConfigError(f"backlog must be at least 1, got {self.backlog}")
+        if self.max_conns < 1:
+            raise ConfigError(f"max-conns must be at least 1, got {self.max_conns}")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ConfigError(
+                f"idle-timeout must be a positive number of seconds, got {self.idle_timeout}"
+            )
+        if not self.drain_timeout >= 0:
+            raise ConfigError(f"drain-timeout must be 0 or more seconds, got {self.drain_timeout}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+        return self
+
+    def replace(self, **changes: object) -> Config:
+        """Return a copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes).validate()  # type: ignore[arg-type]
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` as users write it, with IPv6 hosts in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,67 @@
+"""What a connection does once accepted: plain blocking-socket loops.
+
+Each handler takes a :class:`Connection` and runs until the client closes its
+side. It reads and writes with ordinary blocking ``recv``/``sendall`` calls;
+under ``gevent.monkey.patch_all()`` each of those calls parks only the
+connection's own greenlet, so thousands of these loops share one thread.
+
+Contract for every handler:
+
+* return normally when the client has closed its sending side (``recv``
+  returned ``b""``); the server then closes the socket, which sends FIN after
+  every byte already written;
+* let ``OSError`` (resets, broken pipes) and ``TimeoutError`` (idle timeout)
+  propagate: the server turns them into one debug log line;
+* count the bytes it echoed in ``conn.bytes_echoed`` as it goes, so the count
+  is right even when the connection dies half way.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+#: Most bytes taken from the kernel by one ``recv``. 64 KiB matches the usual
+#: loopback segment size, so a large upload is echoed in few system calls.
+RECV_SIZE = 65536
+
+
+class Connection:
+    """One accepted client: its socket, its address and what it has cost."""
+
+    __slots__ = ("bytes_echoed", "peer", "sock")
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.bytes_echoed = 0
+
+
+Handler = Callable[[Connection], None]
+
+
+def echo(conn: Connection) -> None:
+    """RFC 862 echo: send back every byte received, unchanged, until EOF."""
+    recv = conn.sock.recv
+    sendall = conn.sock.sendall
+    while True:
+        data = recv(RECV_SIZE)
+        if not data:
+            return
+        sendall(data)
+        conn.bytes_echoed += len(data)
+
+
+def upper(conn: Connection) -> None:
+    """Echo with ASCII letters upper-cased; every other byte passes unchanged."""
+    recv = conn.sock.recv
+    sendall = conn.sock.sendall
+    while True:
+        data = recv(RECV_SIZE)
+        if not data:
+            return
+        sendall(data.upper())  # bytes.upper() touches only a-z
+        conn.bytes_echoed += len(data)
+
+
+HANDLERS: dict[str, Handler] = {"echo": echo, "upper": upper}

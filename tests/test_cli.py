@@ -1,0 +1,130 @@
+"""Command-line behaviour: flags to Config in-process, errors and exit codes as a user sees them."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from support import ROOT
+
+from geventsrv.cli import EXIT_CANNOT_LISTEN, EXIT_USAGE, parse_config
+from geventsrv.config import DEFAULT_PORT, Config
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geventsrv", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str):
+    assert result.returncode == code, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("geventsrv: error: ")
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_defaults_match_config():
+    config = parse_config([])
+    assert config == Config()
+    assert (config.host, config.port, config.mode) == ("127.0.0.1", DEFAULT_PORT, "echo")
+
+
+def test_flags_build_the_same_config_as_the_api():
+    config = parse_config(
+        [
+            *("--host", "::1", "--port", "0", "--mode", "upper", "--backlog", "10"),
+            *("--max-conns", "5", "--idle-timeout", "2.5", "--drain-timeout", "0"),
+            *("--log-level", "debug"),
+        ]
+    )
+    assert config == Config(
+        host="::1",
+        port=0,
+        mode="upper",
+        backlog=10,
+        max_conns=5,
+        idle_timeout=2.5,
+        drain_timeout=0.0,
+        log_level="debug",
+    )
+
+
+def test_idle_timeout_zero_means_never():
+    assert parse_config(["--idle-timeout", "0"]).idle_timeout is None
+
+
+def test_help_documents_every_flag_and_the_exit_codes():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in (
+        "--host",
+        "--port",
+        "--mode",
+        "--backlog",
+        "--max-conns",
+        "--idle-timeout",
+        "--drain-timeout",
+        "--log-level",
+    ):
+        assert flag in result.stdout
+    assert "Exit codes" in result.stdout
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "abc", "65536", "1.5"])
+def test_bad_port_is_one_line_and_exit_2(port):
+    assert_one_line_error(run_cli("--port", port), EXIT_USAGE, "--port", repr(port))
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--mode", "shout"], "--mode"),
+        (["--max-conns", "0"], "--max-conns"),
+        (["--backlog", "x"], "--backlog"),
+        (["--idle-timeout", "-3"], "--idle-timeout"),
+        (["--drain-timeout", "nan"], "--drain-timeout"),
+        (["--no-such-flag"], "--no-such-flag"),
+        (["stray"], "stray"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(args, needle):
+    assert_one_line_error(run_cli(*args), EXIT_USAGE, needle)
+
+
+def test_address_in_use_names_the_address_and_exits_3():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--port", str(port))
+    assert_one_line_error(result, EXIT_CANNOT_LISTEN, f"127.0.0.1:{port}", "in use")
+
+
+def test_address_not_available_exits_3():
+    # 192.0.2.1 is reserved for documentation (TEST-NET-1): never a local address.
+    result = run_cli("--host", "192.0.2.1", "--port", "0")
+    assert_one_line_error(result, EXIT_CANNOT_LISTEN, "192.0.2.1:0", "cannot assign")
+
+
+def test_unknown_host_exits_3():
+    result = run_cli("--host", "no-such-host.invalid", "--port", "0")
+    assert_one_line_error(result, EXIT_CANNOT_LISTEN, "no-such-host.invalid:0")
+
+
+def test_privileged_port_without_permission_exits_3():
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root may bind privileged ports")
+    assert_one_line_error(run_cli("--port", "7"), EXIT_CANNOT_LISTEN, "127.0.0.1:7")

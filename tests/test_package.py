@@ -1,0 +1,102 @@
+"""The package as installed and imported: no patching on import, patching first on run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from support import ROOT, ServerProcess
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "always", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_importing_the_package_does_not_monkey_patch():
+    result = run_python(
+        "import geventsrv, geventsrv.server, geventsrv.cli\n"
+        "from gevent import monkey\n"
+        "assert not monkey.is_module_patched('socket'), 'socket patched'\n"
+        "assert not monkey.is_module_patched('threading'), 'threading patched'\n"
+        "print('clean')"
+    )
+    assert result.stdout.strip() == "clean", result.stderr
+
+
+def test_importing_the_package_loads_nothing_gevent_must_patch_first():
+    """``python -m geventsrv`` imports the package before __main__ can patch."""
+    result = run_python(
+        "import sys; import geventsrv\n"
+        "loaded = [m for m in ('ssl', 'threading', 'socket', 'gevent') if m in sys.modules]\n"
+        "print(loaded)"
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_python_m_geventsrv_patches_without_a_monkeypatch_warning():
+    server = ServerProcess("--port", "0").wait_listening()
+    assert server.stop() == 0
+    assert "MonkeyPatchWarning" not in server.stderr
+    assert "Warning" not in server.stderr, server.stderr
+
+
+def test_main_module_patches_as_its_first_statement():
+    source = (ROOT / "geventsrv" / "__main__.py").read_text()
+    first = next(line for line in source.splitlines() if line.strip() and not line.startswith("#"))
+    assert first.startswith("from gevent import monkey; monkey.patch_all()")
+
+
+def test_the_api_refuses_to_serve_in_an_unpatched_process():
+    import pytest
+
+    from geventsrv import Config, EchoServer, NotPatchedError
+
+    with pytest.raises(NotPatchedError, match="patch_all"):
+        EchoServer(Config(port=0)).start()
+
+
+API_SCRIPT = """
+from gevent import monkey; monkey.patch_all()
+import socket
+import gevent
+from geventsrv import Config, EchoServer
+
+with EchoServer(Config(port=0, drain_timeout=5)) as server:
+    host, port = server.address
+    def client(n):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            data = bytes([n]) * 100_000
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := sock.recv(65536):
+                got += chunk
+            return got == data
+    jobs = [gevent.spawn(client, n) for n in range(20)]
+    gevent.joinall(jobs, timeout=20)
+    print("echoed", sum(job.value for job in jobs))
+    gevent.spawn(server.stop, 5)
+    server.serve_forever()  # returns once stop() has finished
+print("served", server.stats.accepted, "bytes", server.stats.bytes_echoed)
+"""
+
+
+def test_the_api_serves_as_a_context_manager():
+    result = run_python(API_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["echoed", "20", "served", "20", "bytes", "2000000"]
+
+
+def test_console_script_entry_point_runs_the_server():
+    """``geventsrv`` (the installed script) imports geventsrv.launch and calls main()."""
+    wrapper = "import sys; from geventsrv.launch import main; sys.argv[0] = 'geventsrv'; main()"
+    server = ServerProcess("--port", "0", command=(sys.executable, "-W", "always", "-c", wrapper))
+    server.wait_listening()
+    assert server.stop() == 0
+    assert "Warning" not in server.stderr, server.stderr
