@@ -195,7 +195,7 @@ class EchoServer:
         Raises :class:`ListenError` if the address cannot be used and
         :class:`NotPatchedError` if the process is not monkey-patched.
         """
-        if self._listener is not None:
+        if self._listener is not None or self._stopping:
             return self
         require_monkey_patched()
         self._listener = open_listener(self.config)
@@ -244,13 +244,12 @@ class EchoServer:
         if self._listener is not None:
             # Clients connecting from now on are refused by the kernel.
             self._listener.close()
-        if self._connections:
-            log.info(
-                "stopping: no longer accepting; %d connection(s) open, draining for up to %g s",
-                len(self._connections),
-                self.config.drain_timeout,
-            )
-        else:
+        log.info(
+            "stopping: no longer accepting; %d connection(s) open, draining for up to %g s",
+            len(self._connections),
+            self.config.drain_timeout,
+        )
+        if not self._connections:
             self._drained.set()
 
     def _close_connections(self) -> None:
@@ -435,7 +434,9 @@ def serve(config: Config | None = None) -> bool:
             max(limit - 16, 0),
         )
     server = EchoServer(config)
-    server.start()
+    # Handlers go in before the socket is bound: a caller that sees the
+    # "listening" line may signal at once, and must get a graceful stop.
     with _ShutdownSignals(server) as signals:
+        server.start()
         server.serve_forever()
     return not signals.forced
