@@ -1,0 +1,40 @@
+"""The lessons in reading order, and how to find one by name or number."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: (name on the command line, module in this package), in reading order.
+LESSONS: list[tuple[str, str]] = [
+    ("switching", "geventsrv.tutorial.switching"),
+    ("tracing", "geventsrv.tutorial.tracing"),
+    ("scheduling", "geventsrv.tutorial.scheduling"),
+    ("monkeypatching", "geventsrv.tutorial.monkeypatching"),
+    ("echo_server", "geventsrv.tutorial.echo_server"),
+    ("asyncio", "geventsrv.tutorial.asyncio_side_by_side"),
+]
+
+
+class UnknownLesson(LookupError):
+    """No lesson has that name or number; ``str()`` lists the valid ones."""
+
+
+def load(name_or_number: str) -> tuple[str, ModuleType]:
+    """Return ``(name, module)`` for a lesson given as ``tracing``, ``2`` or ``echo-server``."""
+    wanted = name_or_number.strip().lower().replace("-", "_")
+    for number, (name, module) in enumerate(LESSONS, start=1):
+        if wanted in (name, str(number)):
+            return name, importlib.import_module(module)
+    names = ", ".join(name for name, _ in LESSONS)
+    raise UnknownLesson(
+        f"no lesson {name_or_number!r}; choose one of: {names} (or 1-{len(LESSONS)})"
+    )
+
+
+def summaries() -> list[tuple[int, str, str]]:
+    """``(number, name, one-line summary)`` for every lesson."""
+    return [
+        (number, name, importlib.import_module(module).SUMMARY)
+        for number, (name, module) in enumerate(LESSONS, start=1)
+    ]

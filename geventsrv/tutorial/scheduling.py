@@ -1,0 +1,157 @@
+"""Lesson 3: gevent's cooperative scheduling, measured.
+
+What it shows
+    ``gevent.spawn`` schedules, ``gevent.sleep`` waits without blocking
+    anyone, ``gevent.joinall`` waits for many. Three 1-second sleeps in three
+    greenlets take about 1 second, not 3: waiting overlaps. Then the limit of
+    the model: a greenlet that computes without ever waiting keeps the hub
+    from running anyone else, so a "ticker" that should tick every 50 ms
+    stalls for as long as the loop runs. Yielding now and then is the cure,
+    but only a yield that lets the hub poll: ``gevent.sleep(0)`` is not one.
+
+Read first
+    Lesson 2 (``tracing``): the hub and its switches. Next: lesson 4
+    (``monkeypatching``), which makes ordinary blocking calls wait like
+    ``gevent.sleep``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+
+from geventsrv.tutorial._narrate import Narrator, stopwatch
+
+SUMMARY = "spawn/sleep/joinall: waits overlap; a CPU loop that never yields blocks everyone"
+
+
+def sleepers(count: int, seconds: float, say: Any) -> float:
+    """``count`` greenlets each sleep ``seconds``; returns the wall time for all of them."""
+
+    def nap(name: str) -> str:
+        say(f"{name} starts sleeping")
+        gevent.sleep(seconds)  # switches to the hub; the hub runs the others meanwhile
+        say(f"{name} wakes up")
+        return name
+
+    with stopwatch() as elapsed:
+        jobs = [gevent.spawn(nap, f"sleeper {n}") for n in range(1, count + 1)]
+        say("spawned all; none has run yet")
+        gevent.joinall(jobs)
+    return elapsed()
+
+
+def ticker_beside(busy_seconds: float, pause: Callable[[], object] | None) -> dict[str, float]:
+    """A ticker wants to run every 50 ms while another greenlet burns CPU.
+
+    With ``pause`` set, the busy loop calls it every 10 ms to give the hub a
+    turn. Returns the longest gap between two ticks and how many units of
+    work the loop got done in its time.
+    """
+    ticks: list[float] = []
+    done = 0
+
+    def ticker() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            gevent.sleep(0.05)
+
+    def busy() -> None:
+        nonlocal done
+        end = time.perf_counter() + busy_seconds
+        next_pause = time.perf_counter()
+        while time.perf_counter() < end:
+            sum(range(1000))  # pure computation: never waits, never switches
+            done += 1
+            if pause is not None and time.perf_counter() >= next_pause:
+                pause()
+                next_pause = time.perf_counter() + 0.01
+
+    tick = gevent.spawn(ticker)
+    gevent.sleep(0.12)  # a couple of regular ticks first
+    gevent.spawn(busy).join()
+    gevent.sleep(0.12)
+    tick.kill()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    return {"max_gap": max(gaps), "work": done}
+
+
+def yields_until_timer_runs(pause: Callable[[], object]) -> int:
+    """How many ``pause()`` calls, 1 ms of computation apart, until a due timer runs."""
+    fired: list[bool] = []
+    gevent.spawn_later(0, fired.append, True)  # a timer, due at once
+    count = 0
+    while not fired:
+        deadline = time.perf_counter() + 0.001
+        while time.perf_counter() < deadline:  # 1 ms of computation
+            pass
+        pause()
+        count += 1
+    return count
+
+
+def run(out: Narrator, seconds: float = 1.0, busy_seconds: float = 0.5) -> dict[str, Any]:
+    """Narrate the lesson with measured timings; return them for the tests."""
+    out.title("Lesson 3: cooperative scheduling")
+
+    out.step(f"Three greenlets sleep {seconds:g} s each")
+    out.code(sleepers)
+    total = sleepers(3, seconds, out.trace)
+    out.say(f"""
+        Measured: {total:.3f} s for three {seconds:g}-second sleeps
+        ({3 * seconds:g} s if they ran one after another).
+        gevent.sleep() registers a timer and switches to the hub, so all three
+        wait at the same time. Note "spawned all; none has run yet": spawn only
+        schedules; the greenlets start when main waits in joinall().
+    """)
+
+    out.step(f"A loop that computes for {busy_seconds:g} s and never waits")
+    out.code(ticker_beside)
+    blocking = ticker_beside(busy_seconds, pause=None)
+    out.trace(f"ticker should tick every 0.050 s; longest gap: {blocking['max_gap']:.3f} s")
+    out.say("""
+        The busy greenlet never switches to the hub, so the hub cannot run the
+        ticker, nor accept a connection, nor echo a byte, until the loop ends.
+        Cooperative means exactly that: nobody is pre-empted.
+    """)
+
+    out.step("The same loop, calling gevent.sleep(0) every 10 ms")
+    sleep0 = ticker_beside(busy_seconds, pause=lambda: gevent.sleep(0))
+    out.trace(f"longest gap between ticks: {sleep0['max_gap']:.3f} s")
+    out.code(yields_until_timer_runs)
+    batch = yields_until_timer_runs(lambda: gevent.sleep(0))
+    out.trace(f"a timer due at once ran after {batch} sleep(0) calls, 1 ms of work apart")
+    out.say("""
+        Surprise: sleep(0) only puts the greenlet at the back of the hub's queue of
+        ready callbacks. The hub runs that queue in batches and stops to poll its
+        timers and sockets only when a batch has run past the interpreter's switch
+        interval (sys.getswitchinterval(), 5 ms), checking every 50 callbacks. So
+        a loop yielding every 10 ms lets timers and I/O in about every 50 yields,
+        here every half second: no better than not yielding.
+    """)
+
+    out.step("The same loop, calling gevent.idle() every 10 ms")
+    idle = ticker_beside(busy_seconds, pause=gevent.idle)
+    out.trace(f"longest gap between ticks: {idle['max_gap']:.3f} s")
+    idle_batch = yields_until_timer_runs(gevent.idle)
+    out.trace(f"a timer due at once ran after {idle_batch} gevent.idle() call(s)")
+    out.say(f"""
+        gevent.idle() waits until the hub has run a full loop iteration, timers and
+        I/O included; the ticker keeps close to its rhythm. In the same time the
+        loop did {idle["work"] / blocking["work"]:.0%} of the work it did while hogging the hub:
+        yielding every 10 ms costs little. Still, every greenlet waits behind a
+        computation for its share; give long computations to a process pool
+        (under the GIL a thread would not help).
+    """)
+    return {
+        "sleep_total": total,
+        "blocking": blocking,
+        "sleep0": sleep0,
+        "sleep0_batch": batch,
+        "idle": idle,
+        "idle_batch": idle_batch,
+    }

@@ -1,0 +1,170 @@
+"""Every lesson runs, and what it claims is what happens."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+from support import ROOT, recv_until_eof
+
+from geventsrv.tutorial import catalog
+from geventsrv.tutorial._narrate import Narrator
+
+
+def narrator() -> Narrator:
+    import io
+
+    return Narrator(io.StringIO())
+
+
+def run_tutorial(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geventsrv.tutorial", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("name, module", catalog.LESSONS)
+def test_every_lesson_says_what_it_shows_and_what_to_read_first(name, module):
+    lesson = importlib.import_module(module)
+    assert "What it shows" in lesson.__doc__ and "Read first" in lesson.__doc__
+    assert lesson.SUMMARY and "\n" not in lesson.SUMMARY
+    assert callable(lesson.run)
+
+
+def test_switching_order_values_parent_and_throw():
+    result = importlib.import_module("geventsrv.tutorial.switching").run(narrator())
+    assert [line.split(":")[1].strip()[0] for line in result["order"]] == list("12345")
+    assert result["first_dead"] is True and result["second_dead"] is False
+    assert result["totals"] == [100, 105, 115, 135, 135]
+    assert result["child_returned"] == "child's return value"
+    assert result["result"] == "cleaned up" and result["dead"] is True
+    assert result["caught"] == "ValueError('bad input')" and result["doomed_dead"] is True
+
+
+def test_tracing_shows_every_switch_going_through_the_hub():
+    result = importlib.import_module("geventsrv.tutorial.tracing").run(narrator())
+    switches = [(origin, target) for _, origin, target in result["switches"]]
+    assert result["direct"] == []
+    assert switches[0] == ("main", "hub") and switches[-1] == ("hub", "main")
+    resumed = [target for origin, target in switches if origin == "hub" and target != "main"]
+    assert resumed[:2] == ["a", "b"]  # started in spawn order
+    assert resumed[2:] == ["b", "a"]  # woken in timer order: b sleeps less
+
+
+def test_scheduling_sleeps_overlap_and_a_cpu_loop_blocks_everyone():
+    result = importlib.import_module("geventsrv.tutorial.scheduling").run(
+        narrator(), seconds=1.0, busy_seconds=0.5
+    )
+    assert 0.95 < result["sleep_total"] < 2.0  # three 1 s sleeps, not 3 s
+    assert result["blocking"]["max_gap"] > 0.4  # the ticker waited for the loop
+    assert result["sleep0"]["max_gap"] > 0.4  # sleep(0) every 10 ms: timers wait ~50 yields
+    assert 40 <= result["sleep0_batch"] <= 60
+    assert result["idle"]["max_gap"] < 0.3  # idle() lets the hub poll each time
+    assert result["idle_batch"] == 1
+
+
+def test_monkeypatching_changes_timings_only_when_it_comes_first():
+    pause = 0.3
+    result = importlib.import_module("geventsrv.tutorial.monkeypatching").run(
+        narrator(), pause=pause
+    )
+    serial, overlapped = 2.5 * pause, 2 * pause  # 3 waits one by one vs at once
+    assert result["unpatched"]["sleep"] > serial and result["unpatched"]["socket"] > serial
+    assert result["patched"]["sleep"] < overlapped and result["patched"]["socket"] < overlapped
+    assert result["patched-late"]["sleep"] > serial  # the early `from time import sleep`
+    assert result["patched-late"]["socket"] < overlapped
+    assert "socket" in result["patched"]["patched"]
+    assert result["unpatched"]["patched"] == []
+
+
+def test_echo_server_lesson_serves_every_client_at_once():
+    result = importlib.import_module("geventsrv.tutorial.echo_server").run(narrator(), clients=100)
+    assert result["clients"] == 100 and result["failures"] == []
+
+
+def test_the_tutorial_echo_server_runs_as_a_program(rng):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "geventsrv.tutorial.echo_server", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        port = int(server.stdout.readline().split()[-1])
+        payload = rng.randbytes(300_000)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            assert recv_until_eof(sock) == payload
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_asyncio_and_gevent_versions_agree():
+    module = importlib.import_module("geventsrv.tutorial.asyncio_side_by_side")
+    result = module.run(narrator())
+    assert set(result) == {"gather", "task", "timeout", "echo"}
+    for pair in result.values():
+        assert pair["asyncio"] == pair["gevent"] or pair is result["echo"]
+    assert result["gather"]["gevent"] == [1, 4, 9]
+    assert result["timeout"]["gevent"] == "timed out"
+    assert result["echo"]["asyncio"] == b"hello from asyncio"
+    assert result["echo"]["gevent"] == b"hello from gevent"
+    for name in ("gather", "task"):  # three (or two) waits of PAUSE overlap
+        for model in ("asyncio", "gevent"):
+            assert result[name][f"{model}_seconds"] < 2.5 * module.PAUSE
+
+
+def test_listing_names_every_lesson():
+    result = run_tutorial()
+    assert result.returncode == 0
+    for number, (name, _) in enumerate(catalog.LESSONS, start=1):
+        assert re.search(rf"^\s+{number}\. {name}\s", result.stdout, re.M)
+
+
+def test_all_runs_every_lesson_in_order():
+    result = run_tutorial("--all")
+    assert result.returncode == 0, result.stderr
+    titles = re.findall(r"^Lesson (\d):", result.stdout, re.M)
+    assert titles == [str(n) for n in range(1, len(catalog.LESSONS) + 1)]
+    assert f"All {len(catalog.LESSONS)} lessons ran in" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["99"], ["--all", "tracing"]])
+def test_bad_lesson_is_one_line_and_exit_2(args):
+    result = run_tutorial(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_lessons_load_by_number_or_dashed_name():
+    assert catalog.load("2")[0] == "tracing"
+    assert catalog.load("echo-server")[0] == "echo_server"
+
+
+def test_readme_tutorial_listing_is_what_the_command_prints():
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- tutorial-listing -->\n```console\n(.+?)```", readme, re.S)
+    assert match, "README.md has no tutorial listing"
+    shown = match.group(1).split("\n", 1)[1]  # drop the "$ command" line
+    assert shown.strip() == run_tutorial().stdout.strip()
+
+
+def test_readme_examples_run_as_shown():
+    """The >>> examples in README.md are doctests."""
+    failures, tried = doctest.testfile(
+        str(ROOT / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS
+    )
+    assert tried > 0 and failures == 0
