@@ -1,0 +1,163 @@
+"""A timed, verifying TCP echo client that reports every exchange to locust.
+
+Helper module: its name starts with ``_`` so ``locust -f loadtest/`` does not
+load it as a locustfile.
+
+Each :meth:`EchoClient.exchange` sends one payload, reads back exactly as many
+bytes, compares them, and fires locust's ``request`` event with the time taken
+(``time.perf_counter``, in milliseconds). Every way an exchange can go wrong (a
+reply that differs by one byte, a short read, a reset, a timeout, a refused
+connection) is recorded as a failure with a message that says which; nothing is
+raised into the user. After a failure the connection is dropped, and the next
+exchange opens a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gevent import socket
+
+
+class EchoMismatch(Exception):
+    """The reply was not byte-for-byte what was sent."""
+
+
+class ShortRead(Exception):
+    """The server closed the connection before the whole reply arrived."""
+
+
+class BadHost(ValueError):
+    """The ``--host`` value is not ``[tcp://]HOST:PORT``."""
+
+
+def parse_host(host: str | None) -> tuple[str, int]:
+    """``tcp://127.0.0.1:7007``, ``127.0.0.1:7007`` or ``[::1]:7007`` -> ``(host, port)``."""
+    text = (host or "").strip()
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        if scheme != "tcp":
+            raise BadHost(f"host must be tcp://HOST:PORT, got {host!r}")
+    text = text.rstrip("/")
+    name, sep, port = text.rpartition(":")
+    name = name.strip("[]")
+    if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadHost(f"host must be tcp://HOST:PORT, got {host!r}")
+    return name, int(port)
+
+
+def first_difference(sent: bytes, received: bytes | bytearray | memoryview) -> int:
+    """Index of the first byte where the two differ (they are known to differ)."""
+    for index, (a, b) in enumerate(zip(sent, received, strict=False)):
+        if a != b:
+            return index
+    return min(len(sent), len(received))
+
+
+class EchoClient:
+    """One connection to an echo server; reconnects on demand after a failure.
+
+    ``events`` is the locust environment's ``events``. ``request_type`` and
+    the ``name`` passed to :meth:`exchange` label the rows of locust's stats.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        events: Any,
+        timeout: float = 10.0,
+        request_type: str = "ECHO",
+    ) -> None:
+        self.address = address
+        self.events = events
+        self.timeout = timeout
+        self.request_type = request_type
+        self.sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._resolved: tuple[int, Any] | None = None
+
+    def _resolve(self) -> tuple[int, Any]:
+        # Once per client: a name lookup per connection would be timed as part
+        # of every connect, and gevent's resolver runs it in a thread pool.
+        if self._resolved is None:
+            family, _, _, _, sockaddr = socket.getaddrinfo(*self.address, type=socket.SOCK_STREAM)[
+                0
+            ]
+            self._resolved = (family, sockaddr)
+        return self._resolved
+
+    def connect(self) -> bool:
+        """Open the connection (timed, reported as ``CONNECT``); ``False`` if it failed."""
+        start = time.perf_counter()
+        sock = None
+        try:
+            family, sockaddr = self._resolve()
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(sockaddr)
+            # An echo request is one small write: send it now, not after an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            self._report("CONNECT", "connect", start, 0, exc)
+            return False
+        self.sock = sock
+        self._report("CONNECT", "connect", start, 0, None)
+        return True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def exchange(self, payload: bytes, name: str) -> bool:
+        """Send ``payload``, read it back, verify, report. ``True`` if the echo was exact."""
+        if self.sock is None and not self.connect():
+            return False
+        sock = self.sock
+        assert sock is not None
+        size = len(payload)
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        view = memoryview(self._buffer)[:size]
+        start = time.perf_counter()
+        error: Exception | None = None
+        try:
+            sock.sendall(payload)
+            received = 0
+            while received < size:
+                count = sock.recv_into(view[received:])
+                if not count:
+                    raise ShortRead(f"connection closed after {received} of {size} reply bytes")
+                received += count
+            if view != payload:
+                at = first_difference(payload, view)
+                raise EchoMismatch(
+                    f"reply differs from request at byte {at} of {size} "
+                    f"(sent 0x{payload[at]:02x}, got 0x{view[at]:02x})"
+                )
+        except TimeoutError:
+            error = TimeoutError(f"no complete reply within {self.timeout:g} s")
+        except (OSError, ShortRead, EchoMismatch) as exc:
+            error = exc
+        finally:
+            view.release()
+        self._report(self.request_type, name, start, size, error)
+        if error is not None:
+            self.close()
+            return False
+        return True
+
+    def _report(
+        self, kind: str, name: str, start: float, length: int, error: Exception | None
+    ) -> None:
+        self.events.request.fire(
+            request_type=kind,
+            name=name,
+            response_time=(time.perf_counter() - start) * 1000.0,
+            response_length=length,
+            exception=error,
+            context={},
+        )

@@ -1,0 +1,91 @@
+"""The abstract echo User and the command-line options every echo user shares.
+
+Helper module (``_`` prefix): loaded only through the locustfiles that import it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from _echo_client import BadHost, EchoClient, parse_host
+from locust import User, constant, events
+from locust.exception import StopUser
+
+log = logging.getLogger("loadtest")
+
+DEFAULT_MESSAGE_SIZE = 1024
+DEFAULT_LARGE_MESSAGE_SIZE = 256 * 1024
+
+
+@events.init_command_line_parser.add_listener
+def add_echo_options(parser: Any) -> None:
+    group = parser.add_argument_group("echo users")
+    group.add_argument(
+        "--message-size",
+        type=int,
+        default=DEFAULT_MESSAGE_SIZE,
+        env_var="LOCUST_MESSAGE_SIZE",
+        help="bytes per message of the fixed-size users (default: %(default)s)",
+    )
+    group.add_argument(
+        "--large-message-size",
+        type=int,
+        default=DEFAULT_LARGE_MESSAGE_SIZE,
+        env_var="LOCUST_LARGE_MESSAGE_SIZE",
+        help="bytes per message of LargePayloadEchoUser (default: %(default)s)",
+    )
+    group.add_argument(
+        "--echo-timeout",
+        type=float,
+        default=10.0,
+        env_var="LOCUST_ECHO_TIMEOUT",
+        help="seconds to wait for a connection or a whole reply (default: %(default)s)",
+    )
+
+
+@events.test_start.add_listener
+def check_host(environment: Any, **_: Any) -> None:
+    """A host that is not tcp://HOST:PORT ends the run at once with exit code 2."""
+    try:
+        parse_host(environment.host)
+    except BadHost as exc:
+        log.error("%s", exc)
+        environment.process_exit_code = 2
+        if environment.runner is not None:
+            environment.runner.quit()
+
+
+class EchoUser(User):
+    """A user with one :class:`EchoClient`; subclasses say what to send.
+
+    The host is taken the usual locust way (``-H tcp://HOST:PORT``). Payloads
+    are fresh random bytes for every exchange, so a server that echoed stale
+    or shared data would be caught.
+    """
+
+    abstract = True
+    wait_time = constant(0)  # closed loop: the next exchange starts when a reply is in
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        try:
+            address = parse_host(self.host)
+        except BadHost as exc:
+            log.error("%s", exc)
+            raise StopUser() from None
+        self.client = EchoClient(
+            address, self.environment.events, timeout=getattr(options, "echo_timeout", 10.0)
+        )
+        self.random = random.Random()
+
+    def on_stop(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+
+    def option(self, name: str, default: int) -> int:
+        options = self.environment.parsed_options
+        value = getattr(options, name, None) if options is not None else None
+        return int(value) if value else default

@@ -1,0 +1,180 @@
+"""The locust scripts in loadtest/: they load a real server, and they catch a wrong echo."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import ROOT
+
+pytest.importorskip("locust")
+
+RUN_SECONDS = 4
+
+
+def locust(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest"), "--headless", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def stats_rows(prefix: Path) -> dict[str, dict[str, str]]:
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        return {f"{row['Type']} {row['Name']}".strip(): row for row in csv.DictReader(handle)}
+
+
+def failures_text(prefix: Path) -> str:
+    return Path(f"{prefix}_failures.csv").read_text()
+
+
+@pytest.fixture
+def broken_server():
+    """Start tests/broken_echo_server.py MODE N; yields its tcp:// host."""
+    processes = []
+
+    def start(mode: str, n: int) -> str:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "broken_echo_server.py"), mode, str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(proc)
+        port = int(proc.stdout.readline())
+        return f"tcp://127.0.0.1:{port}"
+
+    yield start
+    for proc in processes:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_headless_run_against_geventsrv_has_no_failures(start_server, tmp_path):
+    server = start_server()
+    prefix = tmp_path / "run"
+    html = tmp_path / "report.html"
+    result = locust(
+        "-H", f"tcp://127.0.0.1:{server.port}", "-u", "20", "-r", "20", "-t", f"{RUN_SECONDS}s",
+        "--csv", str(prefix), "--html", str(html), "--only-summary",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    total = rows["Aggregated"]
+    assert int(total["Failure Count"]) == 0
+    assert int(total["Request Count"]) >= 1000
+    for name in ("ECHO persistent 1024 B", "ECHO new connection 1024 B", "ECHO large 262144 B"):
+        assert int(rows[name]["Request Count"]) > 0, name
+    assert html.stat().st_size > 10_000 and "<html" in html.read_text()[:2000].lower()
+
+
+def test_message_size_option_changes_what_is_sent(start_server, tmp_path):
+    server = start_server()
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"tcp://127.0.0.1:{server.port}", "-u", "2", "-r", "2", "-t", "2s",
+        "--csv", str(prefix), "--message-size", "100", "PersistentEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert int(rows["ECHO persistent 100 B"]["Request Count"]) > 0
+    assert "ECHO large 262144 B" not in rows  # only the user class named ran
+
+
+def test_a_flipped_byte_is_a_failure_and_exit_1(broken_server, tmp_path):
+    host = broken_server("flip", 50)
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", host, "-u", "5", "-r", "5", "-t", "3s", "--csv", str(prefix), "PersistentEchoUser"
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert int(stats_rows(prefix)["Aggregated"]["Failure Count"]) > 0
+    assert "reply differs from request at byte 0 of 1024" in failures_text(prefix)
+
+
+def test_an_early_close_is_a_failure_and_exit_1(broken_server, tmp_path):
+    host = broken_server("close", 5000)
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", host, "-u", "3", "-r", "3", "-t", "3s", "--csv", str(prefix), "PersistentEchoUser"
+    )
+    assert result.returncode == 1
+    assert "connection closed after 904 of 1024 reply bytes" in failures_text(prefix)
+
+
+def test_no_server_is_a_failure_not_a_crash(tmp_path):
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"tcp://127.0.0.1:{port}", "-u", "2", "-r", "2", "-t", "2s",
+        "--csv", str(prefix), "PersistentEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "ConnectionRefusedError" in failures_text(prefix)
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_host_stops_the_run_with_exit_2():
+    result = locust("-H", "http://127.0.0.1:80", "-u", "1", "-r", "1", "-t", "5s")
+    assert result.returncode == 2
+    assert "host must be tcp://HOST:PORT, got 'http://127.0.0.1:80'" in result.stderr
+
+
+def test_processes_2_aggregates_both_workers(start_server, tmp_path):
+    server = start_server()
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"tcp://127.0.0.1:{server.port}", "--processes", "2", "-u", "10", "-r", "10",
+        "-t", "3s", "--csv", str(prefix), "PersistentEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    total = stats_rows(prefix)["Aggregated"]
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
+    assert "2 workers connected" in result.stderr
+
+
+def test_master_and_two_workers_on_loopback(start_server, tmp_path):
+    server = start_server()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        master_port = probe.getsockname()[1]
+    prefix = tmp_path / "run"
+    common = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest")]
+    master = subprocess.Popen(
+        [
+            *common, "--master", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(master_port), "--expect-workers", "2", "--headless",
+            "-H", f"tcp://127.0.0.1:{server.port}", "-u", "10", "-r", "10", "-t", "3s",
+            "--csv", str(prefix), "PersistentEchoUser",
+        ],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker_argv = [*common, "--worker", "--master-host", "127.0.0.1"]
+    worker_argv += ["--master-port", str(master_port), "PersistentEchoUser"]
+    workers = [
+        subprocess.Popen(
+            worker_argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    try:
+        _, stderr = master.communicate(timeout=60)
+    finally:
+        for worker in workers:
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    assert master.returncode == 0, stderr[-3000:]
+    total = stats_rows(prefix)["Aggregated"]
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
+    assert "2 workers connected" in stderr
+    assert "to 2 ready workers" in stderr
