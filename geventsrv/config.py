@@ -16,8 +16,8 @@ from dataclasses import dataclass
 DEFAULT_PORT = 7007
 DEFAULT_HOST = "127.0.0.1"
 
-#: Connection handlers by name; ``echo`` is RFC 862.
-MODES = ("echo", "upper")
+#: Connection handlers by name; ``echo`` is RFC 862, ``chat`` a line-based group chat.
+MODES = ("echo", "upper", "chat")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -65,3 +65,12 @@ def upper(conn: Connection) -> None:
 
 
 HANDLERS: dict[str, Handler] = {"echo": echo, "upper": upper}
+
+
+def make_handler(mode: str) -> Handler:
+    """The handler for ``mode``; ``chat`` gets a fresh room, shared by one server's clients."""
+    if mode == "chat":
+        from geventsrv.chat import ChatRoom
+
+        return ChatRoom().handle
+    return HANDLERS[mode]

@@ -39,7 +39,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from geventsrv.config import Config, format_address
-from geventsrv.handlers import HANDLERS, Connection, Handler
+from geventsrv.handlers import Connection, Handler, make_handler
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class EchoServer:
 
     def __init__(self, config: Config | None = None, handler: Handler | None = None) -> None:
         self.config = (config or Config()).validate()
-        self.handler = handler or HANDLERS[self.config.mode]
+        self.handler = handler or make_handler(self.config.mode)
         self.stats = ServerStats()
         self._listener: socket.socket | None = None
         self._accepting: gevent.Greenlet[[], None] | None = None
