@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
     parser = _Parser(
         prog=PROG,
-        description="A TCP echo server (RFC 862): plain blocking-socket code made "
-        "concurrent by gevent, one greenlet per connection.",
+        description="An echo server (RFC 862, TCP and UDP) and group chat: plain "
+        "blocking-socket code made concurrent by gevent, one greenlet per connection.",
         epilog="SIGINT/SIGTERM stop accepting and drain open connections; a second "
         "signal closes them at once. Exit codes: 0 clean stop, 2 bad arguments, "
         "3 cannot listen, 4 forced stop.",
@@ -87,14 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--port",
         type=_port,
         default=DEFAULT_PORT,
-        help="TCP port; 0 lets the system pick one, logged at start (default: %(default)s)",
+        help="port; 0 lets the system pick one, logged at start (default: %(default)s)",
     )
     add(
         "--mode",
         choices=MODES,
         default=defaults.mode,
-        help="echo: bytes back unchanged (RFC 862); upper: ASCII letters upper-cased "
-        "(default: %(default)s)",
+        help="echo: bytes back unchanged (RFC 862); upper: ASCII letters upper-cased; "
+        "chat: each line to every other client (default: %(default)s)",
     )
     add(
         "--backlog",
@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.drain_timeout,
         help="seconds open connections get to finish after SIGINT/SIGTERM (default: %(default)s)",
     )
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--udp", action="store_true", help="also serve UDP echo on the same host and port"
+    )
+    transport.add_argument("--udp-only", action="store_true", help="serve UDP echo, no TCP")
     add(
         "--log-level",
         choices=LOG_LEVELS,
@@ -144,6 +149,8 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             idle_timeout=args.idle_timeout or None,
             drain_timeout=args.drain_timeout,
             log_level=args.log_level,
+            tcp=not args.udp_only,
+            udp=args.udp or args.udp_only,
         ).validate()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

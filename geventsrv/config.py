@@ -52,6 +52,10 @@ class Config:
     #: Seconds that open connections get to finish after a stop is requested.
     drain_timeout: float = 10.0
     log_level: str = "info"
+    #: Serve TCP on ``host:port``.
+    tcp: bool = True
+    #: Serve UDP echo on the same ``host:port`` (modes echo and upper).
+    udp: bool = False
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
@@ -73,6 +77,10 @@ class Config:
             raise ConfigError(
                 f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
+        if not (self.tcp or self.udp):
+            raise ConfigError("nothing to serve: enable TCP, UDP or both")
+        if self.udp and self.mode == "chat":
+            raise ConfigError("UDP serves the echo and upper modes, not chat")
         return self
 
     def replace(self, **changes: object) -> Config:

@@ -40,6 +40,7 @@ from gevent.lock import Semaphore
 
 from geventsrv.config import Config, format_address
 from geventsrv.handlers import Connection, Handler, make_handler
+from geventsrv.udp import DatagramEcho, open_datagram_socket
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,10 @@ class EchoServer:
         self.stats = ServerStats()
         self._listener: socket.socket | None = None
         self._accepting: gevent.Greenlet[[], None] | None = None
+        #: The UDP echo service, when ``config.udp`` is set.
+        self.udp: DatagramEcho | None = None
+        self._datagrams: gevent.Greenlet[[], None] | None = None
+        self._started = False
         self._slots = Semaphore(self.config.max_conns)
         self._connections: dict[gevent.Greenlet[[Connection], None], Connection] = {}
         self._stopping = False
@@ -179,9 +184,10 @@ class EchoServer:
     @property
     def address(self) -> tuple[str, int]:
         """The ``(host, port)`` actually bound; with port 0 the port the kernel chose."""
-        if self._listener is None:
+        sock = self._listener or (self.udp.sock if self.udp else None)
+        if sock is None:
             raise RuntimeError("server not started")
-        host, port = self._listener.getsockname()[:2]
+        host, port = sock.getsockname()[:2]
         return host, port
 
     @property
@@ -195,14 +201,51 @@ class EchoServer:
         Raises :class:`ListenError` if the address cannot be used and
         :class:`NotPatchedError` if the process is not monkey-patched.
         """
-        if self._listener is not None or self._stopping:
+        if self._started or self._stopping:
             return self
         require_monkey_patched()
-        self._listener = open_listener(self.config)
+        self._bind()
+        self._started = True
         host, port = self.address
-        log.info("listening on %s (mode=%s)", format_address(host, port), self.config.mode)
-        self._accepting = gevent.spawn(self._accept_loop)
+        transports = {(True, False): "", (False, True): ", udp", (True, True): ", tcp and udp"}
+        log.info(
+            "listening on %s (mode=%s%s)",
+            format_address(host, port),
+            self.config.mode,
+            transports[self.config.tcp, self.config.udp],
+        )
+        if self._listener is not None:
+            self._accepting = gevent.spawn(self._accept_loop)
+        if self.udp is not None:
+            self._datagrams = gevent.spawn(self.udp.serve)
         return self
+
+    def _bind(self) -> None:
+        """Open the TCP listener and/or the UDP socket, on one port number."""
+        config = self.config
+        # With port 0 and both transports, the port the kernel picks for TCP
+        # may be taken for UDP: try a few times before giving up.
+        attempts = 5 if config.tcp and config.udp and config.port == 0 else 1
+        for attempt in range(attempts):
+            if config.tcp:
+                self._listener = open_listener(config)
+            if not config.udp:
+                return
+            port = self._listener.getsockname()[1] if self._listener else config.port
+            try:
+                sock = open_datagram_socket(config.host, port)
+            except OSError as exc:
+                if self._listener is not None:
+                    self._listener.close()
+                    self._listener = None
+                if attempt + 1 < attempts:
+                    continue
+                where = format_address(config.host, port)
+                reason = (exc.strerror or str(exc)).lower()
+                raise ListenError(exc.errno, f"cannot listen on {where} (udp): {reason}") from None
+            transform = bytes.upper if config.mode == "upper" else None
+            self.udp = DatagramEcho(sock, transform)
+            return
 
     def serve_forever(self) -> None:
         """Start if needed, then block until the server has stopped."""
@@ -244,6 +287,10 @@ class EchoServer:
         if self._listener is not None:
             # Clients connecting from now on are refused by the kernel.
             self._listener.close()
+        if self._datagrams is not None:
+            self._datagrams.kill()
+        if self.udp is not None:
+            self.udp.sock.close()
         log.info(
             "stopping: no longer accepting; %d connection(s) open, draining for up to %g s",
             len(self._connections),
@@ -273,6 +320,13 @@ class EchoServer:
             stats.bytes_echoed,
             stats.closed_at_stop,
         )
+        if self.udp is not None:
+            log.info(
+                "udp: %d datagram(s) echoed, %d dropped by the loop guard, %d failed to send",
+                self.udp.echoed,
+                self.udp.dropped,
+                self.udp.errors,
+            )
         self._stopped.set()
 
     # -- accepting -------------------------------------------------------

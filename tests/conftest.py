@@ -35,3 +35,16 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
     for server in servers:
         assert "Traceback" not in server.stderr, server.stderr
+
+
+@pytest.fixture(autouse=True)
+def test_process_stays_unpatched() -> Iterator[None]:
+    """Tests run the patched server in subprocesses; the test process itself must stay plain.
+
+    (Importing locust, for one, would monkey-patch it and turn every test's
+    threads into greenlets.)
+    """
+    yield
+    from gevent import monkey
+
+    assert not monkey.is_module_patched("socket"), "the test process was monkey-patched"

@@ -209,3 +209,20 @@ def test_200_concurrent_chatters_deliver_every_line(chat_server):
         assert all(numbers == list(range(lines_each)) for numbers in heard.values())
     delivered = sum(len(numbers) for heard in counts.values() for numbers in heard.values())
     assert delivered == chatters * (chatters - 1) * lines_each  # 199,000 lines, every one
+
+
+def test_a_listener_stays_while_the_room_talks_and_idles_out_when_it_is_silent(start_server):
+    server = start_server("--mode", "chat", "--idle-timeout", "1")
+    lurker, talker = ChatClient(server.address), ChatClient(server.address)
+    lurker.line()  # talker's join
+    for n in range(8):  # 2.4 s of talk: longer than the idle timeout
+        talker.say(b"tick %d\n" % n)
+        assert lurker.line() == f"{talker.name} tick {n}\n".encode()
+        time.sleep(0.3)
+    talker.close()
+    assert lurker.line() == f"<announce> {talker.name} is disconnected.\n".encode()
+    started = time.monotonic()
+    with pytest.raises(EOFError):
+        lurker.line()  # silence: closed by the idle timeout
+    assert time.monotonic() - started < 3
+    lurker.close()
