@@ -75,6 +75,7 @@ def test_headless_run_against_geventsrv_has_no_failures(start_server, tmp_path):
     for name in ("ECHO persistent 1024 B", "ECHO new connection 1024 B", "ECHO large 262144 B"):
         assert int(rows[name]["Request Count"]) > 0, name
     assert html.stat().st_size > 10_000 and "<html" in html.read_text()[:2000].lower()
+    assert "the server is not in chat mode; chat users stop" in result.stderr
 
 
 def test_message_size_option_changes_what_is_sent(start_server, tmp_path):
@@ -181,3 +182,18 @@ def test_master_and_two_workers_on_loopback(start_server, tmp_path):
     assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
     assert "2 workers connected" in stderr
     assert "to 2 ready workers" in stderr
+
+
+def test_chat_users_hear_each_other_against_chat_mode(start_server, tmp_path):
+    server = start_server("--mode", "chat")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"tcp://127.0.0.1:{server.port}", "-u", "10", "-r", "10", "-t", "4s",
+        "--csv", str(prefix), "ChatUser",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    said = int(rows["CHAT say"]["Request Count"])
+    heard = int(rows["CHAT deliver"]["Request Count"])
+    assert said > 0 and heard >= said  # each line reaches up to 9 others
