@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 
-_LISTENING = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+) \(mode=")
+_LISTENING = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+)(?:\s|$)")
 
 
 class ServerProcess:

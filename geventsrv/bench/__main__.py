@@ -1,0 +1,171 @@
+"""``python -m geventsrv.bench``: the IO-models lab.
+
+Runs every server under test on the same closed-loop workload, round by round
+(servers interleaved, their order rotated each round, so that a noisy machine
+shifts all of them alike), and reports medians: a table in the terminal, JSON
+and CSV of every number, and PNG charts. Exits 1 if any reply was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from geventsrv.bench import lab, report
+
+PROG = "python -m geventsrv.bench"
+FULL = {"sizes": [1024, 10240, 102400], "connections": [1, 10, 100, 1000, 10000]}
+QUICK = {"sizes": [1024], "connections": [1, 10, 100], "duration": 0.5, "warmup": 0.2, "rounds": 1}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,10,100, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[1])
+    names = [spec.name for spec in lab.catalog()]
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 KiB messages at 1, 10, 100 connections, 0.5 s, 1 round",
+    )
+    parser.add_argument(
+        "--servers",
+        type=lambda t: t.split(","),
+        help=f"comma-separated subset of: {', '.join(names)} (default: all)",
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="also test this command; it must print its port when it starts",
+    )
+    parser.add_argument(
+        "--sizes", type=_ints, help="message sizes in bytes (default: 1024,10240,102400)"
+    )
+    parser.add_argument(
+        "--connections", type=_ints, help="concurrency levels (default: 1,10,100,1000,10000)"
+    )
+    parser.add_argument("--duration", type=float, help="seconds measured per point (default: 2)")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of load before measuring (default: 0.5)"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds; medians are reported (default: 3)")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=0,
+        help="load processes per point (default: 1 per 2,500 connections)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports/bench"), help="output directory")
+    parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings: dict[str, Any] = dict(FULL, duration=2.0, warmup=0.5, rounds=3)
+    if args.quick:
+        settings.update(QUICK)
+    for name in ("sizes", "connections", "duration", "warmup", "rounds"):
+        if getattr(args, name) is not None:  # explicit flags win over --quick
+            settings[name] = getattr(args, name)
+    catalog = {spec.name: spec for spec in lab.catalog()}
+    wanted = args.servers or list(catalog)
+    unknown = [name for name in wanted if name not in catalog]
+    if unknown:
+        parser.error(f"unknown server {unknown[0]!r}; choose from {', '.join(catalog)}")
+    try:
+        extra = [lab.ServerSpec.custom(text) for text in args.server]
+    except ValueError as exc:
+        parser.error(str(exc))
+    specs = [catalog[name] for name in wanted] + extra
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    for spec in specs:
+        if spec.missing:
+            console.print(f"[yellow]skipping {spec.name}: {spec.missing}[/]")
+    specs = [spec for spec in specs if not spec.missing]
+    points = [(size, conns) for size in settings["sizes"] for conns in settings["connections"]]
+    runs: list[dict[str, Any]] = []
+    failures: list[str] = []
+    started = time.monotonic()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=settings["rounds"] * len(points) * len(specs))
+        for round_number in range(settings["rounds"]):
+            for size, conns in points:
+                shift = round_number % len(specs)
+                for spec in specs[shift:] + specs[:shift]:  # interleaved, order rotated
+                    progress.update(
+                        task,
+                        description=f"round {round_number + 1}: {spec.name} {size} B x {conns}",
+                    )
+                    try:
+                        run = lab.measure(
+                            spec,
+                            size,
+                            conns,
+                            settings["duration"],
+                            settings["warmup"],
+                            args.client_processes or None,
+                        )
+                    except (RuntimeError, OSError) as exc:
+                        failures.append(f"{spec.name} {size} B x {conns}: {exc}")
+                        progress.advance(task)
+                        continue
+                    run["round"] = round_number + 1
+                    runs.append(run)
+                    progress.advance(task)
+    if not runs:
+        console.print("[red]no measurement completed[/]")
+        for failure in failures:
+            console.print(f"  {failure}")
+        return 1
+    rows = report.medians(runs)
+    # Wide enough for every column even when the output is a file or a pipe.
+    Console(width=None if sys.stdout.isatty() else 160).print(report.table(rows))
+    meta = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "settings": settings,
+        "seconds": round(time.monotonic() - started, 1),
+        "failures": failures,
+    }
+    paths = report.write_files(args.out, meta, runs, rows)
+    if not args.no_charts:
+        paths += report.charts(args.out, rows)
+    console.print("wrote " + ", ".join(str(path) for path in paths))
+    bad = [row for row in rows if row["mismatches"]]
+    for row in bad:
+        console.print(
+            f"[bold red]FAIL: {row['server']} returned wrong bytes "
+            f"({row['mismatches']} mismatched replies at {row['size']} B x {row['connections']})[/]"
+        )
+    for failure in failures:
+        console.print(f"[red]FAIL: {failure}[/]")
+    return 1 if bad or failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

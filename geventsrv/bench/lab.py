@@ -1,0 +1,209 @@
+"""Run one server under one load and measure it: the lab's unit of work.
+
+:func:`measure` starts the server in its own process on port 0, opens the
+connections from :mod:`geventsrv.bench.loadgen` worker processes, lets the load
+warm up, then measures a window: requests and latency from the workers, CPU
+time and memory of the server process from ``/proc``. Then it stops the server.
+Nothing here is monkey-patched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from geventsrv.bench.loadgen import Histogram, WorkerResult, run_worker
+
+PY = sys.executable
+_SERVERS = "geventsrv.bench.servers."
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server under test: a name, the command that starts it, and whether it can run here."""
+
+    name: str
+    command: tuple[str, ...]
+    missing: str = ""  # why it cannot run here, if it cannot
+
+    @classmethod
+    def custom(cls, text: str) -> ServerSpec:
+        """``NAME=COMMAND`` from the command line; COMMAND prints its port at start."""
+        name, sep, command = text.partition("=")
+        if not sep or not name or not command.strip():
+            raise ValueError(f"a server is NAME=COMMAND, got {text!r}")
+        return cls(name, tuple(shlex.split(command)))
+
+
+def catalog() -> list[ServerSpec]:
+    """The servers the lab compares, in the order tables list them."""
+    uvloop = "" if importlib.util.find_spec("uvloop") else "uvloop is not installed"
+    return [
+        ServerSpec("geventsrv", (PY, "-m", "geventsrv", "--idle-timeout", "0", "--port", "0")),
+        ServerSpec(
+            "gevent-streamserver", (PY, "-m", _SERVERS + "gevent_streamserver", "--port", "0")
+        ),
+        ServerSpec("threads", (PY, "-m", _SERVERS + "threads", "--port", "0")),
+        ServerSpec("selectors", (PY, "-m", _SERVERS + "selectors_server", "--port", "0")),
+        ServerSpec("asyncio-streams", (PY, "-m", _SERVERS + "asyncio_streams", "--port", "0")),
+        ServerSpec("asyncio-protocol", (PY, "-m", _SERVERS + "asyncio_protocol", "--port", "0")),
+        ServerSpec(
+            "uvloop-protocol",
+            (PY, "-m", _SERVERS + "asyncio_protocol", "--uvloop", "--port", "0"),
+            uvloop,
+        ),
+    ]
+
+
+_PORT_LINE = re.compile(r"listening on \[?[^\]\s]*\]?:(\d+)|^\s*(\d+)\s*$")
+
+
+class RunningServer:
+    """A server process, its port read from its first lines of output."""
+
+    def __init__(self, spec: ServerSpec, start_timeout: float = 20.0) -> None:
+        self.spec = spec
+        self.proc = subprocess.Popen(
+            spec.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.port = 0
+        self.output: list[str] = []
+        found = threading.Event()
+
+        def read(stream: Any) -> None:
+            for line in stream:
+                self.output.append(line)
+                match = _PORT_LINE.search(line)
+                if match and not found.is_set():
+                    self.port = int(match.group(1) or match.group(2))
+                    found.set()
+
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=read, args=(stream,), daemon=True).start()
+        deadline = time.monotonic() + start_timeout
+        while not found.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{spec.name} did not start: {''.join(self.output)[-500:]}")
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def client_processes(connections: int, requested: int | None) -> int:
+    """Worker processes for a point: one per 2,500 connections, at most the CPU count."""
+    if requested:
+        return max(1, min(requested, connections))
+    return max(1, min(os.cpu_count() or 1, -(-connections // 2500)))
+
+
+def measure(
+    spec: ServerSpec,
+    size: int,
+    connections: int,
+    duration: float,
+    warmup: float,
+    procs: int | None = None,
+) -> dict[str, Any]:
+    """One server, one message size, one concurrency: every figure the lab reports."""
+    server = RunningServer(spec)
+    try:
+        time.sleep(0.1)  # let it settle before the idle reading
+        rss_idle = server.rss_bytes()
+        workers = client_processes(connections, procs)
+        shares = [connections // workers + (i < connections % workers) for i in range(workers)]
+        context = multiprocessing.get_context("spawn")
+        pipes, processes = [], []
+        for share in shares:
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=run_worker, args=(("127.0.0.1", server.port), share, size, theirs)
+            )
+            process.start()
+            pipes.append(ours)
+            processes.append(process)
+        connect_errors = sum(_expect(pipe, "ready", 120) for pipe in pipes)
+        window_start = time.monotonic() + warmup + 0.3
+        window_end = window_start + duration
+        for pipe in pipes:
+            pipe.send((window_start, window_end))
+        time.sleep(max(0.0, window_start - time.monotonic()))
+        cpu_start = server.cpu_seconds()
+        time.sleep(max(0.0, window_end - time.monotonic()))
+        cpu_end = server.cpu_seconds()
+        rss_loaded = server.rss_bytes()
+        results: list[WorkerResult] = [_expect(pipe, "done", duration + 60) for pipe in pipes]
+        for process in processes:
+            process.join(10)
+        alive = server.proc.poll() is None
+    finally:
+        server.stop()
+    histogram = Histogram()
+    for result in results:
+        histogram.merge(result.histogram)
+    requests = sum(r.requests for r in results)
+    client_cpu = sum(r.cpu_seconds for r in results)
+    return {
+        "server": spec.name,
+        "size": size,
+        "connections": connections,
+        "duration": duration,
+        "requests": requests,
+        "requests_per_s": requests / duration,
+        "mb_per_s": sum(r.bytes for r in results) / duration / 1e6,
+        "p50_us": histogram.percentile(0.50),
+        "p99_us": histogram.percentile(0.99),
+        "p999_us": histogram.percentile(0.999),
+        "server_cpu_us_per_request": (cpu_end - cpu_start) / requests * 1e6 if requests else None,
+        "server_cpu_share": (cpu_end - cpu_start) / duration,
+        "server_rss_mib": rss_loaded / 2**20,
+        "rss_per_connection_kib": (rss_loaded - rss_idle) / connections / 1024,
+        "client_processes": len(results),
+        "client_cpu_share": client_cpu / duration / len(results),
+        "client_bound": client_cpu / duration / len(results) > 0.9,
+        "errors": sum(r.errors for r in results) + connect_errors,
+        "mismatches": sum(r.mismatches for r in results),
+        "first_error": next((r.first_error for r in results if r.first_error), ""),
+        "server_survived": alive,
+    }
+
+
+def _expect(pipe: Any, tag: str, timeout: float) -> Any:
+    if not pipe.poll(timeout):
+        raise RuntimeError(f"load worker sent no {tag!r} within {timeout:g} s")
+    got, value = pipe.recv()
+    if got != tag:
+        raise RuntimeError(f"load worker sent {got!r}, expected {tag!r}")
+    return value

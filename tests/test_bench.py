@@ -1,0 +1,109 @@
+"""The IO-models lab: every reference server echoes, --quick produces every figure, and a
+server that corrupts bytes fails the run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from support import ROOT, ServerProcess, connect, echo_through
+
+from geventsrv.bench.lab import catalog
+from geventsrv.bench.loadgen import Histogram
+from geventsrv.bench.report import medians
+
+FIGURES = ("requests_per_s", "mb_per_s", "p50_us", "p99_us", "p999_us",
+           "server_cpu_us_per_request", "server_rss_mib", "rss_per_connection_kib",
+           "client_cpu_share")  # fmt: skip
+
+
+def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geventsrv.bench", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+    )  # fmt: skip
+
+
+REFERENCE = [spec for spec in catalog() if spec.name != "geventsrv"]
+
+
+@pytest.mark.parametrize("spec", REFERENCE, ids=[spec.name for spec in REFERENCE])
+def test_every_reference_server_echoes_byte_exact(spec, rng):
+    if spec.missing:
+        pytest.skip(spec.missing)
+    server = ServerProcess(command=spec.command).wait_listening()
+    try:
+        payload = rng.randbytes(1_500_000)
+        with connect(server.address) as sock:
+            assert echo_through(sock, payload, rng) == payload
+    finally:
+        assert server.stop() == 0, server.stderr
+    assert "Traceback" not in server.stderr
+
+
+def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
+    result = bench("--quick", "--duration", "0.3", "--warmup", "0.1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    servers = {spec.name for spec in catalog() if not spec.missing}
+    rows = data["medians"]
+    assert {row["server"] for row in rows} == servers
+    assert {row["connections"] for row in rows} == {1, 10, 100}
+    for row in rows:
+        assert row["mismatches"] == 0 and row["errors"] == 0, row
+        assert row["requests"] > 0, row
+        for figure in FIGURES:
+            assert row[figure] is not None and math.isfinite(row[figure]), (figure, row)
+    for name in ("runs.csv", "medians.csv"):
+        assert (tmp_path / name).read_text().count("\n") == len(rows) + 1
+    for name in ("throughput.png", "latency_p99.png", "memory_per_connection.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Echo servers: medians over rounds" in result.stdout
+    assert data["meta"]["machine"]["cpus"] >= 1
+
+
+def test_a_server_that_corrupts_bytes_fails_the_lab(tmp_path):
+    broken = f"broken={sys.executable} {ROOT / 'tests' / 'broken_echo_server.py'} flip 7"
+    result = bench(
+        "--servers", "geventsrv", "--server", broken, "--sizes", "1024", "--connections", "4",
+        "--rounds", "1", "--duration", "0.3", "--warmup", "0.1", "--no-charts",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "FAIL: broken returned wrong bytes" in result.stderr
+    rows = {
+        row["server"]: row for row in json.loads((tmp_path / "results.json").read_text())["medians"]
+    }
+    assert rows["broken"]["mismatches"] > 0
+    assert rows["geventsrv"]["mismatches"] == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["--servers", "nginx"], ["--sizes", "0"], ["--server", "noequals"]]
+)
+def test_bad_arguments_exit_2(args):
+    result = bench(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_histogram_percentiles_are_within_two_percent():
+    histogram = Histogram()
+    for microseconds in range(1, 10_001):
+        histogram.add(float(microseconds))
+    assert histogram.total == 10_000
+    for fraction, exact in ((0.5, 5000), (0.99, 9900), (0.999, 9990)):
+        assert exact <= histogram.percentile(fraction) <= exact * 1.03
+
+
+def test_medians_take_the_middle_round_and_sum_the_errors():
+    runs = [
+        {"server": "s", "size": 1, "connections": 1, "requests_per_s": rate, "errors": errors,
+         "mismatches": 0, "requests": 10, "client_bound": False, "first_error": ""}
+        for rate, errors in ((10.0, 0), (30.0, 1), (20.0, 0))
+    ]  # fmt: skip
+    (row,) = medians(runs)
+    assert row["requests_per_s"] == 20.0 and row["errors"] == 1 and row["rounds"] == 3
