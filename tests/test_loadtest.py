@@ -197,3 +197,46 @@ def test_chat_users_hear_each_other_against_chat_mode(start_server, tmp_path):
     said = int(rows["CHAT say"]["Request Count"])
     heard = int(rows["CHAT deliver"]["Request Count"])
     assert said > 0 and heard >= said  # each line reaches up to 9 others
+
+
+def test_the_web_ui_starts_a_swarm_and_shows_its_stats(start_server):
+    """`locust -f loadtest/` with the web UI, driven through its own HTTP endpoints."""
+    import json
+    import time
+    import urllib.parse
+    import urllib.request
+
+    server = start_server()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+    ui = subprocess.Popen(
+        [
+            sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest"),
+            "--web-host", "127.0.0.1", "--web-port", str(web_port),
+            "-H", f"tcp://127.0.0.1:{server.port}", "PersistentEchoUser",
+        ],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the web UI did not come up"
+                time.sleep(0.2)
+        form = urllib.parse.urlencode({"user_count": 5, "spawn_rate": 5}).encode()
+        with urllib.request.urlopen(base + "/swarm", data=form, timeout=5) as reply:
+            assert json.load(reply)["success"] is True
+        time.sleep(2)
+        with urllib.request.urlopen(base + "/stats/requests", timeout=5) as reply:
+            stats = {row["name"]: row for row in json.load(reply)["stats"]}
+        assert stats["persistent 1024 B"]["num_requests"] > 0
+        assert stats["Aggregated"]["num_failures"] == 0
+    finally:
+        ui.terminate()
+        ui.wait(20)
