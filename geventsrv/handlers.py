@@ -40,28 +40,26 @@ class Connection:
 Handler = Callable[[Connection], None]
 
 
-def echo(conn: Connection) -> None:
-    """RFC 862 echo: send back every byte received, unchanged, until EOF."""
+def relay(conn: Connection, transform: Callable[[bytes], bytes] | None = None) -> None:
+    """Send back every chunk received, through ``transform`` if given, until EOF."""
     recv = conn.sock.recv
     sendall = conn.sock.sendall
     while True:
         data = recv(RECV_SIZE)
         if not data:
             return
-        sendall(data)
+        sendall(data if transform is None else transform(data))
         conn.bytes_echoed += len(data)
+
+
+def echo(conn: Connection) -> None:
+    """RFC 862 echo: send back every byte received, unchanged, until EOF."""
+    relay(conn)
 
 
 def upper(conn: Connection) -> None:
     """Echo with ASCII letters upper-cased; every other byte passes unchanged."""
-    recv = conn.sock.recv
-    sendall = conn.sock.sendall
-    while True:
-        data = recv(RECV_SIZE)
-        if not data:
-            return
-        sendall(data.upper())  # bytes.upper() touches only a-z
-        conn.bytes_echoed += len(data)
+    relay(conn, bytes.upper)  # bytes.upper() touches only a-z
 
 
 HANDLERS: dict[str, Handler] = {"echo": echo, "upper": upper}

@@ -67,6 +67,11 @@ class EchoUser(User):
 
     abstract = True
     wait_time = constant(0)  # closed loop: the next exchange starts when a reply is in
+    #: Command-line option giving the message size, and its default.
+    size_option = "message_size"
+    default_size = DEFAULT_MESSAGE_SIZE
+    #: Stats name of the exchanges; ``{size}`` is filled in.
+    label = "echo {size} B"
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
@@ -79,6 +84,8 @@ class EchoUser(User):
             address, self.environment.events, timeout=getattr(options, "echo_timeout", 10.0)
         )
         self.random = random.Random()
+        self.size = self.option(self.size_option, self.default_size)
+        self.name = self.label.format(size=self.size)
 
     def on_stop(self) -> None:
         client = getattr(self, "client", None)

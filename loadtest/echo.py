@@ -6,7 +6,7 @@ timeout is a failure in locust's stats, and makes a headless run exit 1.
 
 from __future__ import annotations
 
-from _users import DEFAULT_LARGE_MESSAGE_SIZE, DEFAULT_MESSAGE_SIZE, EchoUser
+from _users import DEFAULT_LARGE_MESSAGE_SIZE, EchoUser
 from locust import task
 
 
@@ -14,11 +14,7 @@ class PersistentEchoUser(EchoUser):
     """One connection kept open, echoing ``--message-size`` bytes (1 KiB) per request."""
 
     weight = 10
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.size = self.option("message_size", DEFAULT_MESSAGE_SIZE)
-        self.name = f"persistent {self.size} B"
+    label = "persistent {size} B"
 
     @task
     def echo(self) -> None:
@@ -29,11 +25,7 @@ class ChurnEchoUser(EchoUser):
     """A new connection for every exchange: measures connect + echo + close."""
 
     weight = 2
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.size = self.option("message_size", DEFAULT_MESSAGE_SIZE)
-        self.name = f"new connection {self.size} B"
+    label = "new connection {size} B"
 
     @task
     def echo(self) -> None:
@@ -45,11 +37,9 @@ class LargePayloadEchoUser(EchoUser):
     """One connection, ``--large-message-size`` bytes (256 KiB) per request."""
 
     weight = 1
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.size = self.option("large_message_size", DEFAULT_LARGE_MESSAGE_SIZE)
-        self.name = f"large {self.size} B"
+    size_option = "large_message_size"
+    default_size = DEFAULT_LARGE_MESSAGE_SIZE
+    label = "large {size} B"
 
     @task
     def echo(self) -> None:
