@@ -67,8 +67,11 @@ def test_a_reset_connection_is_one_line_and_exit_1():
     result = run_client("--port", str(port), stdin=b"hello\n")
     listener.close()
     assert result.returncode == 1
-    assert b"connection reset by peer" in result.stderr
-    assert b"Traceback" not in result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and f"connection to 127.0.0.1:{port} failed: " in lines[0]
+    # Which error names the reset depends on timing: recv() sees ECONNRESET, or the
+    # half-close at the end of input finds the connection already gone (ENOTCONN).
+    assert "reset by peer" in lines[0] or "not connected" in lines[0]
 
 
 class Terminal:

@@ -132,12 +132,20 @@ def test_a_bad_host_stops_the_run_with_exit_2():
     assert "host must be tcp://HOST:PORT, got 'http://127.0.0.1:80'" in result.stderr
 
 
+def free_port() -> int:
+    """A port nothing listens on now (for locust's master, instead of the fixed 5557)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_processes_2_aggregates_both_workers(start_server, tmp_path):
     server = start_server()
     prefix = tmp_path / "run"
     result = locust(
         "-H", f"tcp://127.0.0.1:{server.port}", "--processes", "2", "-u", "10", "-r", "10",
-        "-t", "3s", "--csv", str(prefix), "PersistentEchoUser",
+        "-t", "3s", "--csv", str(prefix), "--master-bind-host", "127.0.0.1",
+        "--master-bind-port", str(free_port()), "PersistentEchoUser",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     total = stats_rows(prefix)["Aggregated"]
@@ -147,9 +155,7 @@ def test_processes_2_aggregates_both_workers(start_server, tmp_path):
 
 def test_master_and_two_workers_on_loopback(start_server, tmp_path):
     server = start_server()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        master_port = probe.getsockname()[1]
+    master_port = free_port()
     prefix = tmp_path / "run"
     common = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest")]
     master = subprocess.Popen(
@@ -207,9 +213,7 @@ def test_the_web_ui_starts_a_swarm_and_shows_its_stats(start_server):
     import urllib.request
 
     server = start_server()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        web_port = probe.getsockname()[1]
+    web_port = free_port()
     ui = subprocess.Popen(
         [
             sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest"),

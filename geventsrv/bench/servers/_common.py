@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -21,5 +22,9 @@ def announce(address: tuple[str, int]) -> None:
 
 
 def exit_on_sigterm() -> None:
-    """SIGTERM ends the process quietly, like SIGINT (the lab stops servers with it)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    """SIGTERM (how the lab stops servers) ends the process at once, with status 0.
+
+    ``os._exit``, not ``sys.exit``: unwinding an event loop or thousands of
+    threads can take long, and the kernel closes every socket anyway.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
