@@ -145,7 +145,8 @@ def test_processes_2_aggregates_both_workers(start_server, tmp_path):
     result = locust(
         "-H", f"tcp://127.0.0.1:{server.port}", "--processes", "2", "-u", "10", "-r", "10",
         "-t", "3s", "--csv", str(prefix), "--master-bind-host", "127.0.0.1",
-        "--master-bind-port", str(free_port()), "PersistentEchoUser",
+        "--master-bind-port", str(port := free_port()), "--master-port", str(port),
+        "PersistentEchoUser",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     total = stats_rows(prefix)["Aggregated"]
