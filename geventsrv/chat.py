@@ -30,7 +30,6 @@ import contextlib
 import itertools
 import logging
 import socket
-import time
 
 import gevent
 from gevent.event import Event
@@ -98,14 +97,13 @@ class Outbox:
 class Member:
     """One connected chat client, as the room sees it."""
 
-    __slots__ = ("conn", "dropped", "last_progress", "name", "outbox")
+    __slots__ = ("conn", "dropped", "name", "outbox")
 
     def __init__(self, conn: Connection, name: str, outbox_limit: int) -> None:
         self.conn = conn
         self.name = name
         self.outbox = Outbox(outbox_limit)
         self.dropped = False
-        self.last_progress = time.monotonic()
 
     def send(self, data: bytes) -> None:
         """Queue ``data``; a member whose outbox is full is disconnected."""
@@ -169,13 +167,8 @@ class ChatRoom:
         prefix = member.name.encode() + b" "
         pending = b""
         while True:
-            try:
-                data = sock.recv(RECV_SIZE)
-            except TimeoutError:
-                if time.monotonic() - member.last_progress < (sock.gettimeout() or 0):
-                    continue  # quiet, but still receiving what others say
-                raise
-            member.last_progress = time.monotonic()
+            data = sock.recv(RECV_SIZE)
+            member.conn.progress += 1
             if not data:
                 if pending and not member.dropped:
                     self.broadcast(prefix + pending + b"\n", member)
@@ -199,6 +192,7 @@ class ChatRoom:
         try:
             while data := member.outbox.take():
                 sock.sendall(data)
-                member.last_progress = time.monotonic()
+                # A member that only listens is not idle while the room talks.
+                member.conn.progress += 1
         except OSError as exc:
             log.debug("%s: write failed: %s", member.name, exc)

@@ -10,10 +10,15 @@ Contract for every handler:
 * return normally when the client has closed its sending side (``recv``
   returned ``b""``); the server then closes the socket, which sends FIN after
   every byte already written;
-* let ``OSError`` (resets, broken pipes) and ``TimeoutError`` (idle timeout)
+* let ``OSError`` (resets, broken pipes) and ``TimeoutError`` (the idle timeout,
+  which the server raises inside whichever call is waiting)
   propagate: the server turns them into one debug log line;
 * count the bytes it echoed in ``conn.bytes_echoed`` as it goes, so the count
-  is right even when the connection dies half way.
+  is right even when the connection dies half way;
+* make every wait a blocking socket call, and show progress: the server's idle
+  reaper closes a connection whose ``bytes_echoed + progress`` has not changed
+  for the idle timeout. A handler that moves data without echoing it (chat)
+  bumps ``conn.progress``.
 """
 
 from __future__ import annotations
@@ -29,12 +34,18 @@ RECV_SIZE = 65536
 class Connection:
     """One accepted client: its socket, its address and what it has cost."""
 
-    __slots__ = ("bytes_echoed", "peer", "sock")
+    __slots__ = ("bytes_echoed", "idle_mark", "idle_since", "peer", "progress", "sock")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
         self.peer = peer
         self.bytes_echoed = 0
+        #: Bumped by handlers for data moved without being counted as echoed.
+        self.progress = 0
+        #: The idle reaper's bookkeeping: the last ``bytes_echoed + progress``
+        #: it saw and the monotonic time it first saw it.
+        self.idle_mark = -1
+        self.idle_since = 0.0
 
 
 Handler = Callable[[Connection], None]

@@ -23,6 +23,10 @@ CLIENT_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 
 _LISTENING = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+)(?:\s|$)")
+_STATUS = re.compile(
+    r"status: (?P<connections>\d+) connection\(s\) open, (?P<greenlets>\d+) greenlet\(s\), "
+    r"(?P<descriptors>-?\d+) descriptor\(s\), RSS (?P<rss_kib>\d+) KiB"
+)
 
 
 class ServerProcess:
@@ -113,6 +117,39 @@ class ServerProcess:
 
     def connect(self, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
         return connect(self.address, timeout)
+
+    def status(self, timeout: float = 10.0) -> dict[str, int]:
+        """Ask for a status line (SIGUSR1) and return its figures, plus ``fds`` from /proc."""
+        with self._changed:
+            seen = len(self.lines)
+        self.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    match = _STATUS.search(line)
+                    if match:
+                        figures = {key: int(value) for key, value in match.groupdict().items()}
+                        figures["fds"] = open_fds(self.pid)
+                        return figures
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no status line after SIGUSR1:\n{self.stderr}")
+                self._changed.wait(min(remaining, 0.1))
+
+    def assert_back_to_baseline(self, baseline: dict[str, int], timeout: float = 15.0) -> None:
+        """Wait until no connection is open and descriptors and greenlets are at ``baseline``."""
+        now: dict[str, int] = {}
+
+        def settled() -> bool:
+            now.update(self.status())
+            return (
+                now["connections"] == 0
+                and now["fds"] <= baseline["fds"]
+                and now["greenlets"] <= baseline["greenlets"]
+            )
+
+        assert wait_until(settled, timeout, interval=0.2), f"baseline {baseline}, now {now}"
 
     def send_signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
