@@ -11,7 +11,8 @@ import sys
 import pytest
 from support import ROOT, ServerProcess, connect, echo_through
 
-from geventsrv.bench.lab import catalog
+from geventsrv.bench.cload import Storm
+from geventsrv.bench.lab import catalog, measure
 from geventsrv.bench.loadgen import Histogram
 from geventsrv.bench.report import medians
 
@@ -65,14 +66,16 @@ def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
     assert data["meta"]["machine"]["cpus"] >= 1
 
 
-def test_a_server_that_corrupts_bytes_fails_the_lab(tmp_path):
+@pytest.mark.parametrize("client", ["c", "python"])
+def test_a_server_that_corrupts_bytes_fails_the_lab(tmp_path, client):
     broken = f"broken={sys.executable} {ROOT / 'tests' / 'broken_echo_server.py'} flip 7"
     result = bench(
         "--servers", "geventsrv", "--server", broken, "--sizes", "1024", "--connections", "4",
         "--rounds", "1", "--duration", "0.3", "--warmup", "0.1", "--no-charts",
-        "--out", str(tmp_path),
+        "--client", client, "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 1
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["client"] == client
     assert "FAIL: broken returned wrong bytes" in result.stderr
     rows = {
         row["server"]: row for row in json.loads((tmp_path / "results.json").read_text())["medians"]
@@ -81,8 +84,29 @@ def test_a_server_that_corrupts_bytes_fails_the_lab(tmp_path):
     assert rows["geventsrv"]["mismatches"] == 0
 
 
+def test_c_load_generator_counts_requests_and_latencies_like_the_python_one():
+    spec = next(spec for spec in catalog() if spec.name == "geventsrv")
+    for client in ("c", "python"):
+        run = measure(spec, 2048, 20, duration=0.5, warmup=0.1, client=client)
+        assert run["errors"] == 0 and run["mismatches"] == 0, run
+        assert run["requests"] > 100 and run["client"] == client
+        assert 0 < run["p50_us"] <= run["p99_us"]
+
+
+def test_a_storm_opens_every_connection_and_holds_them_idle(rng):
+    server = ServerProcess("--port", "0").wait_listening()
+    try:
+        with Storm(server.address, 500, size=100) as storm:
+            assert storm.result.ok == 500 and storm.result.failed == 0, storm.result
+            assert 0 < storm.result.first_echo_p50 <= storm.result.first_echo_max
+            assert server.status()["connections"] == 500  # held open after their echo
+    finally:
+        assert server.stop() == 0, server.stderr
+
+
 @pytest.mark.parametrize(
-    "args", [["--servers", "nginx"], ["--sizes", "0"], ["--server", "noequals"]]
+    "args",
+    [["--servers", "nginx"], ["--sizes", "0"], ["--server", "noequals"], ["--client", "java"]],
 )
 def test_bad_arguments_exit_2(args):
     result = bench(*args)

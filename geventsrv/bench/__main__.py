@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv.bench import lab, report
+from geventsrv.bench import cload, lab, report
 
 PROG = "python -m geventsrv.bench"
 FULL = {"sizes": [1024, 10240, 102400], "connections": [1, 10, 100, 1000, 10000]}
@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="load processes per point (default: 1 per 2,500 connections)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "c", "python"),
+        default="auto",
+        help="load generator: the C one (built with the system compiler on first use) "
+        "or the Python one; auto = C when it can be built (default: auto)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/bench"), help="output directory")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     return parser
@@ -95,6 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     specs = [catalog[name] for name in wanted] + extra
+    client = args.client
+    if client != "python":
+        try:
+            cload.build()
+            client = "c"
+        except (cload.BuildError, OSError) as exc:
+            if client == "c":
+                print(f"{PROG}: {exc}", file=sys.stderr)
+                return 2
+            client = "python"
     from rich.console import Console
     from rich.progress import Progress
 
@@ -125,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             settings["duration"],
                             settings["warmup"],
                             args.client_processes or None,
+                            client,
                         )
                     except (RuntimeError, OSError) as exc:
                         failures.append(f"{spec.name} {size} B x {conns}: {exc}")
@@ -149,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "processor": platform.processor() or platform.machine(),
         },
         "settings": settings,
+        "client": client,
         "seconds": round(time.monotonic() - started, 1),
         "failures": failures,
     }

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from geventsrv.bench import cload
 from geventsrv.bench.loadgen import Histogram, WorkerResult, run_worker
 
 PY = sys.executable
@@ -122,10 +123,13 @@ class RunningServer:
                 self.proc.wait(10)
 
 
-def client_processes(connections: int, requested: int | None) -> int:
-    """Worker processes for a point: one per 2,500 connections, at most the CPU count."""
+def client_processes(connections: int, requested: int | None, client: str = "python") -> int:
+    """Load processes for a point: as requested, else one C process, or one Python
+    process per 2,500 connections (at most the CPU count)."""
     if requested:
         return max(1, min(requested, connections))
+    if client == "c":
+        return 1
     return max(1, min(os.cpu_count() or 1, -(-connections // 2500)))
 
 
@@ -136,37 +140,33 @@ def measure(
     duration: float,
     warmup: float,
     procs: int | None = None,
+    client: str = "python",
 ) -> dict[str, Any]:
     """One server, one message size, one concurrency: every figure the lab reports."""
     server = RunningServer(spec)
     try:
         time.sleep(0.1)  # let it settle before the idle reading
         rss_idle = server.rss_bytes()
-        workers = client_processes(connections, procs)
+        workers = client_processes(connections, procs, client)
         shares = [connections // workers + (i < connections % workers) for i in range(workers)]
-        context = multiprocessing.get_context("spawn")
-        pipes, processes = [], []
-        for share in shares:
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=run_worker, args=(("127.0.0.1", server.port), share, size, theirs)
-            )
-            process.start()
-            pipes.append(ours)
-            processes.append(process)
-        connect_errors = sum(_expect(pipe, "ready", 120) for pipe in pipes)
+        address = ("127.0.0.1", server.port)
+        if client == "c":
+            loads: list[Any] = [
+                cload.LoadProcess(address, share, size, seed) for seed, share in enumerate(shares)
+            ]
+        else:
+            loads = [_PythonLoad(address, share, size) for share in shares]
+        connect_errors = sum(load.ready() for load in loads)
         window_start = time.monotonic() + warmup + 0.3
         window_end = window_start + duration
-        for pipe in pipes:
-            pipe.send((window_start, window_end))
+        for load in loads:
+            load.run(window_start, window_end)
         time.sleep(max(0.0, window_start - time.monotonic()))
         cpu_start = server.cpu_seconds()
         time.sleep(max(0.0, window_end - time.monotonic()))
         cpu_end = server.cpu_seconds()
         rss_loaded = server.rss_bytes()
-        results: list[WorkerResult] = [_expect(pipe, "done", duration + 60) for pipe in pipes]
-        for process in processes:
-            process.join(10)
+        results: list[WorkerResult] = [load.result() for load in loads]
         alive = server.proc.poll() is None
     finally:
         server.stop()
@@ -190,6 +190,7 @@ def measure(
         "server_cpu_share": (cpu_end - cpu_start) / duration,
         "server_rss_mib": rss_loaded / 2**20,
         "rss_per_connection_kib": (rss_loaded - rss_idle) / connections / 1024,
+        "client": client,
         "client_processes": len(results),
         "client_cpu_share": client_cpu / duration / len(results),
         "client_bound": client_cpu / duration / len(results) > 0.9,
@@ -198,6 +199,28 @@ def measure(
         "first_error": next((r.first_error for r in results if r.first_error), ""),
         "server_survived": alive,
     }
+
+
+class _PythonLoad:
+    """A :func:`~geventsrv.bench.loadgen.run_worker` process behind the C generator's interface."""
+
+    def __init__(self, address: tuple[str, int], connections: int, size: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(target=run_worker, args=(address, connections, size, theirs))
+        self.process.start()
+
+    def ready(self) -> int:
+        return int(_expect(self.pipe, "ready", 120))
+
+    def run(self, window_start: float, window_end: float) -> None:
+        self.window_end = window_end
+        self.pipe.send((window_start, window_end))
+
+    def result(self) -> WorkerResult:
+        result: WorkerResult = _expect(self.pipe, "done", self.window_end - time.monotonic() + 60)
+        self.process.join(10)
+        return result
 
 
 def _expect(pipe: Any, tag: str, timeout: float) -> Any:

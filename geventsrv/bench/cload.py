@@ -1,0 +1,172 @@
+"""The C load generator (``loadgen.c``): built on first use, driven like a load worker.
+
+The Python generator in :mod:`geventsrv.bench.loadgen` spends ~15 µs of its
+own CPU per request, so against the fastest servers it, not the server, sets
+the pace. The C one does the same closed loop for a fraction of that and also
+runs connection storms. It is compiled once per source version into the user's
+cache directory with the system C compiler; :func:`build` says why when it
+cannot be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from geventsrv.bench.loadgen import Histogram, WorkerResult
+
+SOURCE = Path(__file__).with_name("loadgen.c")
+
+
+class BuildError(RuntimeError):
+    """The C load generator could not be built here; ``str()`` says why."""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "geventsrv"
+
+
+def build() -> Path:
+    """The path of the compiled generator, compiling it first if needed."""
+    source = SOURCE.read_bytes()
+    binary = _cache_dir() / f"loadgen-{hashlib.sha256(source).hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise BuildError("no C compiler (cc or gcc) found; use --client python")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    # Compile to a temporary name, then rename: concurrent runs never see half a file.
+    with tempfile.TemporaryDirectory(dir=binary.parent) as scratch:
+        partial = Path(scratch) / "loadgen"
+        done = subprocess.run(
+            [compiler, "-O2", "-o", str(partial), str(SOURCE), "-lm"],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            raise BuildError(f"compiling {SOURCE.name} failed: {done.stderr.strip()[-500:]}")
+        partial.replace(binary)
+    return binary
+
+
+class LoadProcess:
+    """One ``loadgen load`` process: connect, then one measurement window."""
+
+    def __init__(self, address: tuple[str, int], connections: int, size: int, seed: int) -> None:
+        host, port = address
+        self.proc = subprocess.Popen(
+            [str(build()), "load", host, str(port), str(connections), str(size), str(seed)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ready(self) -> int:
+        """Wait until connected; the number of connections that failed to open."""
+        return int(self._expect("ready")[0])
+
+    def run(self, window_start: float, window_end: float) -> None:
+        """Start the closed loop now, counting what completes in the window."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{window_start!r} {window_end!r}\n")
+        self.proc.stdin.flush()
+
+    def result(self) -> WorkerResult:
+        """Wait for the window to end and return what the process saw."""
+        requests, nbytes, errors, mismatches, cpu = self._expect("done")
+        error = " ".join(self._expect("error"))
+        histogram = Histogram()
+        for pair in self._expect("hist"):
+            index, count = pair.split(":")
+            histogram.counts[int(index)] = int(count)
+        self.proc.wait(10)
+        return WorkerResult(
+            requests=int(requests),
+            bytes=int(nbytes),
+            errors=int(errors),
+            mismatches=int(mismatches),
+            cpu_seconds=float(cpu),
+            first_error="" if error == "-" else error,
+            histogram=histogram,
+        )
+
+    def _expect(self, tag: str) -> list[str]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        word, *values = line.split()
+        if word != tag:
+            self.proc.kill()
+            raise RuntimeError(f"C load generator said {line.strip()!r}, expected {tag!r}")
+        return values
+
+
+@dataclass(frozen=True)
+class StormResult:
+    """Connections opened back to back, each sending one message."""
+
+    ok: int
+    failed: int
+    connect_seconds: float  # to call connect() for all of them
+    first_echo_p50: float  # seconds from a connection's connect() to its first full echo
+    first_echo_p99: float
+    first_echo_max: float
+    first_error: str
+
+
+class Storm:
+    """``loadgen storm``: open ``connections`` at once, echo one message each, then hold them.
+
+    The connections stay open (idle) until :meth:`close`, so a caller can
+    measure what idle connections cost the server.
+    """
+
+    def __init__(
+        self, address: tuple[str, int], connections: int, size: int = 64, timeout: float = 30.0
+    ) -> None:
+        host, port = address
+        self.proc = subprocess.Popen(
+            [str(build()), "storm", host, str(port), str(connections), str(size), str(timeout)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        fields = self.proc.stdout.readline().split()
+        error = self.proc.stdout.readline().split(maxsplit=1)
+        holding = self.proc.stdout.readline().strip()
+        if not fields or fields[0] != "storm" or holding != "holding":
+            self.close()
+            raise RuntimeError(f"C load generator failed the storm: {fields}")
+        ok, failed = int(fields[1]), int(fields[2])
+        p50, p99, worst = (float(value) for value in fields[4:7])
+        self.result = StormResult(
+            ok, failed, float(fields[3]), p50, p99, worst, error[1] if error[1:] != ["-"] else ""
+        )
+
+    def close(self) -> None:
+        """Close every connection and end the process."""
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write("close\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Storm:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,344 @@
+/*
+ * The lab's load generator in C: the same closed-loop workload as loadgen.py,
+ * but cheap enough per request that the server, not the client, is measured.
+ *
+ *   loadgen load  HOST PORT CONNECTIONS SIZE SEED
+ *       Opens CONNECTIONS connections, prints "ready CONNECT_ERRORS", reads
+ *       "WINDOW_START WINDOW_END" (CLOCK_MONOTONIC seconds, the clock of
+ *       Python's time.monotonic()) from stdin, then runs the closed loop: each
+ *       connection sends SIZE bytes, reads them back, checks them and sends the
+ *       next message. Requests completed inside the window are counted and
+ *       their latencies go into the same log buckets as loadgen.Histogram.
+ *       Prints "done REQUESTS BYTES ERRORS MISMATCHES CPU_SECONDS",
+ *       "error TEXT" and "hist INDEX:COUNT ...".
+ *
+ *   loadgen storm HOST PORT CONNECTIONS SIZE TIMEOUT
+ *       Opens CONNECTIONS connections back to back, as fast as connect() goes;
+ *       each sends one SIZE-byte message as soon as it is connected. Reports
+ *       "storm OK FAILED CONNECT_SECONDS P50 P99 MAX" (seconds from a
+ *       connection's connect() call to its first full echo), then "holding",
+ *       keeps every connection open until a line arrives on stdin, and exits.
+ *
+ * Messages are windows into one random pool, shifted every request, so a
+ * stale or misrouted reply is caught; replies are compared as they arrive.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUCKETS_PER_E 50
+#define BUCKET_COUNT 922 /* int(log(1e8) * 50) + 1, as in loadgen.py */
+#define EVENTS 1024
+
+struct conn {
+    int fd;
+    size_t offset, sent, got;
+    double started;
+    int done;
+};
+
+static unsigned char *pool, *scratch;
+static size_t size, scratch_size;
+static long long histogram[BUCKET_COUNT];
+static char first_error[160] = "-";
+static long long errors, mismatches;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+           usage.ru_stime.tv_usec / 1e6;
+}
+
+static void note_error(const char *what, int code) {
+    if (strcmp(first_error, "-") == 0)
+        snprintf(first_error, sizeof first_error, "%s: %s", what, code ? strerror(code) : "EOF");
+}
+
+static void record(double seconds) {
+    double us = seconds * 1e6;
+    int index = us > 1 ? (int)(log(us) * BUCKETS_PER_E) : 0;
+    histogram[index < BUCKET_COUNT ? index : BUCKET_COUNT - 1]++;
+}
+
+static void fill_pool(unsigned long long seed) {
+    pool = malloc(2 * size + 1);
+    uint64_t x = seed * 2654435761ULL + 88172645463325252ULL;
+    for (size_t i = 0; i < 2 * size + 1; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        pool[i] = (unsigned char)(x >> 24);
+    }
+    scratch_size = size < 65536 ? 65536 : size;
+    scratch = malloc(scratch_size);
+}
+
+static struct sockaddr_storage address;
+static socklen_t address_len;
+
+static int resolve(const char *host, const char *port) {
+    struct addrinfo hints = {0}, *found;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &found) != 0) return -1;
+    memcpy(&address, found->ai_addr, found->ai_addrlen);
+    address_len = found->ai_addrlen;
+    freeaddrinfo(found);
+    return 0;
+}
+
+/* A non-blocking, TCP_NODELAY socket with connect() started; -1 on failure. */
+static int open_connection(int blocking_connect) {
+    int fd = socket(address.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!blocking_connect) fcntl(fd, F_SETFL, O_NONBLOCK);
+    if (connect(fd, (struct sockaddr *)&address, address_len) < 0 && errno != EINPROGRESS) {
+        int code = errno;
+        close(fd);
+        errno = code;
+        return -1;
+    }
+    if (blocking_connect) fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+/* Sends what is left of the current message; returns 0, or -1 after dropping the connection. */
+static int pump_send(int epoll, struct conn *c) {
+    while (c->sent < size) {
+        ssize_t n = send(c->fd, pool + c->offset + c->sent, size - c->sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+                epoll_ctl(epoll, EPOLL_CTL_MOD, c->fd, &ev);
+                return 0;
+            }
+            note_error("send", errno);
+            return -1;
+        }
+        c->sent += n;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(epoll, EPOLL_CTL_MOD, c->fd, &ev);
+    return 0;
+}
+
+/* Reads what has arrived; returns 1 when the message is complete, 0 if not yet, -1 on failure. */
+static int pump_recv(struct conn *c) {
+    while (c->got < size) {
+        size_t want = size - c->got;
+        ssize_t n = recv(c->fd, scratch, want < scratch_size ? want : scratch_size, 0);
+        if (n < 0) {
+            if (errno == EAGAIN) return 0;
+            note_error("recv", errno);
+            errors++;
+            return -1;
+        }
+        if (n == 0) {
+            note_error("server closed the connection", 0);
+            errors++;
+            return -1;
+        }
+        if (memcmp(scratch, pool + c->offset + c->got, n) != 0) {
+            snprintf(first_error, sizeof first_error, "reply differs from request within bytes %zu..",
+                     c->got);
+            mismatches++;
+            return -1;
+        }
+        c->got += n;
+    }
+    return 1;
+}
+
+static void next_message(struct conn *c, double t) {
+    c->offset = size > 1 ? (c->offset + 4099) % size : 0;
+    c->sent = c->got = 0;
+    c->started = t;
+}
+
+static void drop(int epoll, struct conn *c) {
+    epoll_ctl(epoll, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static int run_load(int count, unsigned long long seed) {
+    struct conn *conns = calloc(count, sizeof *conns);
+    int open_count = 0, connect_errors = 0;
+    for (int i = 0; i < count; i++) {
+        int fd = open_connection(1);
+        if (fd < 0) {
+            connect_errors++;
+            note_error("connect", errno);
+            continue;
+        }
+        conns[open_count++].fd = fd;
+    }
+    printf("ready %d\n", connect_errors);
+    fflush(stdout);
+    double window_start, window_end;
+    if (scanf("%lf %lf", &window_start, &window_end) != 2) return 2;
+    fill_pool(seed);
+    int epoll = epoll_create1(0);
+    while (now() < window_start - 0.2) usleep(5000); /* everyone starts together */
+    double t = now();
+    for (int i = 0; i < open_count; i++) {
+        struct conn *c = &conns[i];
+        c->offset = (size_t)i * 977 % size;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &ev);
+        next_message(c, t);
+        if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
+    }
+    long long requests = 0, bytes = 0;
+    double cpu_start = -1;
+    struct epoll_event events[EVENTS];
+    for (;;) {
+        t = now();
+        if (t >= window_end) break;
+        if (cpu_start < 0 && t >= window_start) cpu_start = cpu_seconds();
+        int ready = epoll_wait(epoll, events, EVENTS, 50);
+        for (int i = 0; i < ready; i++) {
+            struct conn *c = events[i].data.ptr;
+            if (c->fd < 0) continue;
+            if ((events[i].events & EPOLLOUT) && c->sent < size && pump_send(epoll, c) < 0) {
+                errors++, drop(epoll, c);
+                continue;
+            }
+            if (!(events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
+            int state = pump_recv(c);
+            if (state < 0) {
+                drop(epoll, c);
+            } else if (state > 0) {
+                double done = now();
+                if (done >= window_start) {
+                    requests++;
+                    bytes += size;
+                    record(done - c->started);
+                }
+                next_message(c, done);
+                if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
+            }
+        }
+    }
+    double cpu = cpu_start < 0 ? 0 : cpu_seconds() - cpu_start;
+    printf("done %lld %lld %lld %lld %.6f\nerror %s\nhist", requests, bytes, errors, mismatches,
+           cpu, first_error);
+    for (int i = 0; i < BUCKET_COUNT; i++)
+        if (histogram[i]) printf(" %d:%lld", i, histogram[i]);
+    printf("\n");
+    return 0;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void storm_event(int epoll, struct conn *c, uint32_t events, double *first_echo, int *ok,
+                        int *failed) {
+    if (c->fd < 0 || c->done) return;
+    if (c->sent < size) {
+        int code = 0;
+        socklen_t len = sizeof code;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &code, &len);
+        if (code) {
+            note_error("connect", code);
+            (*failed)++, drop(epoll, c);
+            return;
+        }
+        if (pump_send(epoll, c) < 0) {
+            (*failed)++, drop(epoll, c);
+            return;
+        }
+    }
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+    int state = pump_recv(c);
+    if (state < 0) {
+        (*failed)++, drop(epoll, c);
+    } else if (state > 0) {
+        first_echo[(*ok)++] = now() - c->started;
+        c->done = 1;
+        struct epoll_event ev = {.events = 0, .data.ptr = c};
+        epoll_ctl(epoll, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+}
+
+static int run_storm(int count, double timeout) {
+    fill_pool(1);
+    struct conn *conns = calloc(count, sizeof *conns);
+    double *first_echo = calloc(count, sizeof *first_echo);
+    int epoll = epoll_create1(0), ok = 0, failed = 0;
+    struct epoll_event events[EVENTS];
+    double begin = now();
+    for (int i = 0; i < count; i++) {
+        struct conn *c = &conns[i];
+        c->offset = (size_t)i * 977 % size;
+        c->started = now();
+        c->fd = open_connection(0);
+        if (c->fd < 0) {
+            note_error("connect", errno);
+            failed++;
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &ev);
+        if (i % 64 == 63) { /* let early connections make progress while the storm goes on */
+            int ready = epoll_wait(epoll, events, EVENTS, 0);
+            for (int j = 0; j < ready; j++)
+                storm_event(epoll, events[j].data.ptr, events[j].events, first_echo, &ok, &failed);
+        }
+    }
+    double connected = now() - begin;
+    while (ok + failed < count && now() - begin < timeout) {
+        int ready = epoll_wait(epoll, events, EVENTS, 50);
+        for (int j = 0; j < ready; j++)
+            storm_event(epoll, events[j].data.ptr, events[j].events, first_echo, &ok, &failed);
+    }
+    qsort(first_echo, ok, sizeof *first_echo, compare_doubles);
+    double p50 = ok ? first_echo[ok / 2] : -1, p99 = ok ? first_echo[(int)(ok * 0.99)] : -1;
+    double worst = ok ? first_echo[ok - 1] : -1;
+    printf("storm %d %d %.6f %.6f %.6f %.6f\nerror %s\nholding\n", ok, count - ok, connected, p50,
+           p99, worst, first_error);
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) return 0;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7 || resolve(argv[2], argv[3]) < 0) {
+        fprintf(stderr, "usage: loadgen load|storm HOST PORT CONNECTIONS SIZE SEED|TIMEOUT\n");
+        return 2;
+    }
+    int count = atoi(argv[4]);
+    size = (size_t)atol(argv[5]);
+    if (count < 1 || size < 1) {
+        fprintf(stderr, "loadgen: CONNECTIONS and SIZE must be positive\n");
+        return 2;
+    }
+    if (strcmp(argv[1], "load") == 0) return run_load(count, strtoull(argv[6], NULL, 10));
+    if (strcmp(argv[1], "storm") == 0) return run_storm(count, atof(argv[6]));
+    fprintf(stderr, "loadgen: unknown mode %s\n", argv[1]);
+    return 2;
+}
