@@ -155,7 +155,7 @@ def measure(
                 cload.LoadProcess(address, share, size, seed) for seed, share in enumerate(shares)
             ]
         else:
-            loads = [_PythonLoad(address, share, size) for share in shares]
+            loads = [PythonLoad(address, share, size) for share in shares]
         connect_errors = sum(load.ready() for load in loads)
         window_start = time.monotonic() + warmup + 0.3
         window_end = window_start + duration
@@ -201,7 +201,7 @@ def measure(
     }
 
 
-class _PythonLoad:
+class PythonLoad:
     """A :func:`~geventsrv.bench.loadgen.run_worker` process behind the C generator's interface."""
 
     def __init__(self, address: tuple[str, int], connections: int, size: int) -> None:

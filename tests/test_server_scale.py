@@ -1,0 +1,81 @@
+"""Scale: 10,000 concurrent connections and a 10,000-connection storm, in separate processes.
+
+Marked slow: they run in the tox env ``slow``. The figures they measure are
+printed (``pytest -s``) and kept as test properties in JUnit XML reports.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from geventsrv.bench import cload
+from geventsrv.bench.lab import PythonLoad
+from geventsrv.bench.loadgen import Histogram
+
+pytestmark = pytest.mark.slow
+
+CONNECTIONS = 10_000  # with the load processes' own, well inside the 20,000 descriptor limit
+
+
+def test_ten_thousand_concurrent_connections_echo_exactly(start_server, record_property):
+    """Expected: 10,000 connections from two load processes, each echoing random 1 KiB
+    messages for 3 s, see zero mismatches and zero errors; afterwards the server's
+    descriptors and greenlets return to their baseline."""
+    server = start_server("--max-conns", str(CONNECTIONS))
+    baseline = server.status()
+    loads = [PythonLoad(server.address, CONNECTIONS // 2, 1024) for _ in range(2)]
+    assert sum(load.ready() for load in loads) == 0  # every connect succeeded
+    window_start = time.monotonic() + 1.0
+    window_end = window_start + 3.0
+    for load in loads:
+        load.run(window_start, window_end)
+    time.sleep(window_start + 1.0 - time.monotonic())
+    loaded = server.status()
+    results = [load.result() for load in loads]
+    assert loaded["connections"] == CONNECTIONS
+    for result in results:
+        assert result.errors == 0 and result.mismatches == 0, result.first_error
+    histogram = Histogram()
+    for result in results:
+        histogram.merge(result.histogram)
+    requests = sum(result.requests for result in results)
+    assert requests > CONNECTIONS  # every connection echoed, most of them many times
+    figures = {
+        "requests_per_s": round(requests / 3.0),
+        "p50_ms": round(histogram.percentile(0.5) / 1000, 1),
+        "p99_ms": round(histogram.percentile(0.99) / 1000, 1),
+        "rss_per_connection_kib": round((loaded["rss_kib"] - baseline["rss_kib"]) / CONNECTIONS, 2),
+    }
+    for name, value in figures.items():
+        record_property(name, value)
+    print(f"\n10,000 connections: {figures}")
+    server.assert_back_to_baseline(baseline, timeout=30)
+
+
+def test_a_storm_of_ten_thousand_connects_is_accepted_without_a_reset(
+    start_server, record_property
+):
+    """Expected: 10,000 connects made back to back, each sending one message at once,
+    are all accepted and all echoed, none reset or refused; the time to connect
+    them all and to each first echo is reported."""
+    try:
+        cload.build()
+    except cload.BuildError as exc:
+        pytest.skip(str(exc))
+    server = start_server("--max-conns", str(CONNECTIONS))
+    baseline = server.status()
+    with cload.Storm(server.address, CONNECTIONS, size=64) as storm:
+        result = storm.result
+        assert result.failed == 0 and result.ok == CONNECTIONS, result
+        assert server.status()["connections"] == CONNECTIONS
+    figures = {
+        "connect_all_s": round(result.connect_seconds, 3),
+        "first_echo_p99_s": round(result.first_echo_p99, 3),
+        "first_echo_max_s": round(result.first_echo_max, 3),
+    }
+    for name, value in figures.items():
+        record_property(name, value)
+    print(f"\nstorm of 10,000: {figures}")
+    server.assert_back_to_baseline(baseline, timeout=30)
