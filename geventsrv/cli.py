@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -66,6 +67,17 @@ def _seconds(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text!r}")
     return value
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least 1 or 'auto', got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.drain_timeout,
         help="seconds open connections get to finish after SIGINT/SIGTERM (default: %(default)s)",
     )
+    add(
+        "--workers",
+        type=_workers,
+        default=defaults.workers,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT) under a supervisor that "
+        "restarts any that die; 'auto' = one per CPU (default: %(default)s)",
+    )
+    add(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so that other processes can serve the same port",
+    )
+    # Set by the supervisor for its workers: names the worker in every log line.
+    add("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument(
         "--udp", action="store_true", help="also serve UDP echo on the same host and port"
@@ -136,9 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Parse ``argv`` into a validated :class:`Config` (and the raw arguments)."""
+    args = build_parser().parse_args(argv)
+    return _config(args), args
+
+
 def parse_config(argv: Sequence[str] | None = None) -> Config:
     """Parse ``argv`` into a validated :class:`Config`; bad input exits with code 2."""
-    args = build_parser().parse_args(argv)
+    return parse_args(argv)[0]
+
+
+def _config(args: argparse.Namespace) -> Config:
     try:
         return Config(
             host=args.host,
@@ -151,17 +187,20 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             log_level=args.log_level,
             tcp=not args.udp_only,
             udp=args.udp or args.udp_only,
+            workers=args.workers,
+            reuse_port=args.reuse_port,
         ).validate()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr, one line per event, with a timestamp."""
+def configure_logging(level: str, worker_id: int = 0) -> None:
+    """Log to stderr, one line per event, with a timestamp (and the worker, if one)."""
+    worker = f"worker {worker_id} " if worker_id else ""
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s",
         stream=sys.stderr,
     )
 
@@ -171,11 +210,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The process must already be monkey-patched (``python -m geventsrv`` does it).
     """
-    config = parse_config(argv)
-    configure_logging(config.log_level)
+    config, args = parse_args(argv)
+    configure_logging(config.log_level, args.worker_id)
     from geventsrv.server import ListenError, NotPatchedError, serve
 
     try:
+        if config.workers > 1:
+            from geventsrv.supervisor import supervise
+
+            return supervise(config)
         clean = serve(config)
     except ListenError as exc:
         print(f"{PROG}: error: {exc.strerror}", file=sys.stderr)

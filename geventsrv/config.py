@@ -59,6 +59,11 @@ class Config:
     tcp: bool = True
     #: Serve UDP echo on the same ``host:port`` (modes echo and upper).
     udp: bool = False
+    #: Processes serving the port together (SO_REUSEPORT) under a supervisor.
+    workers: int = 1
+    #: Set SO_REUSEPORT on the listener, so that several processes can share
+    #: the port and the kernel spreads connections over them.
+    reuse_port: bool = False
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
@@ -84,6 +89,13 @@ class Config:
             raise ConfigError("nothing to serve: enable TCP, UDP or both")
         if self.udp and self.mode == "chat":
             raise ConfigError("UDP serves the echo and upper modes, not chat")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers!r}")
+        if self.workers > 1 and self.mode == "chat":
+            # Each worker would have its own room: clients would not all see each other.
+            raise ConfigError("chat mode keeps its room in one process; use --workers 1")
+        if self.workers > 1 and self.udp:
+            raise ConfigError("UDP echo runs in one process; use --workers 1 with --udp")
         return self
 
     def replace(self, **changes: object) -> Config:

@@ -132,6 +132,8 @@ def open_listener(config: Config) -> socket.socket:
     try:
         # Lets a restarted server bind while old connections sit in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
         sock.listen(config.backlog)
     except OSError as exc:

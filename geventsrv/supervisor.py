@@ -1,0 +1,203 @@
+"""``--workers N``: N geventsrv processes on one port, and the supervisor that keeps them.
+
+One process runs one hub on one core. To use more cores, the supervisor starts
+N workers, each an ordinary ``python -m geventsrv`` with ``--reuse-port``:
+each binds its own listening socket to the same address with SO_REUSEPORT, and
+the kernel spreads new connections over them (by a hash of the connection's
+addresses), so no process hands connections to another.
+
+The supervisor:
+
+* reserves the port first (a bound, never listening SO_REUSEPORT socket), so
+  ``--port 0`` gives every worker the same port and a port in use fails at
+  once with exit code 3;
+* restarts a worker that dies, after 0.5 s doubling to 30 s while it keeps
+  dying young (a worker that ran 10 s or more restarts after 0.5 s again);
+  a worker that cannot start at all (bad arguments, cannot listen) stops the
+  whole server with the worker's exit code;
+* forwards SIGINT and SIGTERM to every worker, which drain as one server
+  would (a second signal makes them close at once), and SIGUSR1 (status);
+* exits 0 once every worker has drained and exited 0; 4 if the stop was
+  forced; 1 if a worker failed while draining.
+
+Workers run in their own session, so a terminal's Ctrl-C reaches them once,
+through the supervisor; and each is told to get SIGTERM if the supervisor dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import gevent
+from gevent.event import Event
+
+from geventsrv.config import Config, format_address
+from geventsrv.server import ListenError
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_MIN = 0.5
+RESTART_DELAY_MAX = 30.0
+#: A worker that ran this long was healthy: its next restart is quick again.
+HEALTHY_AFTER = 10.0
+#: Exit codes with which a worker says it cannot run at all (usage, cannot listen).
+FATAL_EXIT_CODES = frozenset({2, 3})
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_command(config: Config, port: int, worker_id: int) -> list[str]:
+    """The command line of worker ``worker_id``: the same server, on ``port``, sharing it."""
+    return [
+        sys.executable, "-m", "geventsrv",
+        "--host", config.host,
+        "--port", str(port),
+        "--mode", config.mode,
+        "--backlog", str(config.backlog),
+        "--max-conns", str(config.max_conns),
+        "--idle-timeout", str(config.idle_timeout or 0),
+        "--drain-timeout", str(config.drain_timeout),
+        "--log-level", config.log_level,
+        "--reuse-port",
+        "--worker-id", str(worker_id),
+    ]  # fmt: skip
+
+
+def reserve_port(config: Config) -> socket.socket:
+    """Bind (never listen) an SO_REUSEPORT socket on the address: fixes the port for all."""
+    where = format_address(config.host, config.port)
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            config.host, config.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise ListenError(exc.errno, f"cannot listen on {where}: {reason}") from None
+    return sock
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the supervisor dies."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# Looked up once, in the supervisor: between fork and exec only prctl() may run.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class Supervisor:
+    """Keeps ``config.workers`` workers running until a signal; :meth:`run` gives the exit code."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.port = 0
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+        self.restarts = 0
+        self.signals = 0
+        self.fatal_code = 0
+        self._stopping = Event()
+
+    def run(self) -> int:
+        reservation = reserve_port(self.config)
+        self.port = reservation.getsockname()[1]
+        watchers = [
+            gevent.signal_handler(signum, self._on_signal, signum)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+        ]
+        log.info(
+            "supervisor (pid %d): %d workers serving %s",
+            os.getpid(),
+            self.config.workers,
+            format_address(self.config.host, self.port),
+        )
+        try:
+            keepers = [
+                gevent.spawn(self._keep_running, worker_id)
+                for worker_id in range(1, self.config.workers + 1)
+            ]
+            gevent.joinall(keepers)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            reservation.close()
+        codes = [keeper.value for keeper in keepers]
+        log.info("supervisor: every worker has exited (exit codes %s)", codes)
+        if self.fatal_code:
+            return self.fatal_code
+        if self.signals > 1 or 4 in codes:
+            return 4
+        return 0 if all(code == 0 for code in codes) else 1
+
+    def _keep_running(self, worker_id: int) -> int:
+        """Run worker ``worker_id``, restarting it when it dies, until the server stops."""
+        delay = RESTART_DELAY_MIN
+        command = worker_command(self.config, self.port, worker_id)
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            proc = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+            self.workers[worker_id] = proc
+            code = proc.wait()
+            if self._stopping.is_set():
+                return code
+            lived = time.monotonic() - started
+            if code in FATAL_EXIT_CODES:
+                log.error("worker %d cannot run (exit code %d); stopping", worker_id, code)
+                self.fatal_code = code
+                self._stop(signal.SIGTERM)
+                return code
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+            if lived >= HEALTHY_AFTER:
+                delay = RESTART_DELAY_MIN
+            log.warning(
+                "worker %d (pid %d) %s after %.1f s; restarting in %g s",
+                worker_id,
+                proc.pid,
+                how,
+                lived,
+                delay,
+            )
+            self.restarts += 1
+            if self._stopping.wait(delay):
+                return 0
+            delay = min(delay * 2, RESTART_DELAY_MAX)
+        return 0
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGUSR1:
+            self._forward(signum)
+            return
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.signals == 1:
+            log.info("%s received: draining every worker (send again to force)", name)
+        else:
+            log.warning("%s received again: workers close every connection now", name)
+        self._stop(signum)
+
+    def _stop(self, signum: int) -> None:
+        self._stopping.set()
+        self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+
+def supervise(config: Config) -> int:
+    """Run ``config.workers`` workers on one port until SIGINT/SIGTERM; the exit code."""
+    return Supervisor(config).run()

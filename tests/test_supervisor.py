@@ -1,0 +1,147 @@
+"""``--workers N``: several processes on one port, restarted when they die, drained together."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import threading
+import time
+
+import psutil
+import pytest
+from support import recv_exactly, recv_until_eof, wait_until
+
+_WORKER_STATUS = re.compile(r"worker (\d+) .*status: .* (\d+) accepted")
+
+
+def _workers(server) -> list[psutil.Process]:
+    return psutil.Process(server.pid).children()
+
+
+def _accepted_by_worker(server) -> dict[int, int]:
+    """Ask every worker for its status (SIGUSR1 to the supervisor) and read its accepted count."""
+    seen = len(server.lines)
+    server.send_signal(signal.SIGUSR1)
+    counts: dict[int, int] = {}
+
+    def answered() -> bool:
+        for line in server.lines[seen:]:
+            match = _WORKER_STATUS.search(line)
+            if match:
+                counts[int(match.group(1))] = int(match.group(2))
+        return len(counts) == 2
+
+    assert wait_until(answered), server.stderr
+    return counts
+
+
+def _echo(server, payload: bytes = b"ping") -> None:
+    with server.connect() as sock:
+        sock.sendall(payload)
+        assert recv_exactly(sock, len(payload)) == payload
+
+
+@pytest.fixture
+def two_workers(start_server):
+    server = start_server("--workers", "2")
+    assert wait_until(lambda: server.stderr.count("listening on") == 2), server.stderr
+    return server
+
+
+def test_connections_are_spread_over_the_workers(two_workers):
+    for _ in range(200):  # new source port each time: the kernel's hash picks a worker
+        _echo(two_workers)
+    counts = _accepted_by_worker(two_workers)
+    assert sum(counts.values()) == 200
+    assert min(counts.values()) >= 40, counts  # both serve, roughly evenly
+    assert len(_workers(two_workers)) == 2
+
+
+def test_a_worker_killed_with_sigkill_is_replaced_and_the_port_keeps_answering(two_workers):
+    victim = _workers(two_workers)[0]
+    victim.kill()
+    two_workers.wait_for_log(rf"worker \d \(pid {victim.pid}\) was killed by SIGKILL")
+    for _ in range(50):  # served by the survivor meanwhile, then by both
+        _echo(two_workers)
+    assert wait_until(lambda: two_workers.stderr.count("listening on") == 3, timeout=15)
+    pids = {worker.pid for worker in _workers(two_workers)}
+    assert len(pids) == 2 and victim.pid not in pids
+    before = _accepted_by_worker(two_workers)
+    for _ in range(100):
+        _echo(two_workers)
+    after = _accepted_by_worker(two_workers)
+    assert all(after[worker] > before[worker] for worker in after), (before, after)
+
+
+def test_sigterm_drains_every_worker_then_exits_0(two_workers, rng):
+    payloads = [rng.randbytes(512 * 1024) for _ in range(20)]
+    results: list[bytes] = [b""] * len(payloads)
+    socks = [two_workers.connect() for _ in payloads]
+    assert wait_until(lambda: sum(_accepted_by_worker(two_workers).values()) == 20)
+    go = threading.Event()
+
+    def client(index: int) -> None:
+        sock = socks[index]
+        reader = threading.Thread(
+            target=lambda: results.__setitem__(index, recv_until_eof(sock)), daemon=True
+        )
+        reader.start()
+        go.wait(10)
+        sock.sendall(payloads[index])
+        sock.shutdown(socket.SHUT_WR)
+        reader.join(30)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(payloads))]
+    for thread in threads:
+        thread.start()
+    two_workers.send_signal(signal.SIGTERM)
+    two_workers.wait_for_log(r"draining every worker")
+    time.sleep(0.2)
+    go.set()  # the transfers run while both workers drain
+    for thread in threads:
+        thread.join(40)
+    assert two_workers.wait(30) == 0
+    assert results == payloads
+    assert "every worker has exited (exit codes [0, 0])" in two_workers.stderr
+    for sock in socks:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "at least 1 or 'auto'"),
+        (["--workers", "many"], "at least 1 or 'auto'"),
+        (["--workers", "2", "--mode", "chat"], "chat mode keeps its room in one process"),
+        (["--workers", "2", "--udp"], "UDP echo runs in one process"),
+    ],
+)
+def test_bad_worker_settings_exit_2_with_one_line(args, message):
+    from support import ServerProcess
+
+    server = ServerProcess("--port", "0", *args)
+    assert server.wait(20) == 2
+    assert message in server.stderr
+    assert server.stderr.count("\n") == 1 and "Traceback" not in server.stderr
+
+
+def test_workers_auto_runs_one_worker_per_cpu(start_server):
+    import os
+
+    server = start_server("--workers", "auto")
+    cpus = os.cpu_count() or 1
+    if cpus > 1:
+        assert wait_until(lambda: server.stderr.count("listening on") == cpus)
+    _echo(server)
+
+
+def test_a_port_in_use_fails_at_once_with_exit_3(start_server):
+    from support import ServerProcess
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        server = ServerProcess("--port", str(port), "--workers", "2")
+        assert server.wait(20) == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in server.stderr
+    assert "Traceback" not in server.stderr
