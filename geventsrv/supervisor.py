@@ -15,8 +15,9 @@ The supervisor:
   dying young (a worker that ran 10 s or more restarts after 0.5 s again);
   a worker that cannot start at all (bad arguments, cannot listen) stops the
   whole server with the worker's exit code;
-* forwards SIGINT and SIGTERM to every worker, which drain as one server
-  would (a second signal makes them close at once), and SIGUSR1 (status);
+* turns SIGINT or SIGTERM into SIGTERM for every worker, which drain as one
+  server would (a second signal makes them close at once), and forwards
+  SIGUSR1 (status);
 * exits 0 once every worker has drained and exited 0; 4 if the stop was
   forced; 1 if a worker failed while draining.
 
@@ -152,12 +153,14 @@ class Supervisor:
             self.workers[worker_id] = proc
             code = proc.wait()
             if self._stopping.is_set():
-                return code
+                # A worker signalled before it installed its handlers had not
+                # bound its socket yet: it held no connection, so it stopped clean.
+                return 0 if code == -signal.SIGTERM else code
             lived = time.monotonic() - started
             if code in FATAL_EXIT_CODES:
                 log.error("worker %d cannot run (exit code %d); stopping", worker_id, code)
                 self.fatal_code = code
-                self._stop(signal.SIGTERM)
+                self._stop()
                 return code
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
             if lived >= HEALTHY_AFTER:
@@ -186,11 +189,13 @@ class Supervisor:
             log.info("%s received: draining every worker (send again to force)", name)
         else:
             log.warning("%s received again: workers close every connection now", name)
-        self._stop(signum)
+        self._stop()
 
-    def _stop(self, signum: int) -> None:
+    def _stop(self) -> None:
+        # Workers treat SIGINT and SIGTERM alike once running; SIGTERM also
+        # ends a worker still starting up without a KeyboardInterrupt.
         self._stopping.set()
-        self._forward(signum)
+        self._forward(signal.SIGTERM)
 
     def _forward(self, signum: int) -> None:
         for proc in self.workers.values():

@@ -63,6 +63,13 @@ def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
     for name in ("throughput.png", "latency_p99.png", "memory_per_connection.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Echo servers: medians over rounds" in result.stdout
+    storms = {row["server"]: row for row in data["storm_medians"]}
+    assert set(storms) == servers
+    for row in storms.values():
+        assert row["connections"] == 500 and row["failed"] == 0, row
+        assert 0 < row["first_echo_p50_s"] <= row["first_echo_max_s"], row
+    assert (tmp_path / "storm.csv").read_text().count("\n") == len(storms) + 1
+    assert "Connection storm" in result.stdout
     assert data["meta"]["machine"]["cpus"] >= 1
 
 

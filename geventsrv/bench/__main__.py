@@ -20,8 +20,15 @@ from typing import Any
 from geventsrv.bench import cload, lab, report
 
 PROG = "python -m geventsrv.bench"
-FULL = {"sizes": [1024, 10240, 102400], "connections": [1, 10, 100, 1000, 10000]}
-QUICK = {"sizes": [1024], "connections": [1, 10, 100], "duration": 0.5, "warmup": 0.2, "rounds": 1}
+FULL = {"sizes": [1024, 10240, 102400], "connections": [1, 10, 100, 1000, 10000], "storm": 10000}
+QUICK = {
+    "sizes": [1024],
+    "connections": [1, 10, 100],
+    "duration": 0.5,
+    "warmup": 0.2,
+    "rounds": 1,
+    "storm": 500,
+}
 
 
 def _ints(text: str) -> list[int]:
@@ -35,7 +42,11 @@ def _ints(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[1],
+        epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks)",
+    )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
         "--quick",
@@ -66,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rounds", type=int, help="rounds; medians are reported (default: 3)")
     parser.add_argument(
+        "--storm",
+        type=int,
+        help="connections for the connection-storm measurement, 0 to skip; needs the C "
+        "client (default: 10000; --quick: 500)",
+    )
+    parser.add_argument(
         "--client-processes",
         type=int,
         default=0,
@@ -84,12 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["soak"]:
+        from geventsrv.bench import soak
+
+        return soak.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     settings: dict[str, Any] = dict(FULL, duration=2.0, warmup=0.5, rounds=3)
     if args.quick:
         settings.update(QUICK)
-    for name in ("sizes", "connections", "duration", "warmup", "rounds"):
+    for name in ("sizes", "connections", "duration", "warmup", "rounds", "storm"):
         if getattr(args, name) is not None:  # explicit flags win over --quick
             settings[name] = getattr(args, name)
     catalog = {spec.name: spec for spec in lab.catalog()}
@@ -122,11 +144,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = [spec for spec in specs if not spec.missing]
     points = [(size, conns) for size in settings["sizes"] for conns in settings["connections"]]
     runs: list[dict[str, Any]] = []
+    storms: list[dict[str, Any]] = []
     failures: list[str] = []
+    storm_size = settings["storm"] if client == "c" else 0
+    if settings["storm"] and client != "c":
+        console.print("[yellow]skipping the connection storm: it needs the C client[/]")
     started = time.monotonic()
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=settings["rounds"] * len(points) * len(specs))
+        per_round = (len(points) + bool(storm_size)) * len(specs)
+        task = progress.add_task("measuring", total=settings["rounds"] * per_round)
         for round_number in range(settings["rounds"]):
+            if storm_size:
+                shift = round_number % len(specs)
+                for spec in specs[shift:] + specs[:shift]:
+                    progress.update(
+                        task, description=f"round {round_number + 1}: {spec.name} storm"
+                    )
+                    try:
+                        storm = lab.measure_storm(spec, storm_size)
+                    except (RuntimeError, OSError) as exc:
+                        failures.append(f"{spec.name} storm: {exc}")
+                    else:
+                        storm["round"] = round_number + 1
+                        storms.append(storm)
+                    progress.advance(task)
             for size, conns in points:
                 shift = round_number % len(specs)
                 for spec in specs[shift:] + specs[:shift]:  # interleaved, order rotated
@@ -158,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     rows = report.medians(runs)
     # Wide enough for every column even when the output is a file or a pipe.
-    Console(width=None if sys.stdout.isatty() else 160).print(report.table(rows))
+    output = Console(width=None if sys.stdout.isatty() else 160)
+    output.print(report.table(rows))
+    if storms:
+        output.print(report.storm_table(report.storm_medians(storms)))
     meta = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -171,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "failures": failures,
     }
-    paths = report.write_files(args.out, meta, runs, rows)
+    paths = report.write_files(args.out, meta, runs, rows, storms)
     if not args.no_charts:
         paths += report.charts(args.out, rows)
     console.print("wrote " + ", ".join(str(path) for path in paths))

@@ -139,7 +139,7 @@ class Storm:
         )
         assert self.proc.stdout is not None
         fields = self.proc.stdout.readline().split()
-        error = self.proc.stdout.readline().split(maxsplit=1)
+        error = self.proc.stdout.readline().strip().split(maxsplit=1)
         holding = self.proc.stdout.readline().strip()
         if not fields or fields[0] != "storm" or holding != "holding":
             self.close()

@@ -9,6 +9,7 @@ Nothing here is monkey-patched.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ class ServerSpec:
     name: str
     command: tuple[str, ...]
     missing: str = ""  # why it cannot run here, if it cannot
+    listeners: int = 1  # processes that each print a port line once they listen
 
     @classmethod
     def custom(cls, text: str) -> ServerSpec:
@@ -50,7 +52,12 @@ def catalog() -> list[ServerSpec]:
     """The servers the lab compares, in the order tables list them."""
     uvloop = "" if importlib.util.find_spec("uvloop") else "uvloop is not installed"
     return [
-        ServerSpec("geventsrv", (PY, "-m", "geventsrv", "--idle-timeout", "0", "--port", "0")),
+        ServerSpec("geventsrv", (PY, "-m", "geventsrv", "--port", "0")),
+        ServerSpec(
+            "geventsrv-2-workers",
+            (PY, "-m", "geventsrv", "--port", "0", "--workers", "2"),
+            listeners=2,
+        ),
         ServerSpec(
             "gevent-streamserver", (PY, "-m", _SERVERS + "gevent_streamserver", "--port", "0")
         ),
@@ -84,14 +91,18 @@ class RunningServer:
         self.port = 0
         self.output: list[str] = []
         found = threading.Event()
+        listening = 0
 
         def read(stream: Any) -> None:
+            nonlocal listening
             for line in stream:
                 self.output.append(line)
                 match = _PORT_LINE.search(line)
                 if match and not found.is_set():
                     self.port = int(match.group(1) or match.group(2))
-                    found.set()
+                    listening += 1
+                    if listening >= spec.listeners:
+                        found.set()
 
         for stream in (self.proc.stdout, self.proc.stderr):
             threading.Thread(target=read, args=(stream,), daemon=True).start()
@@ -102,16 +113,23 @@ class RunningServer:
                 raise RuntimeError(f"{spec.name} did not start: {''.join(self.output)[-500:]}")
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time of the server and every process it started (workers), from /proc."""
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_bytes(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        """Resident memory of the server and its workers, from /proc."""
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -121,6 +139,54 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from the parent ids in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def measure_storm(spec: ServerSpec, connections: int, size: int = 64) -> dict[str, Any]:
+    """Open ``connections`` back to back (C generator), one echo each, then hold them idle.
+
+    Reports how long connecting took, each connection's time from connect()
+    to its first full echo, and the server's memory per idle connection.
+    """
+    server = RunningServer(spec)
+    try:
+        time.sleep(0.3)
+        rss_before = server.rss_bytes()
+        with cload.Storm(("127.0.0.1", server.port), connections, size) as storm:
+            time.sleep(0.5)  # let every connection settle into its idle wait
+            rss_held = server.rss_bytes()
+            result = storm.result
+        alive = server.proc.poll() is None
+    finally:
+        server.stop()
+    return {
+        "server": spec.name,
+        "connections": connections,
+        "ok": result.ok,
+        "failed": result.failed,
+        "connect_s": result.connect_seconds,
+        "first_echo_p50_s": result.first_echo_p50,
+        "first_echo_p99_s": result.first_echo_p99,
+        "first_echo_max_s": result.first_echo_max,
+        "idle_rss_per_connection_kib": (rss_held - rss_before) / max(result.ok, 1) / 1024,
+        "first_error": result.first_error,
+        "server_survived": alive,
+    }
 
 
 def client_processes(connections: int, requested: int | None, client: str = "python") -> int:

@@ -46,14 +46,73 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+#: Connection-storm figures summarised as the median over rounds.
+STORM_FIGURES = (
+    "connect_s",
+    "first_echo_p50_s",
+    "first_echo_p99_s",
+    "first_echo_max_s",
+    "idle_rss_per_connection_kib",
+)
+
+
+def storm_medians(storms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per server: medians of the storm figures, failed connections summed."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for storm in storms:
+        groups[storm["server"], storm["connections"]].append(storm)
+    rows = []
+    for (server, connections), group in groups.items():
+        row: dict[str, Any] = {"server": server, "connections": connections, "rounds": len(group)}
+        for name in STORM_FIGURES:
+            row[name] = statistics.median(storm[name] for storm in group)
+        row["failed"] = sum(storm["failed"] for storm in group)
+        row["first_error"] = next((s["first_error"] for s in group if s["first_error"]), "")
+        rows.append(row)
+    return rows
+
+
+def storm_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich Table of the storm medians."""
+    from rich.table import Table
+
+    grid = Table(title="Connection storm: connections opened back to back, one echo each")
+    headings = ("server", "conns", "connect s", "first echo p50 s", "p99 s", "max s")
+    for heading in (*headings, "idle KiB/conn", "failed"):
+        grid.add_column(heading, justify="left" if heading == "server" else "right")
+    for row in rows:
+        grid.add_row(
+            row["server"],
+            f"{row['connections']:,}",
+            _fmt(row["connect_s"], 2),
+            _fmt(row["first_echo_p50_s"], 2),
+            _fmt(row["first_echo_p99_s"], 2),
+            _fmt(row["first_echo_max_s"], 2),
+            _fmt(row["idle_rss_per_connection_kib"], 1),
+            f"[yellow]{row['failed']}[/]" if row["failed"] else "0",
+        )
+    return grid
+
+
 def write_files(
-    out: Path, meta: dict[str, Any], runs: list[dict[str, Any]], rows: list[dict[str, Any]]
+    out: Path,
+    meta: dict[str, Any],
+    runs: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    storms: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
-    """Write results.json, runs.csv and medians.csv to ``out``; return their paths."""
+    """Write results.json, runs.csv, medians.csv (and storm.csv) to ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.json", out / "runs.csv", out / "medians.csv"]
-    paths[0].write_text(json.dumps({"meta": meta, "runs": runs, "medians": rows}, indent=2))
-    for path, table in ((paths[1], runs), (paths[2], rows)):
+    storm_rows = storm_medians(storms or [])
+    results = {"meta": meta, "runs": runs, "medians": rows, "storms": storms or []}
+    results["storm_medians"] = storm_rows
+    paths[0].write_text(json.dumps(results, indent=2))
+    tables = [(paths[1], runs), (paths[2], rows)]
+    if storm_rows:
+        paths.append(out / "storm.csv")
+        tables.append((paths[-1], storm_rows))
+    for path, table in tables:
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(table[0]))
             writer.writeheader()
