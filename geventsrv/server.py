@@ -119,8 +119,13 @@ def require_monkey_patched() -> None:
         )
 
 
-def open_listener(config: Config) -> socket.socket:
-    """Bind and listen as ``config`` says; :class:`ListenError` names the address on failure."""
+def open_listener(config: Config, listen: bool = True) -> socket.socket:
+    """Bind and listen as ``config`` says; :class:`ListenError` names the address on failure.
+
+    With ``listen=False`` the socket is only bound: it holds the address (and,
+    with ``config.reuse_port``, lets other processes share it) without
+    taking connections.
+    """
     where = format_address(config.host, config.port)
     try:
         family, kind, proto, _, sockaddr = socket.getaddrinfo(
@@ -135,7 +140,8 @@ def open_listener(config: Config) -> socket.socket:
         if config.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
-        sock.listen(config.backlog)
+        if listen:
+            sock.listen(config.backlog)
     except OSError as exc:
         sock.close()
         reason = (exc.strerror or str(exc)).lower()

@@ -40,7 +40,7 @@ import gevent
 from gevent.event import Event
 
 from geventsrv.config import Config, format_address
-from geventsrv.server import ListenError
+from geventsrv.server import open_listener
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +72,7 @@ def worker_command(config: Config, port: int, worker_id: int) -> list[str]:
 
 def reserve_port(config: Config) -> socket.socket:
     """Bind (never listen) an SO_REUSEPORT socket on the address: fixes the port for all."""
-    where = format_address(config.host, config.port)
-    try:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(
-            config.host, config.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise ListenError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(sockaddr)
-    except OSError as exc:
-        sock.close()
-        reason = (exc.strerror or str(exc)).lower()
-        raise ListenError(exc.errno, f"cannot listen on {where}: {reason}") from None
-    return sock
+    return open_listener(config.replace(reuse_port=True), listen=False)
 
 
 def _die_with_parent() -> None:
@@ -107,7 +91,6 @@ class Supervisor:
         self.config = config
         self.port = 0
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
-        self.restarts = 0
         self.signals = 0
         self.fatal_code = 0
         self._stopping = Event()
@@ -173,7 +156,6 @@ class Supervisor:
                 lived,
                 delay,
             )
-            self.restarts += 1
             if self._stopping.wait(delay):
                 return 0
             delay = min(delay * 2, RESTART_DELAY_MAX)

@@ -124,16 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     specs = [catalog[name] for name in wanted] + extra
-    client = args.client
-    if client != "python":
-        try:
-            cload.build()
-            client = "c"
-        except (cload.BuildError, OSError) as exc:
-            if client == "c":
-                print(f"{PROG}: {exc}", file=sys.stderr)
-                return 2
-            client = "python"
+    try:
+        client = cload.choose_client(args.client)
+    except cload.BuildError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     from rich.console import Console
     from rich.progress import Progress
 

@@ -56,17 +56,41 @@ def build() -> Path:
     return binary
 
 
+def choose_client(requested: str) -> str:
+    """``"c"`` or ``"python"`` for a ``--client`` of auto, c or python.
+
+    ``auto`` falls back to Python where the C generator cannot be built;
+    ``c`` raises :class:`BuildError` there instead.
+    """
+    if requested == "python":
+        return "python"
+    try:
+        build()
+    except (BuildError, OSError) as exc:
+        if requested == "c":
+            raise BuildError(str(exc)) from None
+        return "python"
+    return "c"
+
+
+def _start(
+    mode: str, address: tuple[str, int], connections: int, size: int, last: float
+) -> subprocess.Popen[str]:
+    """Run the generator in ``mode`` with its pipes open; ``last`` is the seed or timeout."""
+    host, port = address
+    return subprocess.Popen(
+        [str(build()), mode, host, str(port), str(connections), str(size), str(last)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 class LoadProcess:
     """One ``loadgen load`` process: connect, then one measurement window."""
 
     def __init__(self, address: tuple[str, int], connections: int, size: int, seed: int) -> None:
-        host, port = address
-        self.proc = subprocess.Popen(
-            [str(build()), "load", host, str(port), str(connections), str(size), str(seed)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = _start("load", address, connections, size, seed)
 
     def ready(self) -> int:
         """Wait until connected; the number of connections that failed to open."""
@@ -130,13 +154,7 @@ class Storm:
     def __init__(
         self, address: tuple[str, int], connections: int, size: int = 64, timeout: float = 30.0
     ) -> None:
-        host, port = address
-        self.proc = subprocess.Popen(
-            [str(build()), "storm", host, str(port), str(connections), str(size), str(timeout)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = _start("storm", address, connections, size, timeout)
         assert self.proc.stdout is not None
         fields = self.proc.stdout.readline().split()
         error = self.proc.stdout.readline().strip().split(maxsplit=1)

@@ -92,16 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.minutes > 0 or args.connections < 1 or not args.sample > 0:
         parser.error("--minutes, --connections and --sample must be positive")
-    client = args.client
-    if client != "python":
-        try:
-            cload.build()
-            client = "c"
-        except (cload.BuildError, OSError) as exc:
-            if client == "c":
-                print(f"{PROG}: {exc}", file=sys.stderr)
-                return 2
-            client = "python"
+    try:
+        client = cload.choose_client(args.client)
+    except cload.BuildError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     command = (PY, "-m", "geventsrv", "--port", "0", "--idle-timeout", str(IDLE_TIMEOUT))
     server = RunningServer(ServerSpec("geventsrv", command))
     tally = Tally()
