@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
+
+from support import abort
 
 TIMEOUT = 30.0
 
@@ -140,5 +141,4 @@ class _Pair:
         self.proxy.resets += 1
         for sock in (self.client, self.server):
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
+                abort(sock)

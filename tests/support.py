@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -118,6 +119,12 @@ class ServerProcess:
     def connect(self, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
         return connect(self.address, timeout)
 
+    def round_trip(self, payload: bytes = b"still served") -> None:
+        """Echo ``payload`` on a fresh connection and check it came back whole."""
+        with self.connect() as sock:
+            sock.sendall(payload)
+            assert recv_exactly(sock, len(payload)) == payload
+
     def status(self, timeout: float = 10.0) -> dict[str, int]:
         """Ask for a status line (SIGUSR1) and return its figures, plus ``fds`` from /proc."""
         with self._changed:
@@ -180,6 +187,12 @@ def connect(address: tuple[str, int], timeout: float = CLIENT_TIMEOUT) -> socket
     sock = socket.create_connection(address, timeout=timeout)
     sock.settimeout(timeout)
     return sock
+
+
+def abort(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def random_chunks(payload: bytes, rng: random.Random, largest: int = 70_000) -> Iterator[bytes]:

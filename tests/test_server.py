@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 import signal
 import socket
-import struct
 import threading
 import time
 
 import pytest
 from support import (
     CLIENT_TIMEOUT,
+    abort,
     connect,
     echo_through,
     recv_exactly,
@@ -163,19 +163,13 @@ def test_a_client_that_never_reads_is_reclaimed_by_the_idle_timeout(start_server
     hog.close()
 
 
-def _reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def test_client_resets_cost_only_their_own_connection(start_server, rng):
     server = start_server("--log-level", "debug")
     bystander = server.connect()
     for _ in range(20):
         sock = server.connect()
         sock.sendall(rng.randbytes(500_000))  # the server is mid-echo when the RST lands
-        _reset(sock)
+        abort(sock)
         bystander.sendall(b"fine")
         assert recv_exactly(bystander, 4) == b"fine"
     server.wait_for_log(r"connection lost: Connection reset by peer")

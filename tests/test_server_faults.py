@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -21,21 +20,9 @@ import time
 
 import pytest
 from faultproxy import FaultProxy, Faults
-from support import ServerProcess, connect, echo_through, recv_exactly, recv_until_eof, wait_until
+from support import abort, connect, echo_through, recv_exactly, recv_until_eof, wait_until
 
 MiB = 1 << 20
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def _round_trip(server: ServerProcess, payload: bytes = b"still served") -> None:
-    with server.connect() as sock:
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
 
 
 def test_a_100_mb_sender_that_never_reads_is_bounded_and_reclaimed(start_server, rng):
@@ -64,7 +51,7 @@ def test_a_100_mb_sender_that_never_reads_is_bounded_and_reclaimed(start_server,
     during = server.status()
     assert during["rss_kib"] - baseline["rss_kib"] < 4 * 1024, (baseline, during)
     for _ in range(50):  # a bystander is served meanwhile
-        _round_trip(server, rng.randbytes(1000))
+        server.round_trip(rng.randbytes(1000))
     server.wait_for_log(r"closed after 2 s without progress", timeout=10)
     with contextlib.suppress(OSError):
         assert hog.recv(65536) is not None  # reset or EOF, either way the end
@@ -80,14 +67,14 @@ def test_slowloris_connections_are_reclaimed_and_new_clients_served(start_server
     baseline = server.status()
     idle = [server.connect() for _ in range(1500)]
     trickling = [server.connect() for _ in range(500)]
-    _round_trip(server)
+    server.round_trip()
     assert wait_until(lambda: server.status()["connections"] == 2000, interval=0.2)
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline and server.status()["connections"]:
         for sock in trickling:
             with contextlib.suppress(OSError):
                 sock.send(b"x")
-        _round_trip(server)
+        server.round_trip()
         time.sleep(1.5)  # slower than the idle timeout: each byte comes too late
     server.assert_back_to_baseline(baseline, timeout=5)
     for sock in idle + trickling:  # every one of them sees the server's close
@@ -96,7 +83,7 @@ def test_slowloris_connections_are_reclaimed_and_new_clients_served(start_server
             while sock.recv(65536):
                 pass
         sock.close()
-    _round_trip(server)
+    server.round_trip()
 
 
 def test_resets_mid_echo_cost_nothing_and_leak_nothing(start_server, rng):
@@ -109,7 +96,7 @@ def test_resets_mid_echo_cost_nothing_and_leak_nothing(start_server, rng):
     for _ in range(100):
         sock = server.connect()
         sock.sendall(rng.randbytes(rng.randint(1, 400_000)))
-        _reset(sock)
+        abort(sock)
         bystander.sendall(b"fine")
         assert recv_exactly(bystander, 4) == b"fine"
     bystander.close()
@@ -152,7 +139,7 @@ def test_clients_killed_with_sigkill_leak_nothing(start_server):
         for client in clients:
             client.kill()
             client.wait(10)
-    _round_trip(server)
+    server.round_trip()
     server.assert_back_to_baseline(baseline)
 
 
@@ -258,7 +245,7 @@ def test_a_reset_mid_stream_fails_cleanly_on_both_sides(start_server, rng):
         assert bytes(received) == payload[: len(received)]  # a prefix: nothing wrong, only less
         assert proxy.resets == 1
     server.wait_for_log(r"connection lost|closed after")
-    _round_trip(server)
+    server.round_trip()
     server.assert_back_to_baseline(baseline)
 
 

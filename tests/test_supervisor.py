@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -10,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from support import recv_exactly, recv_until_eof, wait_until
+from support import ServerProcess, recv_until_eof, wait_until
 
 _WORKER_STATUS = re.compile(r"worker (\d+) .*status: .* (\d+) accepted")
 
@@ -36,12 +37,6 @@ def _accepted_by_worker(server) -> dict[int, int]:
     return counts
 
 
-def _echo(server, payload: bytes = b"ping") -> None:
-    with server.connect() as sock:
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
-
-
 @pytest.fixture
 def two_workers(start_server):
     server = start_server("--workers", "2")
@@ -51,7 +46,7 @@ def two_workers(start_server):
 
 def test_connections_are_spread_over_the_workers(two_workers):
     for _ in range(200):  # new source port each time: the kernel's hash picks a worker
-        _echo(two_workers)
+        two_workers.round_trip(b"ping")
     counts = _accepted_by_worker(two_workers)
     assert sum(counts.values()) == 200
     assert min(counts.values()) >= 40, counts  # both serve, roughly evenly
@@ -63,13 +58,13 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_the_port_keeps_answering(t
     victim.kill()
     two_workers.wait_for_log(rf"worker \d \(pid {victim.pid}\) was killed by SIGKILL")
     for _ in range(50):  # served by the survivor meanwhile, then by both
-        _echo(two_workers)
+        two_workers.round_trip(b"ping")
     assert wait_until(lambda: two_workers.stderr.count("listening on") == 3, timeout=15)
     pids = {worker.pid for worker in _workers(two_workers)}
     assert len(pids) == 2 and victim.pid not in pids
     before = _accepted_by_worker(two_workers)
     for _ in range(100):
-        _echo(two_workers)
+        two_workers.round_trip(b"ping")
     after = _accepted_by_worker(two_workers)
     assert all(after[worker] > before[worker] for worker in after), (before, after)
 
@@ -118,8 +113,6 @@ def test_sigterm_drains_every_worker_then_exits_0(two_workers, rng):
     ],
 )
 def test_bad_worker_settings_exit_2_with_one_line(args, message):
-    from support import ServerProcess
-
     server = ServerProcess("--port", "0", *args)
     assert server.wait(20) == 2
     assert message in server.stderr
@@ -127,18 +120,14 @@ def test_bad_worker_settings_exit_2_with_one_line(args, message):
 
 
 def test_workers_auto_runs_one_worker_per_cpu(start_server):
-    import os
-
     server = start_server("--workers", "auto")
     cpus = os.cpu_count() or 1
     if cpus > 1:
         assert wait_until(lambda: server.stderr.count("listening on") == cpus)
-    _echo(server)
+    server.round_trip(b"ping")
 
 
 def test_a_port_in_use_fails_at_once_with_exit_3(start_server):
-    from support import ServerProcess
-
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         server = ServerProcess("--port", str(port), "--workers", "2")
