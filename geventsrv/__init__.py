@@ -24,9 +24,9 @@ _EXPORTS = {
     "Config": "geventsrv.config",
     "ConfigError": "geventsrv.config",
     "EchoServer": "geventsrv.server",
-    "ListenError": "geventsrv.server",
+    "ListenError": "geventsrv.listen",
     "NotPatchedError": "geventsrv.server",
-    "serve": "geventsrv.server",
+    "serve": "geventsrv.runner",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -34,10 +34,10 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from geventsrv.config import Config as Config
     from geventsrv.config import ConfigError as ConfigError
+    from geventsrv.listen import ListenError as ListenError
+    from geventsrv.runner import serve as serve
     from geventsrv.server import EchoServer as EchoServer
-    from geventsrv.server import ListenError as ListenError
     from geventsrv.server import NotPatchedError as NotPatchedError
-    from geventsrv.server import serve as serve
 
 
 def __getattr__(name: str) -> Any:

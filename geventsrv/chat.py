@@ -34,7 +34,7 @@ import socket
 import gevent
 from gevent.event import Event
 
-from geventsrv.handlers import RECV_SIZE, Connection
+from geventsrv.connection import RECV_SIZE, Connection
 
 log = logging.getLogger(__name__)
 

@@ -24,18 +24,23 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from geventsrv.config import DEFAULT_HOST, DEFAULT_PORT, format_address
+from geventsrv import commands, exitcodes
+from geventsrv.config import DEFAULT_HOST, DEFAULT_PORT, format_address, strip_brackets
 
 PROG = "python -m geventsrv.client"
-EXIT_OK, EXIT_CONNECTION_FAILED, EXIT_USAGE, EXIT_CANNOT_CONNECT = 0, 1, 2, 3
+DESCRIPTION = (
+    "Talk to an echo or chat server: standard input is sent, what the server sends is "
+    "printed as it arrives. At the end of input the connection is half-closed (like "
+    "nc -N) and the client exits once the server closes. Exit codes: 0 the server "
+    "closed, 1 the connection failed, 2 bad arguments, 3 cannot connect."
+)
 CHUNK = 65536
 #: Stop reading input while this much is still waiting to be sent.
 MAX_PENDING = 1 << 20
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+class OutputClosed(BrokenPipeError):
+    """Standard output was closed by its reader (``| head``): not the connection's fault."""
 
 
 def _port(text: str) -> int:
@@ -45,9 +50,12 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = commands.Parser(prog=PROG, description=DESCRIPTION)
     parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="server address (default: %(default)s)"
+        "--host",
+        type=strip_brackets,
+        default=DEFAULT_HOST,
+        help="server address, IPv6 with or without brackets (default: %(default)s)",
     )
     parser.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help="server port (default: %(default)s)"
@@ -106,8 +114,11 @@ def relay(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        raise OutputClosed() from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,18 +129,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         print(f"{PROG}: error: cannot connect to {where}: {reason}", file=sys.stderr)
-        return EXIT_CANNOT_CONNECT
+        return exitcodes.CANNOT_CONNECT
     with sock:
         try:
             relay(sock, sys.stdin.fileno(), sys.stdout.fileno())
+        except OutputClosed:
+            raise  # commands.run() ends quietly
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             print(f"{PROG}: error: connection to {where} failed: {reason}", file=sys.stderr)
-            return EXIT_CONNECTION_FAILED
+            return exitcodes.CONNECTION_FAILED
         except KeyboardInterrupt:
-            return EXIT_OK
-    return EXIT_OK
+            return exitcodes.OK
+    return exitcodes.OK
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    commands.run(main)

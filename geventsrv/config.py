@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from geventsrv import modes
+
 #: The port used when none is given: unprivileged, and easy to remember as
 #: "echo (7) on 7007".
 DEFAULT_PORT = 7007
 DEFAULT_HOST = "127.0.0.1"
-
-#: Connection handlers by name; ``echo`` is RFC 862, ``chat`` a line-based group chat.
-MODES = ("echo", "upper", "chat")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -64,13 +63,18 @@ class Config:
     #: Set SO_REUSEPORT on the listener, so that several processes can share
     #: the port and the kernel spreads connections over them.
     reuse_port: bool = False
+    #: Which worker of a supervisor this process is (1..workers), 0 for a
+    #: server on its own. Named in every log line.
+    worker_id: int = 0
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
         if not isinstance(self.port, int) or not 0 <= self.port <= MAX_PORT:
             raise ConfigError(f"port must be an integer from 0 to {MAX_PORT}, got {self.port!r}")
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode not in modes.MODES:
+            choices = ", ".join(modes.MODE_NAMES)
+            raise ConfigError(f"mode must be one of {choices}, got {self.mode!r}")
+        mode = modes.get(self.mode)
         if self.backlog < 1:
             raise ConfigError(f"backlog must be at least 1, got {self.backlog}")
         if self.max_conns < 1:
@@ -87,13 +91,15 @@ class Config:
             )
         if not (self.tcp or self.udp):
             raise ConfigError("nothing to serve: enable TCP, UDP or both")
-        if self.udp and self.mode == "chat":
-            raise ConfigError("UDP serves the echo and upper modes, not chat")
+        if self.udp and not mode.serves_udp:
+            served = " and ".join(name for name, m in modes.MODES.items() if m.serves_udp)
+            raise ConfigError(f"UDP serves the {served} modes, not {self.mode}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers!r}")
-        if self.workers > 1 and self.mode == "chat":
-            # Each worker would have its own room: clients would not all see each other.
-            raise ConfigError("chat mode keeps its room in one process; use --workers 1")
+        if self.workers > 1 and not mode.across_workers:
+            raise ConfigError(f"{self.mode} mode keeps its state in one process; use --workers 1")
+        if not isinstance(self.worker_id, int) or not self.worker_id >= 0:
+            raise ConfigError(f"worker-id must be 0 or more, got {self.worker_id!r}")
         if self.workers > 1 and self.udp:
             raise ConfigError("UDP echo runs in one process; use --workers 1 with --udp")
         return self
@@ -101,6 +107,13 @@ class Config:
     def replace(self, **changes: object) -> Config:
         """Return a copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes).validate()  # type: ignore[arg-type]
+
+
+def strip_brackets(host: str) -> str:
+    """``[::1]`` (as addresses are printed) -> ``::1`` (as sockets take them)."""
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1]
+    return host
 
 
 def format_address(host: str, port: int) -> str:

@@ -39,8 +39,10 @@ import time
 import gevent
 from gevent.event import Event
 
+from geventsrv import exitcodes
 from geventsrv.config import Config, format_address
-from geventsrv.server import open_listener
+from geventsrv.flags import to_argv
+from geventsrv.listen import open_listener
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +50,35 @@ RESTART_DELAY_MIN = 0.5
 RESTART_DELAY_MAX = 30.0
 #: A worker that ran this long was healthy: its next restart is quick again.
 HEALTHY_AFTER = 10.0
-#: Exit codes with which a worker says it cannot run at all (usage, cannot listen).
-FATAL_EXIT_CODES = frozenset({2, 3})
 _PR_SET_PDEATHSIG = 1
 
 
+def worker_config(config: Config, port: int, worker_id: int) -> Config:
+    """Worker ``worker_id``'s settings: the server's, one process, on ``port``, sharing it."""
+    return config.replace(port=port, reuse_port=True, workers=1, worker_id=worker_id)
+
+
 def worker_command(config: Config, port: int, worker_id: int) -> list[str]:
-    """The command line of worker ``worker_id``: the same server, on ``port``, sharing it."""
-    return [
-        sys.executable, "-m", "geventsrv",
-        "--host", config.host,
-        "--port", str(port),
-        "--mode", config.mode,
-        "--backlog", str(config.backlog),
-        "--max-conns", str(config.max_conns),
-        "--idle-timeout", str(config.idle_timeout or 0),
-        "--drain-timeout", str(config.drain_timeout),
-        "--log-level", config.log_level,
-        "--reuse-port",
-        "--worker-id", str(worker_id),
-    ]  # fmt: skip
+    """The command line of worker ``worker_id``: its :func:`worker_config` as flags."""
+    return [sys.executable, "-m", "geventsrv", *to_argv(worker_config(config, port, worker_id))]
+
+
+class RestartBackoff:
+    """How long to wait before restarting a worker that died after running ``lived`` seconds.
+
+    0.5 s, doubling to 30 s while the worker keeps dying young; a worker that
+    ran :data:`HEALTHY_AFTER` seconds or more is restarted after 0.5 s again.
+    """
+
+    def __init__(self) -> None:
+        self.delay = RESTART_DELAY_MIN
+
+    def next_delay(self, lived: float) -> float:
+        if lived >= HEALTHY_AFTER:
+            self.delay = RESTART_DELAY_MIN
+        delay = self.delay
+        self.delay = min(self.delay * 2, RESTART_DELAY_MAX)
+        return delay
 
 
 def reserve_port(config: Config) -> socket.socket:
@@ -122,13 +133,15 @@ class Supervisor:
         log.info("supervisor: every worker has exited (exit codes %s)", codes)
         if self.fatal_code:
             return self.fatal_code
-        if self.signals > 1 or 4 in codes:
-            return 4
-        return 0 if all(code == 0 for code in codes) else 1
+        if self.signals > 1 or exitcodes.FORCED in codes:
+            return exitcodes.FORCED
+        if all(code == exitcodes.OK for code in codes):
+            return exitcodes.OK
+        return exitcodes.INTERNAL_ERROR
 
     def _keep_running(self, worker_id: int) -> int:
         """Run worker ``worker_id``, restarting it when it dies, until the server stops."""
-        delay = RESTART_DELAY_MIN
+        backoff = RestartBackoff()
         command = worker_command(self.config, self.port, worker_id)
         while not self._stopping.is_set():
             started = time.monotonic()
@@ -138,16 +151,15 @@ class Supervisor:
             if self._stopping.is_set():
                 # A worker signalled before it installed its handlers had not
                 # bound its socket yet: it held no connection, so it stopped clean.
-                return 0 if code == -signal.SIGTERM else code
+                return exitcodes.OK if code == -signal.SIGTERM else code
             lived = time.monotonic() - started
-            if code in FATAL_EXIT_CODES:
+            if code in exitcodes.CANNOT_RUN:
                 log.error("worker %d cannot run (exit code %d); stopping", worker_id, code)
                 self.fatal_code = code
                 self._stop()
                 return code
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
-            if lived >= HEALTHY_AFTER:
-                delay = RESTART_DELAY_MIN
+            delay = backoff.next_delay(lived)
             log.warning(
                 "worker %d (pid %d) %s after %.1f s; restarting in %g s",
                 worker_id,
@@ -157,9 +169,8 @@ class Supervisor:
                 delay,
             )
             if self._stopping.wait(delay):
-                return 0
-            delay = min(delay * 2, RESTART_DELAY_MAX)
-        return 0
+                return exitcodes.OK
+        return exitcodes.OK
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGUSR1:

@@ -69,17 +69,3 @@ class DatagramEcho:
                 log.debug("udp: reply to %s failed: %s", format_address(*sender[:2]), exc)
                 continue
             self.echoed += 1
-
-
-def open_datagram_socket(host: str, port: int) -> socket.socket:
-    """A UDP socket bound to ``host:port`` (port 0: any free one). Raises ``OSError``."""
-    family, kind, proto, _, sockaddr = socket.getaddrinfo(
-        host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.bind(sockaddr)
-    except OSError:
-        sock.close()
-        raise
-    return sock

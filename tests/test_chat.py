@@ -226,3 +226,34 @@ def test_a_listener_stays_while_the_room_talks_and_idles_out_when_it_is_silent(s
         lurker.line()  # silence: closed by the idle timeout
     assert time.monotonic() - started < 3
     lurker.close()
+
+
+def test_outbox_holds_at_most_its_limit_and_hands_everything_over_at_once():
+    from geventsrv.chat import Outbox
+
+    box = Outbox(limit=10)
+    assert box.put(b"hello") and box.put(b"world")
+    assert not box.put(b"!")  # 11 bytes would pass the limit: refused, nothing queued
+    assert box.size == 10
+    assert box.take() == b"helloworld" and box.size == 0
+    box.put_last(b"bye, too slow")  # a final word goes in whatever the limit
+    assert box.closed and box.put(b"ignored")  # closed: accepts and drops
+    assert box.take() == b"bye, too slow"
+    assert box.take() == b""  # closed and empty: the writer's signal to finish
+
+
+def test_outbox_take_waits_for_a_put_from_another_greenlet():
+    import gevent
+
+    from geventsrv.chat import Outbox
+
+    box = Outbox()
+    taker = gevent.spawn(box.take)
+    gevent.sleep(0)
+    assert not taker.ready()  # nothing yet: parked
+    box.put(b"line\n")
+    assert taker.get(timeout=5) == b"line\n"
+    closer = gevent.spawn(box.take)
+    gevent.sleep(0)
+    box.close()
+    assert closer.get(timeout=5) == b""

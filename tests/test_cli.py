@@ -9,8 +9,10 @@ import sys
 import pytest
 from support import ROOT
 
-from geventsrv.cli import EXIT_CANNOT_LISTEN, EXIT_USAGE, parse_config
 from geventsrv.config import DEFAULT_PORT, Config
+from geventsrv.exitcodes import CANNOT_LISTEN as EXIT_CANNOT_LISTEN
+from geventsrv.exitcodes import USAGE as EXIT_USAGE
+from geventsrv.flags import parse_config
 
 
 def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

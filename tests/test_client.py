@@ -134,3 +134,41 @@ def test_in_chat_mode_others_lines_appear_while_you_type(start_server):
         assert b"<user1> half a line\n" in received
     term.type(b"\x04")
     assert term.close() == 0
+
+
+def test_ipv6_host_in_brackets_as_the_server_prints_it(start_server):
+    server = start_server("--host", "[::1]")
+    assert "listening on [::1]:" in server.stderr
+    result = run_client("--host", "[::1]", "--port", str(server.port), stdin=b"six\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"six\n"
+
+
+def test_help_is_plain_text():
+    result = run_client("--help")
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    assert "``" not in text and "\\\\n" not in text and ":class:" not in text
+    assert "half-closed" in text and "Exit codes" in text
+
+
+def test_a_closed_stdout_is_not_blamed_on_the_connection(start_server):
+    """``... | python -m geventsrv.client | head -c 10``: ends quietly, no 'connection failed'."""
+    server = start_server()
+    proc = subprocess.Popen(
+        [*CLIENT, "--port", str(server.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    proc.stdin.write(b"first line\n")
+    proc.stdin.flush()
+    assert proc.stdout.read(11) == b"first line\n"
+    proc.stdout.close()  # the reader goes away, as head does
+    proc.stdin.write(b"more that cannot be shown\n" * 1000)
+    proc.stdin.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(20) == 141, stderr
+    assert stderr == "", stderr

@@ -13,7 +13,9 @@ import psutil
 import pytest
 from support import ServerProcess, recv_until_eof, wait_until
 
-_WORKER_STATUS = re.compile(r"worker (\d+) .*status: .* (\d+) accepted")
+from geventsrv.procstats import parse_status
+
+_WORKER = re.compile(r" worker (\d+) ")
 
 
 def _workers(server) -> list[psutil.Process]:
@@ -28,9 +30,9 @@ def _accepted_by_worker(server) -> dict[int, int]:
 
     def answered() -> bool:
         for line in server.lines[seen:]:
-            match = _WORKER_STATUS.search(line)
-            if match:
-                counts[int(match.group(1))] = int(match.group(2))
+            figures, worker = parse_status(line), _WORKER.search(line)
+            if figures and worker:
+                counts[int(worker.group(1))] = figures["accepted"]
         return len(counts) == 2
 
     assert wait_until(answered), server.stderr
@@ -108,7 +110,7 @@ def test_sigterm_drains_every_worker_then_exits_0(two_workers, rng):
     [
         (["--workers", "0"], "at least 1 or 'auto'"),
         (["--workers", "many"], "at least 1 or 'auto'"),
-        (["--workers", "2", "--mode", "chat"], "chat mode keeps its room in one process"),
+        (["--workers", "2", "--mode", "chat"], "chat mode keeps its state in one process"),
         (["--workers", "2", "--udp"], "UDP echo runs in one process"),
     ],
 )
@@ -134,3 +136,26 @@ def test_a_port_in_use_fails_at_once_with_exit_3(start_server):
         assert server.wait(20) == 3
     assert f"cannot listen on 127.0.0.1:{port}" in server.stderr
     assert "Traceback" not in server.stderr
+
+
+def test_restart_backoff_doubles_while_workers_die_young_and_resets_after_health():
+    from geventsrv.supervisor import HEALTHY_AFTER, RestartBackoff
+
+    backoff = RestartBackoff()
+    young = [backoff.next_delay(lived=1.0) for _ in range(8)]
+    assert young == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff.next_delay(lived=HEALTHY_AFTER) == 0.5
+    assert backoff.next_delay(lived=0.1) == 1.0
+
+
+def test_a_worker_gets_the_servers_config_on_the_reserved_port():
+    from geventsrv.config import Config
+    from geventsrv.flags import parse_config
+    from geventsrv.supervisor import worker_command, worker_config
+
+    config = Config(port=0, workers=4, mode="upper", idle_timeout=7.0)
+    worker = worker_config(config, 4321, 3)
+    assert worker == config.replace(port=4321, workers=1, reuse_port=True, worker_id=3)
+    command = worker_command(config, 4321, 3)
+    assert command[1:3] == ["-m", "geventsrv"]
+    assert parse_config(command[3:]) == worker

@@ -162,9 +162,30 @@ def test_readme_tutorial_listing_is_what_the_command_prints():
     assert shown.strip() == run_tutorial().stdout.strip()
 
 
-def test_readme_examples_run_as_shown():
-    """The >>> examples in README.md are doctests."""
+PAGES_WITH_EXAMPLES = sorted(
+    path
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    if ">>> " in path.read_text()
+)
+
+
+def test_the_tutorial_page_holds_runnable_examples():
+    assert ROOT / "docs" / "tutorial.md" in PAGES_WITH_EXAMPLES
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda path: path.name)
+def test_examples_in_the_docs_run_as_shown(page):
+    """The >>> examples in README.md and docs/*.md are doctests."""
     failures, tried = doctest.testfile(
-        str(ROOT / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS
+        str(page), module_relative=False, optionflags=doctest.ELLIPSIS
     )
     assert tried > 0 and failures == 0
+
+
+def test_echo_server_lesson_describes_the_idle_reaper_not_socket_timeouts():
+    """geventsrv's idle timeout is a reaper greenlet; socket timeouts are what it avoids."""
+    out = narrator()
+    importlib.import_module("geventsrv.tutorial.echo_server").run(out, clients=2)
+    text = " ".join(out.text.split())
+    assert "settimeout() makes a silent" not in text
+    assert "one reaper greenlet" in text

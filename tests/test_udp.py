@@ -126,3 +126,14 @@ def test_udp_flag_errors(args, message):
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_udp_only_shutdown_reports_datagrams_not_tcp_connections(start_server):
+    server = start_server("--udp-only")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(b"ping", server.address)
+        assert sock.recvfrom(100)[0] == b"ping"
+    assert server.stop() == 0
+    assert "stopped: udp: 1 datagram(s) echoed" in server.stderr
+    assert "connection(s) served" not in server.stderr

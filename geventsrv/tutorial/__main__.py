@@ -6,10 +6,10 @@ one of their own.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from geventsrv import commands
 from geventsrv.tutorial._narrate import Narrator, stopwatch
 from geventsrv.tutorial.catalog import LESSONS, UnknownLesson, load, summaries
 
@@ -25,7 +25,7 @@ def listing() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Run the geventsrv tutorial.")
+    parser = commands.Parser(prog=PROG, description="Run the geventsrv tutorial.")
     parser.add_argument("lesson", nargs="?", help="a lesson's name or number")
     parser.add_argument("--all", action="store_true", help="run every lesson in order")
     args = parser.parse_args(argv)
@@ -51,4 +51,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    commands.run(main)

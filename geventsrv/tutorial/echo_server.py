@@ -128,8 +128,10 @@ def run(out: Narrator, clients: int = 200) -> dict[str, Any]:
     out.say("""
         - a connection limit: take a slot before accept(), so extra clients wait in
           the kernel's backlog rather than in memory (--max-conns);
-        - timeouts: sock.settimeout() makes a silent or non-reading client raise
-          TimeoutError instead of holding its greenlet forever (--idle-timeout);
+        - idle timeouts: sock.settimeout() would arm a timer around every call that
+          waits; instead one reaper greenlet looks at every connection's byte
+          counters each quarter of the timeout and throws a TimeoutError into a
+          connection that moved nothing (--idle-timeout);
         - errors: a reset raises OSError in that connection's greenlet only; catch
           it there, log one line, close the socket;
         - accept() failures: out of descriptors (EMFILE), back off instead of

@@ -1,4 +1,4 @@
-"""Handlers run in-process on real connected socket pairs (plain blocking sockets, no gevent)."""
+"""The echo and upper handlers, in-process, on real socket pairs (plain blocking sockets)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import pytest
 from support import recv_until_eof
 
-from geventsrv.handlers import HANDLERS, Connection, echo, upper
+from geventsrv.connection import Connection, echo, upper
 
 
 def run_handler(handler, payload: bytes) -> tuple[bytes, Connection]:
@@ -59,9 +59,3 @@ def test_upper_changes_only_ascii_lowercase():
 def test_handler_returns_when_the_client_half_closes():
     received, _ = run_handler(echo, b"bye")
     assert received == b"bye"
-
-
-def test_every_cli_mode_has_a_handler():
-    from geventsrv.config import MODES
-
-    assert set(HANDLERS) | {"chat"} == set(MODES)

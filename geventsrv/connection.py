@@ -1,4 +1,4 @@
-"""What a connection does once accepted: plain blocking-socket loops.
+"""A connection, and the contract every handler keeps: plain blocking-socket loops.
 
 Each handler takes a :class:`Connection` and runs until the client closes its
 side. It reads and writes with ordinary blocking ``recv``/``sendall`` calls;
@@ -19,6 +19,9 @@ Contract for every handler:
   reaper closes a connection whose ``bytes_echoed + progress`` has not changed
   for the idle timeout. A handler that moves data without echoing it (chat)
   bumps ``conn.progress``.
+
+The echo and upper handlers live here; chat, which needs more, lives in
+:mod:`geventsrv.chat`. :mod:`geventsrv.modes` maps mode names to handlers.
 """
 
 from __future__ import annotations
@@ -42,18 +45,15 @@ RECV_SIZE = 65536
 class Connection:
     """One accepted client: its socket, its address and what it has cost."""
 
-    __slots__ = ("bytes_echoed", "idle_mark", "idle_since", "peer", "progress", "sock")
+    __slots__ = ("bytes_echoed", "peer", "progress", "sock")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
+        #: The client's address as ``host:port`` (IPv6 in brackets).
         self.peer = peer
         self.bytes_echoed = 0
         #: Bumped by handlers for data moved without being counted as echoed.
         self.progress = 0
-        #: The idle reaper's bookkeeping: the last ``bytes_echoed + progress``
-        #: it saw and the monotonic time it first saw it.
-        self.idle_mark = -1
-        self.idle_since = 0.0
 
 
 Handler = Callable[[Connection], None]
@@ -94,15 +94,3 @@ def echo(conn: Connection) -> None:
 def upper(conn: Connection) -> None:
     """Echo with ASCII letters upper-cased; every other byte passes unchanged."""
     relay(conn, bytes.upper)  # bytes.upper() touches only a-z
-
-
-HANDLERS: dict[str, Handler] = {"echo": echo, "upper": upper}
-
-
-def make_handler(mode: str) -> Handler:
-    """The handler for ``mode``; ``chat`` gets a fresh room, shared by one server's clients."""
-    if mode == "chat":
-        from geventsrv.chat import ChatRoom
-
-        return ChatRoom().handle
-    return HANDLERS[mode]

@@ -1,0 +1,208 @@
+"""The server's flags: argv in, a validated :class:`Config` out, and back again.
+
+:func:`parse_config` is what ``python -m geventsrv`` parses; a bad flag or
+value ends in one line on stderr and exit code 2, never a traceback.
+:func:`to_argv` is its inverse: the supervisor hands each worker its
+:class:`Config` as the flags that rebuild it exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from geventsrv import exitcodes, modes
+from geventsrv.commands import Parser
+from geventsrv.config import (
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    MAX_PORT,
+    Config,
+    ConfigError,
+    strip_brackets,
+)
+
+PROG = "geventsrv"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"port must be an integer from 0 to {MAX_PORT}, got {text!r}"
+        )
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least 1 or 'auto', got {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser behind ``--help``; defaults come from :class:`Config`."""
+    defaults = Config()
+    parser = Parser(
+        prog=PROG,
+        description="An echo server (RFC 862, TCP and UDP) and group chat: plain "
+        "blocking-socket code made concurrent by gevent, one greenlet per connection.",
+        epilog="SIGINT/SIGTERM stop accepting and drain open connections; a second "
+        "signal closes them at once; SIGUSR1 logs a status line. Exit codes: 0 clean "
+        "stop, 1 internal error, 2 bad arguments, 3 cannot listen, 4 forced stop.",
+    )
+    add = parser.add_argument
+    add(
+        "--host",
+        type=strip_brackets,
+        default=defaults.host,
+        help="address to bind, IPv4 or IPv6, with or without brackets (default: %(default)s)",
+    )
+    add(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="port; 0 lets the system pick one, logged at start (default: %(default)s)",
+    )
+    add(
+        "--mode",
+        choices=modes.MODE_NAMES,
+        default=defaults.mode,
+        help="; ".join(f"{m.name}: {m.summary}" for m in modes.MODES.values())
+        + " (default: %(default)s)",
+    )
+    add(
+        "--backlog",
+        type=_positive_int,
+        default=defaults.backlog,
+        help="listen queue length, capped by net.core.somaxconn (default: %(default)s)",
+    )
+    add(
+        "--max-conns",
+        type=_positive_int,
+        default=defaults.max_conns,
+        help="connections served at once; further clients wait in the listen backlog "
+        "until a slot frees (default: %(default)s)",
+    )
+    add(
+        "--idle-timeout",
+        type=_seconds,
+        default=defaults.idle_timeout,
+        help="close a connection after this many seconds without progress; 0 never "
+        "(default: %(default)s)",
+    )
+    add(
+        "--drain-timeout",
+        type=_seconds,
+        default=defaults.drain_timeout,
+        help="seconds open connections get to finish after SIGINT/SIGTERM (default: %(default)s)",
+    )
+    add(
+        "--workers",
+        type=_workers,
+        default=defaults.workers,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT) under a supervisor that "
+        "restarts any that die; 'auto' = one per CPU (default: %(default)s)",
+    )
+    add(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so that other processes can serve the same port",
+    )
+    # Set by the supervisor for its workers: names the worker in every log line.
+    add("--worker-id", type=int, default=defaults.worker_id, help=argparse.SUPPRESS)
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--udp", action="store_true", help="also serve UDP echo on the same host and port"
+    )
+    transport.add_argument("--udp-only", action="store_true", help="serve UDP echo, no TCP")
+    add(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=defaults.log_level,
+        help="debug logs every connection (default: %(default)s)",
+    )
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> Config:
+    """Parse ``argv`` into a validated :class:`Config`; bad input exits with code 2."""
+    return _config(build_parser().parse_args(argv))
+
+
+def _config(args: argparse.Namespace) -> Config:
+    try:
+        return Config(
+            host=args.host,
+            port=args.port,
+            mode=args.mode,
+            backlog=args.backlog,
+            max_conns=args.max_conns,
+            idle_timeout=args.idle_timeout or None,
+            drain_timeout=args.drain_timeout,
+            log_level=args.log_level,
+            tcp=not args.udp_only,
+            udp=args.udp or args.udp_only,
+            workers=args.workers,
+            reuse_port=args.reuse_port,
+            worker_id=args.worker_id,
+        ).validate()
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        raise SystemExit(exitcodes.USAGE) from None
+
+
+def to_argv(config: Config) -> list[str]:
+    """Flags that make :func:`parse_config` build ``config`` again, field for field.
+
+    ``tests/test_cli.py`` checks ``parse_config(to_argv(c)) == c`` with every
+    field changed, so a new field without a flag here fails there.
+    """
+    argv = [
+        *("--host", config.host),
+        *("--port", str(config.port)),
+        *("--mode", config.mode),
+        *("--backlog", str(config.backlog)),
+        *("--max-conns", str(config.max_conns)),
+        *("--idle-timeout", repr(config.idle_timeout or 0)),
+        *("--drain-timeout", repr(config.drain_timeout)),
+        *("--workers", str(config.workers)),
+        *("--log-level", config.log_level),
+        *("--worker-id", str(config.worker_id)),
+    ]
+    if config.reuse_port:
+        argv.append("--reuse-port")
+    if config.udp:
+        argv.append("--udp" if config.tcp else "--udp-only")
+    return argv

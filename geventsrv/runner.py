@@ -1,0 +1,114 @@
+"""Run a server as a process: open-file limit, shutdown signals, the status signal.
+
+:func:`serve` is what ``python -m geventsrv`` runs (and what a program that
+embeds geventsrv can call): it prepares the process, starts an
+:class:`~geventsrv.server.EchoServer`, and turns signals into a graceful stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+from typing import Any
+
+import gevent
+
+from geventsrv.config import Config
+from geventsrv.server import EchoServer
+
+log = logging.getLogger(__name__)
+
+#: Descriptors kept for the process's own use beyond one per connection.
+SPARE_DESCRIPTORS = 64
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (never past the hard limit).
+
+    Returns the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
+class ShutdownSignals:
+    """SIGINT/SIGTERM: the first drains, the second forces. SIGUSR1 logs the status line.
+
+    The watchers only note the signal and hand the work to a ``handle_*``
+    method running in a greenlet of its own, so it may wait. Uses gevent's
+    signal watchers; the previous Python-level handlers are put back on exit.
+    """
+
+    SHUTDOWN = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, server: EchoServer) -> None:
+        self.server = server
+        self.received = 0
+        self.forced = False
+        self._saved: dict[int, Any] = {}
+        self._watchers: list[Any] = []
+
+    def __enter__(self) -> ShutdownSignals:
+        for signum in (*self.SHUTDOWN, signal.SIGUSR1):
+            self._saved[signum] = signal.getsignal(signum)
+            self._watchers.append(gevent.signal_handler(signum, self._on_signal, signum))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGUSR1:
+            self.handle_usr1()
+        else:
+            self.received += 1
+            self.handle_shutdown(signal.Signals(signum).name)
+
+    def handle_usr1(self) -> None:
+        self.server.log_status()
+
+    def handle_shutdown(self, name: str) -> None:
+        if self.received == 1:
+            log.info("%s received: shutting down (send again to force)", name)
+            self.server.stop()
+        else:
+            self.forced = True
+            log.warning("%s received again: closing every connection now", name)
+            self.server.stop(0)
+
+
+def serve(config: Config | None = None) -> bool:
+    """Run a server until SIGINT or SIGTERM, as ``python -m geventsrv`` does.
+
+    The first signal stops accepting and drains open connections for up to
+    ``config.drain_timeout`` seconds; a second one closes them at once.
+    Returns ``True`` if the shutdown was clean, ``False`` if a second signal
+    forced it. Raises :class:`~geventsrv.listen.ListenError` or
+    :class:`~geventsrv.server.NotPatchedError` if the server cannot start.
+    """
+    config = (config or Config()).validate()
+    limit = raise_open_file_limit(config.max_conns + SPARE_DESCRIPTORS)
+    if limit < config.max_conns + 16:
+        log.warning(
+            "open-file limit is %d, below max-conns %d: past about %d connections "
+            "accept() will fail and back off until descriptors free",
+            limit,
+            config.max_conns,
+            max(limit - 16, 0),
+        )
+    server = EchoServer(config)
+    # Handlers go in before the socket is bound: a caller that sees the
+    # "listening" line may signal at once, and must get a graceful stop.
+    with ShutdownSignals(server) as signals:
+        server.start()
+        server.serve_forever()
+    return not signals.forced

@@ -1,0 +1,61 @@
+"""Process figures from /proc, and the status line: written and read back by the same module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from geventsrv import procstats
+
+
+def test_status_line_round_trips():
+    figures = {"connections": 3, "greenlets": 9, "descriptors": 12, "rss_kib": 4096, "accepted": 7}
+    line = "2026-01-01 INFO geventsrv.server: " + procstats.format_status(figures)
+    assert procstats.parse_status(line) == figures
+
+
+def test_parse_status_ignores_other_lines():
+    assert procstats.parse_status("listening on 127.0.0.1:7007 (mode=echo)") is None
+
+
+def test_own_figures_are_plausible():
+    with open(os.devnull) as extra:
+        before = procstats.open_descriptors()
+        assert procstats.open_descriptors() == before
+        assert extra.fileno() >= 0
+    assert procstats.open_descriptors() == before - 1
+    assert 1 << 20 < procstats.rss_bytes() < 1 << 32
+
+
+def test_live_greenlets_counts_started_unfinished_ones():
+    from greenlet import getcurrent, greenlet
+
+    main = getcurrent()
+    before = procstats.live_greenlets()
+    parked = greenlet(lambda: main.switch())
+    parked.switch()  # runs until it switches back: started, not finished
+    assert procstats.live_greenlets() == before + 1
+    parked.switch()  # let it finish
+    assert parked.dead and procstats.live_greenlets() == before
+
+
+def test_cpu_time_and_tree_of_a_child_process():
+    """A child that spins for 0.3 s shows up in the parent's tree with that much CPU."""
+    code = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    code += "time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while procstats.cpu_seconds(child.pid) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0.3 <= procstats.cpu_seconds(child.pid) < 5
+        assert child.pid in procstats.process_tree(os.getpid())
+        assert procstats.process_tree(child.pid) == [child.pid]
+        assert procstats.open_descriptors(child.pid) >= 3
+    finally:
+        child.kill()
+        child.wait()
+    assert procstats.cpu_seconds(child.pid) == 0.0  # gone
+    assert procstats.rss_bytes(child.pid) == 0
