@@ -6,187 +6,33 @@ servers bind loopback on port 0.
 
 from __future__ import annotations
 
-import os
 import random
-import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+from geventsrv.bench import process
+from geventsrv.bench.process import CLIENT_TIMEOUT
+from geventsrv.bench.process import connect as connect  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT_TIMEOUT = 10.0
-START_TIMEOUT = 20.0
-
-_LISTENING = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+)(?:\s|$)")
-_STATUS = re.compile(
-    r"status: (?P<connections>\d+) connection\(s\) open, (?P<greenlets>\d+) greenlet\(s\), "
-    r"(?P<descriptors>-?\d+) descriptor\(s\), RSS (?P<rss_kib>\d+) KiB"
-)
 
 
-class ServerProcess:
-    """``python -m geventsrv ARGS`` in a subprocess, its stderr collected line by line."""
+class ServerProcess(process.ServerProcess):
+    """``python -m geventsrv ARGS`` run from the project root, every warning shown.
 
-    def __init__(
-        self,
-        *args: str,
-        preexec_fn: Callable[[], None] | None = None,
-        command: Sequence[str] = (sys.executable, "-m", "geventsrv"),
-    ) -> None:
-        self.argv = [*command, *args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS="always")
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            preexec_fn=preexec_fn,
-        )
-        self.lines: list[str] = []
-        self.host = ""
-        self.port = 0
-        self._listening = threading.Event()
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
-        self._stdout_lines: list[str] = []
-        threading.Thread(target=self._read_stdout, daemon=True).start()
+    The harness itself is :class:`geventsrv.bench.process.ServerProcess`,
+    shared with the lab and the soak.
+    """
 
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line)
-                match = _LISTENING.search(line)
-                if match and not self._listening.is_set():
-                    self.host, self.port = match.group(1), int(match.group(2))
-                    self._listening.set()
-                self._changed.notify_all()
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._stdout_lines.append(line)
-
-    def wait_listening(self) -> ServerProcess:
-        """Block until the server logged its address; fail with its stderr if it died."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._listening.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self._reader.join(2)
-                raise AssertionError(f"server did not start: {self.argv}\n{self.stderr}")
-        return self
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    @property
-    def stderr(self) -> str:
-        with self._changed:
-            return "".join(self.lines)
-
-    @property
-    def stdout(self) -> str:
-        return "".join(self._stdout_lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        """Wait until a stderr line matches ``pattern`` (a regex); return the match."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    match = regex.search(line)
-                    if match:
-                        return match
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"no log line matching {pattern!r}:\n{''.join(self.lines)}"
-                    )
-                self._changed.wait(min(remaining, 0.1))
-
-    def connect(self, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
-        return connect(self.address, timeout)
-
-    def round_trip(self, payload: bytes = b"still served") -> None:
-        """Echo ``payload`` on a fresh connection and check it came back whole."""
-        with self.connect() as sock:
-            sock.sendall(payload)
-            assert recv_exactly(sock, len(payload)) == payload
-
-    def status(self, timeout: float = 10.0) -> dict[str, int]:
-        """Ask for a status line (SIGUSR1) and return its figures, plus ``fds`` from /proc."""
-        with self._changed:
-            seen = len(self.lines)
-        self.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines[seen:]:
-                    match = _STATUS.search(line)
-                    if match:
-                        figures = {key: int(value) for key, value in match.groupdict().items()}
-                        figures["fds"] = open_fds(self.pid)
-                        return figures
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no status line after SIGUSR1:\n{self.stderr}")
-                self._changed.wait(min(remaining, 0.1))
-
-    def assert_back_to_baseline(self, baseline: dict[str, int], timeout: float = 15.0) -> None:
-        """Wait until no connection is open and descriptors and greenlets are at ``baseline``."""
-        now: dict[str, int] = {}
-
-        def settled() -> bool:
-            now.update(self.status())
-            return (
-                now["connections"] == 0
-                and now["fds"] <= baseline["fds"]
-                and now["greenlets"] <= baseline["greenlets"]
-            )
-
-        assert wait_until(settled, timeout, interval=0.2), f"baseline {baseline}, now {now}"
-
-    def send_signal(self, signum: int = signal.SIGTERM) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float = 20.0) -> int:
-        """Wait for exit; return the exit code (and let the reader drain stderr)."""
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def stop(self) -> int:
-        """SIGTERM and wait; SIGKILL if it does not go."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.wait(10)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
-def connect(address: tuple[str, int], timeout: float = CLIENT_TIMEOUT) -> socket.socket:
-    """A blocking client socket with a timeout, connected to ``address``."""
-    sock = socket.create_connection(address, timeout=timeout)
-    sock.settimeout(timeout)
-    return sock
+    def __init__(self, *args: str, **kwargs: Any) -> None:
+        kwargs.setdefault("cwd", ROOT)
+        kwargs.setdefault("env", {"PYTHONWARNINGS": "always"})
+        super().__init__(*args, **kwargs)
 
 
 def abort(sock: socket.socket) -> None:
@@ -258,19 +104,6 @@ def echo_through(sock: socket.socket, payload: bytes, rng: random.Random) -> byt
     sender.join(CLIENT_TIMEOUT)
     assert not sender.errors, sender.errors  # type: ignore[attr-defined]
     return received
-
-
-def open_fds(pid: int) -> int:
-    """Descriptors the process holds right now (from /proc)."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used (from /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def wait_until(

@@ -138,3 +138,27 @@ def test_medians_take_the_middle_round_and_sum_the_errors():
     ]  # fmt: skip
     (row,) = medians(runs)
     assert row["requests_per_s"] == 20.0 and row["errors"] == 1 and row["rounds"] == 3
+
+
+@pytest.mark.parametrize("hidden", ["rich", "matplotlib"])
+def test_without_the_bench_extras_one_line_says_what_to_install(hidden):
+    """The library is made unimportable the way Python itself allows (None in sys.modules)."""
+    code = (
+        f"import sys; sys.modules[{hidden!r}] = None\n"
+        "from geventsrv.bench.__main__ import main\n"
+        "sys.exit(main(['--quick']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and hidden in lines[0] and "geventsrv[bench]" in lines[0], lines
+
+
+def test_help_says_what_a_custom_server_must_print():
+    result = bench("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "a line holding only the port number" in text

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from geventsrv.bench import cload
-from geventsrv.bench.lab import PythonLoad
+from geventsrv.bench.load import PythonLoad
 from geventsrv.bench.loadgen import Histogram
 
 pytestmark = pytest.mark.slow

@@ -9,15 +9,16 @@ and CSV of every number, and PNG charts. Exits 1 if any reply was wrong.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import importlib.util
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv.bench import cload, lab, report
+from geventsrv import commands, exitcodes
+from geventsrv.bench import cload, lab, machine
+from geventsrv.bench.load import CLIENTS, choose_client
 
 PROG = "python -m geventsrv.bench"
 FULL = {"sizes": [1024, 10240, 102400], "connections": [1, 10, 100, 1000, 10000], "storm": 10000}
@@ -41,10 +42,29 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+#: What the lab needs beyond geventsrv itself: ``pip install 'geventsrv[bench]'``.
+EXTRAS = ("rich", "matplotlib")
+
+
+def missing_extras() -> list[str]:
+    """The lab's libraries that cannot be imported here."""
+    missing = []
+    for name in EXTRAS:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = commands.Parser(
         prog=PROG,
-        description=__doc__.split("\n\n")[1],
+        description="Run every server under test on the same closed-loop workload, round by "
+        "round, interleaved, and report medians: a table, JSON, CSV and PNG charts. Exits 1 "
+        "if any reply was wrong.",
         epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks)",
     )
     names = [spec.name for spec in lab.catalog()]
@@ -63,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=COMMAND",
-        help="also test this command; it must print its port when it starts",
+        help="also test this command (repeatable). It must listen on 127.0.0.1, echo every "
+        "byte, and announce its port on stdout or stderr as a line holding only the port "
+        "number (or geventsrv's 'listening on HOST:PORT'); SIGTERM must stop it",
     )
     parser.add_argument(
         "--sizes", type=_ints, help="message sizes in bytes (default: 1024,10240,102400)"
@@ -90,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--client",
-        choices=("auto", "c", "python"),
+        choices=CLIENTS,
         default="auto",
         help="load generator: the C one (built with the system compiler on first use) "
         "or the Python one; auto = C when it can be built (default: auto)",
@@ -102,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    missing = missing_extras()
+    if missing and not {"-h", "--help", "--version"} & set(argv):
+        print(
+            f"{PROG}: error: the lab needs {' and '.join(missing)}: "
+            "python3 -m pip install 'geventsrv[bench]' (or: pip install rich matplotlib)",
+            file=sys.stderr,
+        )
+        return exitcodes.USAGE
+    from geventsrv.bench import report
+
     if argv[:1] == ["soak"]:
         from geventsrv.bench import soak
 
@@ -125,10 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     specs = [catalog[name] for name in wanted] + extra
     try:
-        client = cload.choose_client(args.client)
+        client = choose_client(args.client)
     except cload.BuildError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     from rich.console import Console
     from rich.progress import Progress
 
@@ -199,12 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if storms:
         output.print(report.storm_table(report.storm_medians(storms)))
     meta = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": machine.fingerprint(),
         "settings": settings,
         "client": client,
         "seconds": round(time.monotonic() - started, 1),
@@ -212,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     paths = report.write_files(args.out, meta, runs, rows, storms)
     if not args.no_charts:
-        paths += report.charts(args.out, rows)
+        paths += report.charts(args.out, rows, storms)
     console.print("wrote " + ", ".join(str(path) for path in paths))
     bad = [row for row in rows if row["mismatches"]]
     for row in bad:
@@ -226,4 +253,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    commands.run(main)

@@ -56,23 +56,6 @@ def build() -> Path:
     return binary
 
 
-def choose_client(requested: str) -> str:
-    """``"c"`` or ``"python"`` for a ``--client`` of auto, c or python.
-
-    ``auto`` falls back to Python where the C generator cannot be built;
-    ``c`` raises :class:`BuildError` there instead.
-    """
-    if requested == "python":
-        return "python"
-    try:
-        build()
-    except (BuildError, OSError) as exc:
-        if requested == "c":
-            raise BuildError(str(exc)) from None
-        return "python"
-    return "c"
-
-
 def _start(
     mode: str, address: tuple[str, int], connections: int, size: int, last: float
 ) -> subprocess.Popen[str]:

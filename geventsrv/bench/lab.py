@@ -9,25 +9,25 @@ Nothing here is monkey-patched.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import multiprocessing
 import os
-import re
 import shlex
-import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from geventsrv.bench import cload
-from geventsrv.bench.loadgen import Histogram, WorkerResult, run_worker
+from geventsrv.bench.load import LoadGenerator, start_load
+from geventsrv.bench.loadgen import Histogram, WorkerResult
+from geventsrv.bench.process import ServerProcess, connect
 
 PY = sys.executable
 _SERVERS = "geventsrv.bench.servers."
+#: Connections :func:`warm_up` opens and closes before every measurement.
+WARM_UP_CONNECTIONS = 8
+#: Most bytes a warm-up connection sends before reading them back.
+WARM_UP_PIECE = 65536
 
 
 @dataclass(frozen=True)
@@ -73,88 +73,33 @@ def catalog() -> list[ServerSpec]:
     ]
 
 
-_PORT_LINE = re.compile(r"listening on \[?[^\]\s]*\]?:(\d+)|^\s*(\d+)\s*$")
+def start_server(spec: ServerSpec) -> ServerProcess:
+    """Run ``spec``'s command until it has announced its port(s)."""
+    return ServerProcess(command=spec.command, listeners=spec.listeners).wait_listening()
 
 
-class RunningServer:
-    """A server process, its port read from its first lines of output."""
+def warm_up(address: tuple[str, int], size: int, connections: int = WARM_UP_CONNECTIONS) -> None:
+    """Open, use and close ``connections`` connections, one after another, before measuring.
 
-    def __init__(self, spec: ServerSpec, start_timeout: float = 20.0) -> None:
-        self.spec = spec
-        self.proc = subprocess.Popen(
-            spec.command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.port = 0
-        self.output: list[str] = []
-        found = threading.Event()
-        listening = 0
-
-        def read(stream: Any) -> None:
-            nonlocal listening
-            for line in stream:
-                self.output.append(line)
-                match = _PORT_LINE.search(line)
-                if match and not found.is_set():
-                    self.port = int(match.group(1) or match.group(2))
-                    listening += 1
-                    if listening >= spec.listeners:
-                        found.set()
-
-        for stream in (self.proc.stdout, self.proc.stderr):
-            threading.Thread(target=read, args=(stream,), daemon=True).start()
-        deadline = time.monotonic() + start_timeout
-        while not found.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{spec.name} did not start: {''.join(self.output)[-500:]}")
-
-    def cpu_seconds(self) -> float:
-        """CPU time of the server and every process it started (workers), from /proc."""
-        total = 0
-        for pid in process_tree(self.proc.pid):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the server and its workers, from /proc."""
-        total = 0
-        for pid in process_tree(self.proc.pid):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        return total
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants, from the parent ids in /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, ()))
-    return tree
+    A server that has served and closed connections has settled as any real
+    server has within seconds of going live: allocators have grown their
+    pools, and glibc malloc has raised its dynamic mmap threshold past the
+    largest block freed. Measured without this, a server that reads in large
+    blocks (asyncio reads 256 KiB at a time) paid an mmap/munmap pair per
+    request, over 3x its settled CPU per request. Every server gets the same.
+    """
+    message = bytes(range(256)) * (size // 256 + 1)
+    for _ in range(connections):
+        with connect(address) as sock:
+            for start in range(0, size, WARM_UP_PIECE):
+                piece = message[start : min(size, start + WARM_UP_PIECE)]
+                sock.sendall(piece)
+                got = 0
+                while got < len(piece):
+                    data = sock.recv(len(piece) - got)
+                    if not data:
+                        raise RuntimeError("the server closed a warm-up connection")
+                    got += len(data)
 
 
 def measure_storm(spec: ServerSpec, connections: int, size: int = 64) -> dict[str, Any]:
@@ -163,11 +108,12 @@ def measure_storm(spec: ServerSpec, connections: int, size: int = 64) -> dict[st
     Reports how long connecting took, each connection's time from connect()
     to its first full echo, and the server's memory per idle connection.
     """
-    server = RunningServer(spec)
+    server = start_server(spec)
     try:
+        warm_up(server.address, size)
         time.sleep(0.3)
         rss_before = server.rss_bytes()
-        with cload.Storm(("127.0.0.1", server.port), connections, size) as storm:
+        with cload.Storm(server.address, connections, size) as storm:
             time.sleep(0.5)  # let every connection settle into its idle wait
             rss_held = server.rss_bytes()
             result = storm.result
@@ -209,19 +155,17 @@ def measure(
     client: str = "python",
 ) -> dict[str, Any]:
     """One server, one message size, one concurrency: every figure the lab reports."""
-    server = RunningServer(spec)
+    server = start_server(spec)
     try:
+        warm_up(server.address, size)
         time.sleep(0.1)  # let it settle before the idle reading
         rss_idle = server.rss_bytes()
         workers = client_processes(connections, procs, client)
         shares = [connections // workers + (i < connections % workers) for i in range(workers)]
-        address = ("127.0.0.1", server.port)
-        if client == "c":
-            loads: list[Any] = [
-                cload.LoadProcess(address, share, size, seed) for seed, share in enumerate(shares)
-            ]
-        else:
-            loads = [PythonLoad(address, share, size) for share in shares]
+        loads: list[LoadGenerator] = [
+            start_load(client, server.address, share, size, seed)
+            for seed, share in enumerate(shares)
+        ]
         connect_errors = sum(load.ready() for load in loads)
         window_start = time.monotonic() + warmup + 0.3
         window_end = window_start + duration
@@ -265,34 +209,3 @@ def measure(
         "first_error": next((r.first_error for r in results if r.first_error), ""),
         "server_survived": alive,
     }
-
-
-class PythonLoad:
-    """A :func:`~geventsrv.bench.loadgen.run_worker` process behind the C generator's interface."""
-
-    def __init__(self, address: tuple[str, int], connections: int, size: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.pipe, theirs = context.Pipe()
-        self.process = context.Process(target=run_worker, args=(address, connections, size, theirs))
-        self.process.start()
-
-    def ready(self) -> int:
-        return int(_expect(self.pipe, "ready", 120))
-
-    def run(self, window_start: float, window_end: float) -> None:
-        self.window_end = window_end
-        self.pipe.send((window_start, window_end))
-
-    def result(self) -> WorkerResult:
-        result: WorkerResult = _expect(self.pipe, "done", self.window_end - time.monotonic() + 60)
-        self.process.join(10)
-        return result
-
-
-def _expect(pipe: Any, tag: str, timeout: float) -> Any:
-    if not pipe.poll(timeout):
-        raise RuntimeError(f"load worker sent no {tag!r} within {timeout:g} s")
-    got, value = pipe.recv()
-    if got != tag:
-        raise RuntimeError(f"load worker sent {got!r}, expected {tag!r}")
-    return value

@@ -176,50 +176,141 @@ def table(rows: list[dict[str, Any]]) -> Any:
     return grid
 
 
-def charts(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
-    """PNG charts: throughput, p99 latency and memory per connection against concurrency."""
+#: The server the charts single out: the one this project is about.
+HIGHLIGHT = "geventsrv"
+
+
+def _failed(row: dict[str, Any]) -> bool:
+    """A point where the server served nothing, or wrong bytes: marked, never drawn as 0."""
+    return bool(row["mismatches"]) or not row["requests_per_s"]
+
+
+def _style(server: str, index: int) -> dict[str, Any]:
+    if server == HIGHLIGHT:
+        return {"color": "black", "linewidth": 2.8, "marker": "o", "zorder": 5}
+    # No red: red marks failed points.
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
+               "tab:olive", "tab:cyan", "tab:gray"]  # fmt: skip
+    return {"color": palette[index % len(palette)], "linewidth": 1.3, "marker": ".", "alpha": 0.85}
+
+
+def charts(
+    out: Path, rows: list[dict[str, Any]], storms: list[dict[str, Any]] | None = None
+) -> list[Path]:
+    """PNG charts: throughput, p99 latency and memory per connection against concurrency,
+    and, with a storm, time to first echo and idle memory per server.
+
+    geventsrv is drawn in black and bold; points where a server completed nothing (or
+    returned wrong bytes) are marked with a red x at the bottom of the panel instead of
+    being drawn as 0; the legend sits outside the data.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sizes = sorted({row["size"] for row in rows})
     servers = list(dict.fromkeys(row["server"] for row in rows))
     specs = [
-        ("throughput.png", "requests_per_s", "requests/s", "Throughput vs connections"),
-        ("latency_p99.png", "p99_us", "p99 latency (µs)", "p99 latency vs connections"),
+        ("throughput.png", "requests_per_s", "requests/s", "Throughput vs connections", False),
+        ("latency_p99.png", "p99_us", "p99 latency (µs, log)", "p99 latency vs connections", True),
         (
             "memory_per_connection.png",
             "rss_per_connection_kib",
-            "RSS per connection (KiB)",
-            "Server memory per connection",
+            "RSS per connection (KiB, log)",
+            "Server memory per connection (10 connections and more)",
+            True,
         ),
     ]
     paths = []
-    for filename, key, ylabel, title in specs:
-        fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
+    for filename, key, ylabel, title, log_y in specs:
+        fig, axes = plt.subplots(
+            1, len(sizes), figsize=(4.6 * len(sizes) + 2.2, 4.2), squeeze=False
+        )
+        failed_shown = False
         for ax, size in zip(axes[0], sizes, strict=True):
-            for server in servers:
-                points = sorted(
-                    (row["connections"], row[key])
-                    for row in rows
-                    if row["server"] == server and row["size"] == size and row[key] is not None
+            for index, server in enumerate(servers):
+                mine = [r for r in rows if r["server"] == server and r["size"] == size]
+                if key == "rss_per_connection_kib":
+                    # One connection's share of the RSS is noise: a page more or less.
+                    mine = [r for r in mine if r["connections"] >= 10]
+                good = sorted(
+                    (r["connections"], r[key])
+                    for r in mine
+                    if not _failed(r) and r[key] is not None and (r[key] > 0 or not log_y)
                 )
-                if points:
-                    xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, marker="o", label=server)
+                if good:
+                    xs, ys = zip(*good, strict=True)
+                    ax.plot(xs, ys, label=server, **_style(server, index))
+                bad = [r["connections"] for r in mine if _failed(r)]
+                if bad:
+                    ax.scatter(
+                        bad, [0.03] * len(bad), transform=ax.get_xaxis_transform(),
+                        marker="x", color="red", s=60, zorder=6, clip_on=False,
+                        label=None if failed_shown else "completed nothing (failed)",
+                    )  # fmt: skip
+                    failed_shown = True
             ax.set_xscale("log")
-            if key == "p99_us":
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+            if log_y:
                 ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)
             ax.set_title(f"{size:,} B messages")
             ax.set_xlabel("connections")
             ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
-        axes[0][-1].legend(fontsize="small")
+        handles: dict[str, Any] = {}
+        for ax in axes[0]:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        failed = handles.pop("completed nothing (failed)", None)
+        handles = {server: handles[server] for server in servers if server in handles}
+        if failed is not None:
+            handles["completed nothing (failed)"] = failed
         fig.suptitle(title)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
+        fig.legend(handles.values(), handles.keys(), loc="center right", fontsize="small")
         path = out / filename
         fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
+    if storms:
+        paths.append(_storm_chart(out / "storm.png", storm_medians(storms)))
     return paths
+
+
+def _storm_chart(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Time to first echo (p50, p99, max) and idle memory per connection, per server."""
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda row: row["first_echo_max_s"] or 0)
+    names = [row["server"] for row in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.8))
+    positions = range(len(rows))
+    for offset, key, label, color in (
+        (-0.25, "first_echo_p50_s", "p50", "tab:blue"),
+        (0.0, "first_echo_p99_s", "p99", "tab:orange"),
+        (0.25, "first_echo_max_s", "max", "tab:red"),
+    ):
+        left.barh([p + offset for p in positions], [row[key] or 0 for row in rows], height=0.25,
+                  color=color, label=label)  # fmt: skip
+    right.barh(list(positions), [row["idle_rss_per_connection_kib"] or 0 for row in rows],
+               color=["black" if n == HIGHLIGHT else "tab:gray" for n in names])  # fmt: skip
+    connections = rows[0]["connections"] if rows else 0
+    left.set_title(f"Storm of {connections:,} connects: time to first echo")
+    left.set_xlabel("seconds from connect() to a full echo")
+    right.set_title("Idle memory per connection")
+    right.set_xlabel("KiB of server RSS")
+    for axis in (left, right):
+        axis.set_yticks(list(positions), names)
+        axis.grid(True, axis="x", alpha=0.3)
+    for label in left.get_yticklabels() + right.get_yticklabels():
+        if label.get_text() == HIGHLIGHT:
+            label.set_fontweight("bold")
+    left.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -24,10 +24,7 @@ import argparse
 import contextlib
 import csv
 import json
-import os
 import random
-import re
-import signal
 import socket
 import statistics
 import struct
@@ -39,18 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geventsrv import commands
 from geventsrv.bench import cload
-from geventsrv.bench.lab import PY, PythonLoad, RunningServer, ServerSpec
+from geventsrv.bench.load import CLIENTS, choose_client, start_load
+from geventsrv.bench.process import ServerProcess
 
 PROG = "python -m geventsrv.bench soak"
+DESCRIPTION = (
+    "Run one geventsrv under mixed echo load and faults for a bounded time; fail on any "
+    "wrong or lost byte, an upward trend of RSS, descriptors or greenlets, or a server "
+    "that does not return to its starting descriptors and greenlets."
+)
 IDLE_TIMEOUT = 2.0
 WAVE_SECONDS = 20.0
 #: Upward drift allowed between the first and last third after warm-up.
 TREND_LIMITS = {"rss_mib": (0.10, 4.0), "fds": (0.10, 32), "greenlets": (0.10, 32)}
-
-_STATUS = re.compile(
-    r"status: (?P<connections>\d+) connection\(s\) open, (?P<greenlets>\d+) greenlet\(s\)"
-)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Tally:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[1])
+    parser = commands.Parser(prog=PROG, description=DESCRIPTION)
     parser.add_argument("--minutes", type=float, default=10.0, help="how long (default: 10)")
     parser.add_argument(
         "--connections", type=int, default=200, help="echo load connections (default: 200)"
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="fraction of the run ignored by the trend check (default: 0.2)",
     )
-    parser.add_argument("--client", choices=("auto", "c", "python"), default="auto")
+    parser.add_argument("--client", choices=CLIENTS, default="auto")
     parser.add_argument("--out", type=Path, default=Path("reports/soak"), help="output directory")
     return parser
 
@@ -93,12 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.minutes > 0 or args.connections < 1 or not args.sample > 0:
         parser.error("--minutes, --connections and --sample must be positive")
     try:
-        client = cload.choose_client(args.client)
+        client = choose_client(args.client)
     except cload.BuildError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    command = (PY, "-m", "geventsrv", "--port", "0", "--idle-timeout", str(IDLE_TIMEOUT))
-    server = RunningServer(ServerSpec("geventsrv", command))
+    server = ServerProcess("--port", "0", "--idle-timeout", str(IDLE_TIMEOUT)).wait_listening()
     tally = Tally()
     stop = threading.Event()
     samples: list[dict[str, float]] = []
@@ -134,24 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if any(verdict.startswith("FAIL") for verdict in verdicts) else 0
 
 
-def _sample(server: RunningServer, started: float) -> dict[str, float]:
-    """RSS and descriptors from /proc; greenlets and connections from a SIGUSR1 status line."""
-    seen = len(server.output)
-    server.proc.send_signal(signal.SIGUSR1)
-    status = None
-    give_up = time.monotonic() + 10
-    while status is None and time.monotonic() < give_up:
-        for line in server.output[seen:]:
-            status = _STATUS.search(line) or status
-        time.sleep(0.02)
-    if status is None:
-        raise RuntimeError("the server wrote no status line after SIGUSR1")
+def _sample(server: ServerProcess, started: float) -> dict[str, float]:
+    """RSS from /proc; descriptors, greenlets and connections from the status line."""
+    status = server.status()
     return {
         "elapsed_s": round(time.monotonic() - started, 2),
         "rss_mib": round(server.rss_bytes() / 2**20, 2),
-        "fds": len(os.listdir(f"/proc/{server.proc.pid}/fd")),
-        "greenlets": int(status["greenlets"]),
-        "connections": int(status["connections"]),
+        "fds": status["fds"],
+        "greenlets": status["greenlets"],
+        "connections": status["connections"],
     }
 
 
@@ -163,18 +153,13 @@ def _progress(sample: dict[str, float], tally: Tally) -> str:
 
 
 def _echo_load(
-    server: RunningServer, args: argparse.Namespace, client: str, tally: Tally, deadline: float
+    server: ServerProcess, args: argparse.Namespace, client: str, tally: Tally, deadline: float
 ) -> None:
     """Closed-loop 1 KiB echo load in waves of fresh connections until ``deadline``."""
-    address = ("127.0.0.1", server.port)
     seed = 0
     while (left := deadline - time.monotonic()) > 1:
         seed += 1
-        load: Any = (
-            cload.LoadProcess(address, args.connections, 1024, seed)
-            if client == "c"
-            else PythonLoad(address, args.connections, 1024)
-        )
+        load = start_load(client, server.address, args.connections, 1024, seed)
         connect_errors = load.ready()
         start = time.monotonic() + 0.3
         load.run(start, start + min(WAVE_SECONDS, left))
@@ -353,9 +338,16 @@ def _plot(path: Path, samples: list[dict[str, float]], warmup: float) -> Path:
     figure, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 6.5))
     series = [("rss_mib", "RSS (MiB)"), ("fds", "open descriptors"), ("greenlets", "greenlets")]
     for axis, (key, label) in zip(axes, series, strict=True):
-        axis.plot(minutes, [sample[key] for sample in samples], linewidth=1)
+        values = [sample[key] for sample in samples]
+        axis.plot(minutes, values, linewidth=1)
         axis.set_ylabel(label)
-        axis.set_ylim(bottom=0)
+        if key == "rss_mib" and values:
+            # Zoomed on the data: a drift of a few percent is what the check is about.
+            low, high = min(values), max(values)
+            margin = max((high - low) * 0.2, 0.5)
+            axis.set_ylim(low - margin, high + margin)
+        else:
+            axis.set_ylim(bottom=0)
         if minutes:
             axis.axvspan(0, minutes[-1] * warmup, color="0.9", label="warm-up")
         axis.grid(alpha=0.3)
