@@ -9,9 +9,9 @@ import logging
 import random
 from typing import Any
 
+import gevent
 from _echo_client import BadHost, EchoClient, parse_host
 from locust import User, constant, events
-from locust.exception import StopUser
 
 log = logging.getLogger("loadtest")
 
@@ -45,16 +45,32 @@ def add_echo_options(parser: Any) -> None:
     )
 
 
+@events.init.add_listener
+def refuse_bad_host(environment: Any, **_: Any) -> None:
+    """Headless, a ``-H`` that is not tcp://HOST:PORT ends locust before it starts: exit 2."""
+    options = environment.parsed_options
+    if options is None or not options.headless or environment.host is None:
+        return  # the web UI asks for a host later; check_host judges it then
+    try:
+        parse_host(environment.host)
+    except BadHost as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
+
+
 @events.test_start.add_listener
 def check_host(environment: Any, **_: Any) -> None:
-    """A host that is not tcp://HOST:PORT ends the run at once with exit code 2."""
+    """A host that is not tcp://HOST:PORT ends the run (headless: exit code 2)."""
     try:
         parse_host(environment.host)
     except BadHost as exc:
         log.error("%s", exc)
         environment.process_exit_code = 2
-        if environment.runner is not None:
-            environment.runner.quit()
+        runner = environment.runner
+        if runner is not None:
+            # Not from inside test_start: the runner is still starting.
+            options = environment.parsed_options
+            gevent.spawn(runner.quit if options is None or options.headless else runner.stop)
 
 
 class EchoUser(User):
@@ -75,13 +91,17 @@ class EchoUser(User):
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
+        #: The server's address; ``None`` when the host is bad and this user stopped.
+        self.address: tuple[str, int] | None = None
         try:
-            address = parse_host(self.host)
-        except BadHost as exc:
-            log.error("%s", exc)
-            raise StopUser() from None
+            self.address = parse_host(self.host)
+        except BadHost:
+            # check_host has said why. stop(), not StopUser: locust logs a
+            # traceback for any exception raised from on_start.
+            self.stop()
+            return
         self.client = EchoClient(
-            address, self.environment.events, timeout=getattr(options, "echo_timeout", 10.0)
+            self.address, self.environment.events, timeout=getattr(options, "echo_timeout", 10.0)
         )
         self.random = random.Random()
         self.size = self.option(self.size_option, self.default_size)

@@ -17,7 +17,6 @@ import zlib
 from typing import Any
 
 import gevent
-from _echo_client import parse_host
 from _users import EchoUser, log
 from gevent import socket
 from locust import between, task
@@ -37,13 +36,16 @@ class ChatUser(EchoUser):
 
     def on_start(self) -> None:
         super().on_start()
+        if self.address is None:
+            return  # a bad host: the base class has stopped this user
         start = time.perf_counter()
         try:
             # A chat server greets at once; an echo server says nothing.
-            self.sock = socket.create_connection(parse_host(self.host), timeout=GREETING_TIMEOUT)
+            self.sock = socket.create_connection(self.address, timeout=GREETING_TIMEOUT)
         except OSError as exc:
             self._report("join", start, 0, exc)
-            raise StopUser() from None
+            self.stop()  # not StopUser: locust logs a traceback for it in on_start
+            return
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
         try:
@@ -55,7 +57,8 @@ class ChatUser(EchoUser):
                 _warned.append(True)
                 log.warning("ChatUser: the server is not in chat mode; chat users stop")
             self.sock.close()
-            raise StopUser()
+            self.stop()
+            return
         self._report("join", start, len(greeting), None)
         self.sock.settimeout(None)  # the listener waits as long as the room is quiet
         self.listener = gevent.spawn(self._listen)
