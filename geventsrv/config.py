@@ -20,6 +20,9 @@ DEFAULT_HOST = "127.0.0.1"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+#: What serves a connection's socket calls (see :attr:`Config.io`).
+IO_PATHS = ("fast", "patched")
+
 MAX_PORT = 65535
 
 
@@ -63,6 +66,10 @@ class Config:
     #: Set SO_REUSEPORT on the listener, so that several processes can share
     #: the port and the kernel spreads connections over them.
     reuse_port: bool = False
+    #: What sits under the handlers' blocking calls: ``fast``, geventsrv's own
+    #: cooperative socket (two system calls per echo), or ``patched``, the
+    #: monkey-patched stdlib socket (four): the textbook path, kept to compare.
+    io: str = "fast"
     #: Which worker of a supervisor this process is (1..workers), 0 for a
     #: server on its own. Named in every log line.
     worker_id: int = 0
@@ -89,6 +96,8 @@ class Config:
             raise ConfigError(
                 f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
+        if self.io not in IO_PATHS:
+            raise ConfigError(f"io must be one of {', '.join(IO_PATHS)}, got {self.io!r}")
         if not (self.tcp or self.udp):
             raise ConfigError("nothing to serve: enable TCP, UDP or both")
         if self.udp and not mode.serves_udp:

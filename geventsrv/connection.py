@@ -26,8 +26,8 @@ The echo and upper handlers live here; chat, which needs more, lives in
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from gevent import sleep
 
@@ -42,12 +42,26 @@ YIELD_SECONDS = 1e-6
 RECV_SIZE = 65536
 
 
+class StreamSocket(Protocol):
+    """What a handler may call on ``conn.sock``: a connected socket's blocking calls.
+
+    Either gevent's monkey-patched socket (``--io patched``) or
+    :class:`geventsrv.cooperative.CooperativeSocket` (``--io fast``).
+    """
+
+    def recv(self, size: int, /) -> bytes: ...
+    def sendall(self, data: bytes, /) -> Any: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+    def fileno(self) -> int: ...
+
+
 class Connection:
     """One accepted client: its socket, its address and what it has cost."""
 
     __slots__ = ("bytes_echoed", "peer", "progress", "sock")
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(self, sock: StreamSocket, peer: str) -> None:
         self.sock = sock
         #: The client's address as ``host:port`` (IPv6 in brackets).
         self.peer = peer

@@ -17,6 +17,7 @@ from geventsrv import exitcodes, modes
 from geventsrv.commands import Parser
 from geventsrv.config import (
     DEFAULT_PORT,
+    IO_PATHS,
     LOG_LEVELS,
     MAX_PORT,
     Config,
@@ -136,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         "restarts any that die; 'auto' = one per CPU (default: %(default)s)",
     )
     add(
+        "--io",
+        choices=IO_PATHS,
+        default=defaults.io,
+        help="fast: geventsrv's own cooperative socket, 2 system calls per echo; patched: "
+        "gevent's monkey-patched socket, the textbook path, 4 (default: %(default)s)",
+    )
+    add(
         "--reuse-port",
         action="store_true",
         help="set SO_REUSEPORT, so that other processes can serve the same port",
@@ -177,6 +185,7 @@ def _config(args: argparse.Namespace) -> Config:
             workers=args.workers,
             reuse_port=args.reuse_port,
             worker_id=args.worker_id,
+            io=args.io,
         ).validate()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -200,6 +209,7 @@ def to_argv(config: Config) -> list[str]:
         *("--workers", str(config.workers)),
         *("--log-level", config.log_level),
         *("--worker-id", str(config.worker_id)),
+        *("--io", config.io),
     ]
     if config.reuse_port:
         argv.append("--reuse-port")

@@ -6,6 +6,7 @@ servers bind loopback on port 0.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import struct
@@ -32,6 +33,10 @@ class ServerProcess(process.ServerProcess):
     def __init__(self, *args: str, **kwargs: Any) -> None:
         kwargs.setdefault("cwd", ROOT)
         kwargs.setdefault("env", {"PYTHONWARNINGS": "always"})
+        # The whole suite runs against both I/O paths: tox sets this per environment.
+        io = os.environ.get("GEVENTSRV_TEST_IO")
+        if io and "command" not in kwargs and "--io" not in args:
+            args = (*args, "--io", io)
         super().__init__(*args, **kwargs)
 
 

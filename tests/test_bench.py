@@ -60,8 +60,15 @@ def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
             assert row[figure] is not None and math.isfinite(row[figure]), (figure, row)
     for name in ("runs.csv", "medians.csv"):
         assert (tmp_path / name).read_text().count("\n") == len(rows) + 1
-    for name in ("throughput.png", "latency_p99.png", "memory_per_connection.png"):
+    for name in ("throughput.png", "latency_p99.png", "memory_per_connection.png", "storm.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for row in rows:
+        assert row["unserved"] == 0, row  # every connection completed requests
+    summary = (tmp_path / "summary.md").read_text()
+    assert (
+        "Measured on:" in summary and "Rankings between IO models depend on the machine" in summary
+    )
+    assert summary.count("## 1,024 B,") == 3
     assert "Echo servers: medians over rounds" in result.stdout
     storms = {row["server"]: row for row in data["storm_medians"]}
     assert set(storms) == servers
@@ -70,7 +77,8 @@ def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
         assert 0 < row["first_echo_p50_s"] <= row["first_echo_max_s"], row
     assert (tmp_path / "storm.csv").read_text().count("\n") == len(storms) + 1
     assert "Connection storm" in result.stdout
-    assert data["meta"]["machine"]["cpus"] >= 1
+    machine = data["meta"]["machine"]
+    assert machine["cpus"] >= 1 and machine["gevent"] and machine["gevent_loop"] and machine["cpu"]
 
 
 @pytest.mark.parametrize("client", ["c", "python"])
@@ -162,3 +170,25 @@ def test_help_says_what_a_custom_server_must_print():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "a line holding only the port number" in text
+
+
+def test_capacity_search_finds_a_rate_and_charts_it(tmp_path):
+    from geventsrv.bench import cload
+
+    try:
+        cload.build()
+    except cload.BuildError as exc:
+        pytest.skip(f"the open loop needs the C load generator: {exc}")
+    result = bench(
+        "capacity", "--servers", "geventsrv", "--duration", "0.3", "--warmup", "0.1",
+        "--max-rate", "12000", "--p99-ms", "50", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "capacity.json").read_text())
+    offered = [point["offered_per_s"] for point in data["points"]]
+    assert offered[:2] == [5000.0, 7500.0]  # rises by half again from 5,000/s
+    assert all(point["mismatches"] == 0 for point in data["points"])
+    assert data["results"][0]["max_rate_per_s"] >= 5000
+    assert (tmp_path / "capacity.png").stat().st_size > 10_000
+    assert "highest rate with p99 <= 50 ms" in result.stdout
+    assert data["meta"]["machine"]["gevent"]

@@ -25,6 +25,7 @@ CHANGED = {
     "workers": 3,
     "reuse_port": True,
     "worker_id": 2,
+    "io": "patched",
 }
 
 

@@ -23,6 +23,7 @@ TESTED_ELSEWHERE = {
     "geventsrv/bench/loadgen.py": "test_bench.py",
     "geventsrv/bench/cload.py": "test_bench.py",
     "geventsrv/bench/soak.py": "test_soak.py",
+    "geventsrv/bench/capacity.py": "test_bench.py",
 }
 
 

@@ -85,6 +85,7 @@ class FakeListener:
         self.real = socket.create_server(("127.0.0.1", 0))
 
     def accept(self) -> tuple[socket.socket, tuple[str, int]]:
+        gevent.idle()  # a real listener waits here for the next client: let the loop turn
         step = self.script.pop(0)
         if isinstance(step, int):
             raise error(step)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geventsrv import commands, exitcodes
-from geventsrv.bench import cload, lab, machine
+from geventsrv.bench import cload, lab, machine, syscalls
 from geventsrv.bench.load import CLIENTS, choose_client
 
 PROG = "python -m geventsrv.bench"
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every server under test on the same closed-loop workload, round by "
         "round, interleaved, and report medians: a table, JSON, CSV and PNG charts. Exits 1 "
         "if any reply was wrong.",
-        epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks)",
+        epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks); "
+        f"{PROG} capacity --help: open-loop latency against offered rate",
     )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
@@ -117,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="load generator: the C one (built with the system compiler on first use) "
         "or the Python one; auto = C when it can be built (default: auto)",
     )
+    parser.add_argument(
+        "--unsettled",
+        action="store_true",
+        help="skip the warm-up connections before each measurement, to see what they change",
+    )
+    parser.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="also count each server's system calls per request (needs perf and root)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/bench"), help="output directory")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     return parser
@@ -138,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import soak
 
         return soak.main(argv[1:])
+    if argv[:1] == ["capacity"]:
+        from geventsrv.bench import capacity
+
+        return capacity.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     settings: dict[str, Any] = dict(FULL, duration=2.0, warmup=0.5, rounds=3)
@@ -156,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     specs = [catalog[name] for name in wanted] + extra
+    if args.syscalls and (why := syscalls.available()):
+        parser.error(f"--syscalls: {why}")
     try:
         client = choose_client(args.client)
     except cload.BuildError as exc:
@@ -211,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             settings["warmup"],
                             args.client_processes or None,
                             client,
+                            count_syscalls=args.syscalls,
+                            settle=not args.unsettled,
                         )
                     except (RuntimeError, OSError) as exc:
                         failures.append(f"{spec.name} {size} B x {conns}: {exc}")

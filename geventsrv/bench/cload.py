@@ -57,12 +57,12 @@ def build() -> Path:
 
 
 def _start(
-    mode: str, address: tuple[str, int], connections: int, size: int, last: float
+    mode: str, address: tuple[str, int], connections: int, size: int, *last: float
 ) -> subprocess.Popen[str]:
-    """Run the generator in ``mode`` with its pipes open; ``last`` is the seed or timeout."""
+    """Run the generator in ``mode`` with its pipes open; ``last``: seed or timeout (and rate)."""
     host, port = address
     return subprocess.Popen(
-        [str(build()), mode, host, str(port), str(connections), str(size), str(last)],
+        [str(build()), mode, host, str(port), str(connections), str(size), *map(str, last)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -93,6 +93,7 @@ class LoadProcess:
         for pair in self._expect("hist"):
             index, count = pair.split(":")
             histogram.counts[int(index)] = int(count)
+        unserved, longest, fewest, most = self._expect("fair")
         self.proc.wait(10)
         return WorkerResult(
             requests=int(requests),
@@ -102,6 +103,10 @@ class LoadProcess:
             cpu_seconds=float(cpu),
             first_error="" if error == "-" else error,
             histogram=histogram,
+            unserved=int(unserved),
+            longest_wait=float(longest),
+            fewest_per_connection=int(fewest),
+            most_per_connection=int(most),
         )
 
     def _expect(self, tag: str) -> list[str]:
@@ -111,6 +116,28 @@ class LoadProcess:
         if word != tag:
             self.proc.kill()
             raise RuntimeError(f"C load generator said {line.strip()!r}, expected {tag!r}")
+        return values
+
+
+class OpenLoad(LoadProcess):
+    """``loadgen open``: requests on a schedule, ``rate`` per second over all connections.
+
+    Latency runs from each request's scheduled time (coordinated omission
+    corrected); :attr:`scheduled`, :attr:`completed` and :attr:`late` (not
+    even queued: the server was hopelessly behind) are set by :meth:`result`.
+    """
+
+    def __init__(
+        self, address: tuple[str, int], connections: int, size: int, seed: int, rate: float
+    ) -> None:
+        self.proc = _start("open", address, connections, size, seed, rate)
+        self.scheduled = self.completed = self.late = 0
+
+    def _expect(self, tag: str) -> list[str]:
+        values = super()._expect(tag)
+        if tag == "fair":  # the open loop's own line follows the fairness line
+            scheduled, completed, late = super()._expect("open")
+            self.scheduled, self.completed, self.late = int(scheduled), int(completed), int(late)
         return values
 
 

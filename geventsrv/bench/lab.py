@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from geventsrv.bench import cload
+from geventsrv.bench import cload, syscalls
 from geventsrv.bench.load import LoadGenerator, start_load
 from geventsrv.bench.loadgen import Histogram, WorkerResult
 from geventsrv.bench.process import ServerProcess, connect
+from geventsrv.procstats import process_tree
 
 PY = sys.executable
 _SERVERS = "geventsrv.bench.servers."
@@ -53,6 +54,7 @@ def catalog() -> list[ServerSpec]:
     uvloop = "" if importlib.util.find_spec("uvloop") else "uvloop is not installed"
     return [
         ServerSpec("geventsrv", (PY, "-m", "geventsrv", "--port", "0")),
+        ServerSpec("geventsrv-patched", (PY, "-m", "geventsrv", "--port", "0", "--io", "patched")),
         ServerSpec(
             "geventsrv-2-workers",
             (PY, "-m", "geventsrv", "--port", "0", "--workers", "2"),
@@ -153,11 +155,19 @@ def measure(
     warmup: float,
     procs: int | None = None,
     client: str = "python",
+    count_syscalls: bool = False,
+    settle: bool = True,
 ) -> dict[str, Any]:
-    """One server, one message size, one concurrency: every figure the lab reports."""
+    """One server, one message size, one concurrency: every figure the lab reports.
+
+    ``count_syscalls`` counts the server's system calls over the window
+    (:mod:`geventsrv.bench.syscalls`); ``settle=False`` skips the warm-up, to
+    show what it changes.
+    """
     server = start_server(spec)
     try:
-        warm_up(server.address, size)
+        if settle:
+            warm_up(server.address, size)
         time.sleep(0.1)  # let it settle before the idle reading
         rss_idle = server.rss_bytes()
         workers = client_processes(connections, procs, client)
@@ -173,6 +183,10 @@ def measure(
             load.run(window_start, window_end)
         time.sleep(max(0.0, window_start - time.monotonic()))
         cpu_start = server.cpu_seconds()
+        calls: dict[str, int] = {}
+        if count_syscalls:
+            pids = process_tree(server.pid)
+            calls = syscalls.count(pids, max(0.1, window_end - time.monotonic() - 0.05))
         time.sleep(max(0.0, window_end - time.monotonic()))
         cpu_end = server.cpu_seconds()
         rss_loaded = server.rss_bytes()
@@ -204,6 +218,14 @@ def measure(
         "client_processes": len(results),
         "client_cpu_share": client_cpu / duration / len(results),
         "client_bound": client_cpu / duration / len(results) > 0.9,
+        "syscalls_per_request": calls.get("total", 0) / requests if calls and requests else None,
+        "syscalls": {name: round(n / requests, 3) for name, n in calls.items() if n}
+        if requests
+        else {},
+        "settled": settle,
+        "unserved": sum(r.unserved for r in results),
+        "longest_wait_s": max(r.longest_wait for r in results),
+        "fewest_per_connection": min(r.fewest_per_connection for r in results),
         "errors": sum(r.errors for r in results) + connect_errors,
         "mismatches": sum(r.mismatches for r in results),
         "first_error": next((r.first_error for r in results if r.first_error), ""),

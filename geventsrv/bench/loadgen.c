@@ -10,7 +10,24 @@
  *       next message. Requests completed inside the window are counted and
  *       their latencies go into the same log buckets as loadgen.Histogram.
  *       Prints "done REQUESTS BYTES ERRORS MISMATCHES CPU_SECONDS",
- *       "error TEXT" and "hist INDEX:COUNT ...".
+ *       "error TEXT", "hist INDEX:COUNT ..." and "fair UNSERVED LONGEST_WAIT
+ *       FEWEST MOST": connections that completed no request in the window,
+ *       the longest any request waited (seconds; one still unanswered at the
+ *       end of the window counts the time it had waited by then), and the
+ *       fewest and most requests one connection completed. Percentiles over
+ *       completed requests cannot see a connection that never completes.
+ *
+ *   loadgen open  HOST PORT CONNECTIONS SIZE SEED RATE
+ *       Open loop: as "load", but requests go out on a schedule, RATE per
+ *       second over all connections (request k on connection k % CONNECTIONS
+ *       at start + k / RATE), whether or not earlier replies are in; a
+ *       connection still waiting for a reply queues its next requests. Latency
+ *       runs from a request's scheduled time, not from when it could be sent,
+ *       so a stalled server cannot hide the queue it causes (coordinated
+ *       omission, corrected as wrk2 does). Requests scheduled inside the
+ *       window count; one still unanswered at its end counts as completed at
+ *       the end (a lower bound of its latency). Prints what "load" prints and
+ *       "open SCHEDULED COMPLETED LATE".
  *
  *   loadgen storm HOST PORT CONNECTIONS SIZE TIMEOUT
  *       Opens CONNECTIONS connections back to back, as fast as connect() goes;
@@ -49,6 +66,7 @@ struct conn {
     size_t offset, sent, got;
     double started;
     int done;
+    long long served; /* requests completed inside the window */
 };
 
 static unsigned char *pool, *scratch;
@@ -182,9 +200,26 @@ static void drop(int epoll, struct conn *c) {
     c->fd = -1;
 }
 
-static int run_load(int count, unsigned long long seed) {
+/* Moves a connection's current message along after an epoll event: 1 when its reply
+ * is complete, 0 when not yet, -1 when it failed and was dropped. */
+static int pump(int epoll, struct conn *c, uint32_t events) {
+    if ((events & EPOLLOUT) && c->sent < size && pump_send(epoll, c) < 0) {
+        errors++, drop(epoll, c);
+        return -1;
+    }
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return 0;
+    int state = pump_recv(c);
+    if (state < 0) drop(epoll, c);
+    return state;
+}
+
+/* Connects COUNT connections, says "ready", reads the window and prepares the pool.
+ * Returns the connections (*open_count of them) or NULL if no window came. */
+static struct conn *prepare(int count, unsigned long long seed, int *open_count,
+                            double *window_start, double *window_end) {
     struct conn *conns = calloc(count, sizeof *conns);
-    int open_count = 0, connect_errors = 0;
+    int connect_errors = 0;
+    *open_count = 0;
     for (int i = 0; i < count; i++) {
         int fd = open_connection(1);
         if (fd < 0) {
@@ -192,26 +227,51 @@ static int run_load(int count, unsigned long long seed) {
             note_error("connect", errno);
             continue;
         }
-        conns[open_count++].fd = fd;
+        conns[(*open_count)++].fd = fd;
     }
     printf("ready %d\n", connect_errors);
     fflush(stdout);
-    double window_start, window_end;
-    if (scanf("%lf %lf", &window_start, &window_end) != 2) return 2;
+    if (scanf("%lf %lf", window_start, window_end) != 2) return NULL;
     fill_pool(seed);
+    for (int i = 0; i < *open_count; i++) conns[i].offset = (size_t)i * 977 % size;
+    return conns;
+}
+
+/* The "done", "error", "hist" and "fair" lines every load mode ends with. */
+static void report(struct conn *conns, int open_count, long long requests, long long bytes,
+                   double cpu, double longest) {
+    long long unserved = 0, fewest = -1, most = 0;
+    for (int i = 0; i < open_count; i++) {
+        struct conn *c = &conns[i];
+        if (c->fd < 0) continue; /* dropped: counted as an error */
+        if (!c->served) unserved++;
+        if (fewest < 0 || c->served < fewest) fewest = c->served;
+        if (c->served > most) most = c->served;
+    }
+    printf("done %lld %lld %lld %lld %.6f\nerror %s\nhist", requests, bytes, errors, mismatches,
+           cpu, first_error);
+    for (int i = 0; i < BUCKET_COUNT; i++)
+        if (histogram[i]) printf(" %d:%lld", i, histogram[i]);
+    printf("\nfair %lld %.6f %lld %lld\n", unserved, longest, fewest < 0 ? 0 : fewest, most);
+}
+
+static int run_load(int count, unsigned long long seed) {
+    int open_count;
+    double window_start, window_end;
+    struct conn *conns = prepare(count, seed, &open_count, &window_start, &window_end);
+    if (!conns) return 2;
     int epoll = epoll_create1(0);
     while (now() < window_start - 0.2) usleep(5000); /* everyone starts together */
     double t = now();
     for (int i = 0; i < open_count; i++) {
         struct conn *c = &conns[i];
-        c->offset = (size_t)i * 977 % size;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &ev);
         next_message(c, t);
         if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
     }
     long long requests = 0, bytes = 0;
-    double cpu_start = -1;
+    double cpu_start = -1, longest = 0;
     struct epoll_event events[EVENTS];
     for (;;) {
         t = now();
@@ -221,20 +281,14 @@ static int run_load(int count, unsigned long long seed) {
         for (int i = 0; i < ready; i++) {
             struct conn *c = events[i].data.ptr;
             if (c->fd < 0) continue;
-            if ((events[i].events & EPOLLOUT) && c->sent < size && pump_send(epoll, c) < 0) {
-                errors++, drop(epoll, c);
-                continue;
-            }
-            if (!(events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
-            int state = pump_recv(c);
-            if (state < 0) {
-                drop(epoll, c);
-            } else if (state > 0) {
+            if (pump(epoll, c, events[i].events) > 0) {
                 double done = now();
                 if (done >= window_start) {
                     requests++;
                     bytes += size;
+                    c->served++;
                     record(done - c->started);
+                    if (done - c->started > longest) longest = done - c->started;
                 }
                 next_message(c, done);
                 if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
@@ -242,11 +296,103 @@ static int run_load(int count, unsigned long long seed) {
         }
     }
     double cpu = cpu_start < 0 ? 0 : cpu_seconds() - cpu_start;
-    printf("done %lld %lld %lld %lld %.6f\nerror %s\nhist", requests, bytes, errors, mismatches,
-           cpu, first_error);
-    for (int i = 0; i < BUCKET_COUNT; i++)
-        if (histogram[i]) printf(" %d:%lld", i, histogram[i]);
-    printf("\n");
+    for (int i = 0; i < open_count; i++) /* a reply still awaited has waited this long */
+        if (conns[i].fd >= 0 && window_end - conns[i].started > longest)
+            longest = window_end - conns[i].started;
+    report(conns, open_count, requests, bytes, cpu, longest);
+    return 0;
+}
+
+#define QUEUE 4096 /* scheduled requests one connection may have waiting */
+
+struct queue {
+    double at[QUEUE]; /* scheduled send times, oldest first */
+    int head, count;
+};
+
+static int run_open(int count, unsigned long long seed, double rate) {
+    int open_count;
+    double window_start, window_end;
+    struct conn *conns = prepare(count, seed, &open_count, &window_start, &window_end);
+    if (!conns) return 2;
+    struct queue *queues = calloc(count, sizeof *queues);
+    int epoll = epoll_create1(0);
+    for (int i = 0; i < open_count; i++) {
+        struct conn *c = &conns[i];
+        c->done = 1; /* idle: nothing outstanding */
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &ev);
+    }
+    while (now() < window_start - 0.2) usleep(5000);
+    double start = now(), cpu_start = -1, longest = 0;
+    long long k = 0, scheduled = 0, completed = 0, late = 0, requests = 0, bytes = 0;
+    struct epoll_event events[EVENTS];
+    for (;;) {
+        double t = now();
+        if (t >= window_end) break;
+        if (cpu_start < 0 && t >= window_start) cpu_start = cpu_seconds();
+        /* Hand out every request whose time has come. */
+        while (open_count && start + k / rate <= t) {
+            double at = start + k / rate;
+            struct conn *c = &conns[k % open_count];
+            struct queue *q = &queues[k % open_count];
+            k++;
+            if (c->fd < 0) continue;
+            if (at >= window_start) scheduled++;
+            if (c->done) {
+                c->done = 0;
+                next_message(c, at);
+                if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
+            } else if (q->count < QUEUE) {
+                q->at[(q->head + q->count++) % QUEUE] = at;
+            } else {
+                late++; /* the server is hopelessly behind: count it, do not queue it */
+            }
+        }
+        double next = start + k / rate - now();
+        int wait_ms = next > 0.001 ? (int)(next * 1000) : 0;
+        int ready = epoll_wait(epoll, events, EVENTS, wait_ms > 50 ? 50 : wait_ms);
+        for (int i = 0; i < ready; i++) {
+            struct conn *c = events[i].data.ptr;
+            if (c->fd < 0 || c->done || pump(epoll, c, events[i].events) <= 0) continue;
+            double done = now();
+            if (c->started >= window_start) {
+                requests++, completed++;
+                bytes += size;
+                c->served++;
+                record(done - c->started);
+                if (done - c->started > longest) longest = done - c->started;
+            }
+            struct queue *q = &queues[c - conns];
+            if (q->count) {
+                next_message(c, q->at[q->head]);
+                q->head = (q->head + 1) % QUEUE, q->count--;
+                if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
+            } else {
+                c->done = 1;
+            }
+        }
+    }
+    /* What was scheduled in the window and is still unanswered waited at least this long. */
+    for (int i = 0; i < open_count; i++) {
+        struct conn *c = &conns[i];
+        struct queue *q = &queues[i];
+        if (c->fd < 0) continue;
+        if (!c->done && c->started >= window_start) {
+            record(window_end - c->started), requests++;
+            if (window_end - c->started > longest) longest = window_end - c->started;
+        }
+        for (int j = 0; j < q->count; j++) {
+            double at = q->at[(q->head + j) % QUEUE];
+            if (at >= window_start) {
+                record(window_end - at), requests++;
+                if (window_end - at > longest) longest = window_end - at;
+            }
+        }
+    }
+    double cpu = cpu_start < 0 ? 0 : cpu_seconds() - cpu_start;
+    report(conns, open_count, requests, bytes, cpu, longest);
+    printf("open %lld %lld %lld\n", scheduled, completed, late);
     return 0;
 }
 
@@ -327,8 +473,10 @@ static int run_storm(int count, double timeout) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7 || resolve(argv[2], argv[3]) < 0) {
-        fprintf(stderr, "usage: loadgen load|storm HOST PORT CONNECTIONS SIZE SEED|TIMEOUT\n");
+    int open_mode = argc == 8 && strcmp(argv[1], "open") == 0;
+    if ((argc != 7 && !open_mode) || resolve(argv[2], argv[3]) < 0) {
+        fprintf(stderr, "usage: loadgen load|storm HOST PORT CONNECTIONS SIZE SEED|TIMEOUT\n"
+                        "       loadgen open HOST PORT CONNECTIONS SIZE SEED RATE\n");
         return 2;
     }
     int count = atoi(argv[4]);
@@ -338,6 +486,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(argv[1], "load") == 0) return run_load(count, strtoull(argv[6], NULL, 10));
+    if (open_mode) return run_open(count, strtoull(argv[6], NULL, 10), atof(argv[7]));
     if (strcmp(argv[1], "storm") == 0) return run_storm(count, atof(argv[6]));
     fprintf(stderr, "loadgen: unknown mode %s\n", argv[1]);
     return 2;

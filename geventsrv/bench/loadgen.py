@@ -72,6 +72,15 @@ class WorkerResult:
     first_error: str = ""
     cpu_seconds: float = 0.0
     histogram: Histogram = field(default_factory=Histogram)
+    #: Connections that completed no request in the window: percentiles over
+    #: completed requests cannot see them.
+    unserved: int = 0
+    #: Longest wait for a reply (s); one still unanswered at the window's end
+    #: counts the time it had waited by then.
+    longest_wait: float = 0.0
+    #: Fewest and most requests one connection completed in the window.
+    fewest_per_connection: int = 0
+    most_per_connection: int = 0
 
 
 def run_worker(address: tuple[str, int], connections: int, size: int, pipe: Pipe) -> None:
@@ -113,9 +122,11 @@ def _drive(
     epoll = select.epoll()
     by_fd: dict[int, socket.socket] = {}
     # Per-connection state, indexed by fd: message offset, bytes sent, bytes
-    # received, send time.
+    # received, send time, requests completed in the window.
     top = max((s.fileno() for s in socks), default=0) + 1
     offset, sent, got, started = [0] * top, [0] * top, [0] * top, [0.0] * top
+    served = [0] * top
+    longest = 0.0
     histogram = result.histogram
     monotonic = time.monotonic
     IN, OUT = select.EPOLLIN, select.EPOLLOUT
@@ -193,7 +204,15 @@ def _drive(
                     if done >= window_start:
                         result.requests += 1
                         result.bytes += size
+                        served[fd] += 1
                         histogram.add((done - started[fd]) * 1e6)
+                        longest = max(longest, done - started[fd])
                     start(fd, conn, done)
     result.cpu_seconds = time.process_time() - (cpu_start or time.process_time())
     epoll.close()
+    counts = [served[fd] for fd in by_fd]  # connections still open: dropped ones are errors
+    result.unserved = sum(1 for count in counts if not count)
+    result.fewest_per_connection = min(counts, default=0)
+    result.most_per_connection = max(counts, default=0)
+    ends = [window_end - started[fd] for fd in by_fd]
+    result.longest_wait = max([longest, *ends])

@@ -21,9 +21,11 @@ FIGURES = (
     "server_rss_mib",
     "rss_per_connection_kib",
     "client_cpu_share",
+    "longest_wait_s",
+    "syscalls_per_request",
 )
-#: Figures added up over rounds: any error or mismatch in any round shows.
-TOTALS = ("requests", "errors", "mismatches")
+#: Figures added up over rounds: any error, mismatch or unserved connection in any round shows.
+TOTALS = ("requests", "errors", "mismatches", "unserved")
 
 
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,10 +38,12 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"server": server, "size": size, "connections": connections}
         row["rounds"] = len(group)
         for name in FIGURES:
-            values = [run[name] for run in group if run.get(name) is not None]
+            values = [
+                run[name] for run in group if run.get(name) is not None
+            ]  # older runs lack some
             row[name] = statistics.median(values) if values else None
         for name in TOTALS:
-            row[name] = sum(run[name] for run in group)
+            row[name] = sum(run.get(name, 0) for run in group)
         row["client_bound"] = any(run["client_bound"] for run in group)
         row["first_error"] = next((run["first_error"] for run in group if run["first_error"]), "")
         rows.append(row)
@@ -103,11 +107,12 @@ def write_files(
 ) -> list[Path]:
     """Write results.json, runs.csv, medians.csv (and storm.csv) to ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json", out / "runs.csv", out / "medians.csv"]
+    paths = [out / "results.json", out / "runs.csv", out / "medians.csv", out / "summary.md"]
     storm_rows = storm_medians(storms or [])
     results = {"meta": meta, "runs": runs, "medians": rows, "storms": storms or []}
     results["storm_medians"] = storm_rows
     paths[0].write_text(json.dumps(results, indent=2))
+    paths[3].write_text(summary(rows, meta))
     tables = [(paths[1], runs), (paths[2], rows)]
     if storm_rows:
         paths.append(out / "storm.csv")
@@ -118,6 +123,41 @@ def write_files(
             writer.writeheader()
             writer.writerows(table)
     return paths
+
+
+def summary(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Markdown: per point, every server against geventsrv, and the machine it ran on.
+
+    A ranking between IO models is a measurement on one machine: Python-heavy
+    paths and system calls do not scale alike from one CPU to another.
+    """
+    from geventsrv.bench.machine import describe
+
+    lines = [
+        "# Lab summary",
+        "",
+        f"Measured on: {describe(meta.get('machine', {}))}.",
+        "",
+        "Rankings between IO models depend on the machine: rerun `python -m geventsrv.bench` "
+        "to measure yours. Ratios are against geventsrv at the same point, same run.",
+    ]
+    points = dict.fromkeys((row["size"], row["connections"]) for row in rows)
+    for size, connections in points:
+        mine = [r for r in rows if (r["size"], r["connections"]) == (size, connections)]
+        base = next((r for r in mine if r["server"] == HIGHLIGHT), None)
+        lines += ["", f"## {size:,} B, {connections:,} connections", ""]
+        lines += ["| server | requests/s | vs geventsrv | CPU µs/request | unserved |",
+                  "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for row in sorted(mine, key=lambda r: -(r["requests_per_s"] or 0)):
+            ratio = "-"
+            if base and base["requests_per_s"] and row["requests_per_s"]:
+                ratio = f"{row['requests_per_s'] / base['requests_per_s']:.2f}x"
+            bound = " (client-bound)" if row["client_bound"] else ""
+            lines.append(
+                f"| {row['server']} | {_fmt(row['requests_per_s'])}{bound} | {ratio} | "
+                f"{_fmt(row['server_cpu_us_per_request'], 1)} | {row.get('unserved', 0):,} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(value: Any, digits: int = 0) -> str:
@@ -143,6 +183,9 @@ def table(rows: list[dict[str, Any]]) -> Any:
         "CPU µs/req",
         "RSS MiB",
         "KiB/conn",
+        "unserved",
+        "longest wait s",
+        "syscalls/req",
         "client CPU",
         "errors",
     ):
@@ -170,6 +213,9 @@ def table(rows: list[dict[str, Any]]) -> Any:
             _fmt(row["server_cpu_us_per_request"], 1),
             _fmt(row["server_rss_mib"], 1),
             _fmt(row["rss_per_connection_kib"], 1),
+            f"[bold red]{row['unserved']:,}[/]" if row["unserved"] else "0",
+            _fmt(row.get("longest_wait_s"), 2),
+            _fmt(row.get("syscalls_per_request"), 2),
             f"{row['client_cpu_share']:.0%}{' (bound)' if row['client_bound'] else ''}",
             flags or "0",
         )

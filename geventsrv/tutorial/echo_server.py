@@ -140,6 +140,21 @@ def run(out: Narrator, clients: int = 200) -> dict[str, Any]:
           rest at a deadline (gevent.signal_handler, since the handler must wait).
         Run `python -m geventsrv --help` for the real thing.
     """)
+
+    out.step("What the patched socket costs, and what geventsrv does instead")
+    out.say("""
+        This server's recv() first tries the system call; when nothing has arrived
+        yet (the usual case right after sending a reply) it fails with EAGAIN,
+        Python builds a BlockingIOError, and only then does the greenlet wait on the
+        hub. gevent's sendall() also asks the kernel for the send buffer size on
+        every call. So each echo costs four system calls: recv (fails), recv, send,
+        getsockopt. geventsrv serves the same blocking calls from a socket of its
+        own (geventsrv/cooperative.py): after a short read it waits for readability
+        first, and it sends with one plain send(). Two system calls per echo, the
+        same as asyncio's and a hand-written epoll loop's. `--io patched` runs the
+        server on the monkey-patched socket instead, to compare; the lab's
+        --syscalls counts both (docs/lab.md).
+    """)
     return result
 
 

@@ -1,0 +1,66 @@
+"""System calls a server makes per request, counted by the kernel's tracepoints (``perf stat``).
+
+Counting from outside with ``perf stat -e syscalls:sys_enter_*`` costs the
+server almost nothing, unlike ``strace``, whose overhead slows the server so
+much that replies are already waiting when it reads, and the failing reads
+this is meant to count disappear. Needs ``perf`` and permission to trace
+(root, or ``kernel.perf_event_paranoid`` low enough); :func:`available` says
+why not where it cannot run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+#: The calls an echo server's hot path may make, and the allocator's.
+WATCHED = (
+    "recvfrom",
+    "sendto",
+    "read",
+    "write",
+    "getsockopt",
+    "epoll_wait",
+    "epoll_ctl",
+    "mmap",
+    "munmap",
+    "mremap",
+    "brk",
+)
+
+
+def available() -> str:
+    """``""`` if system calls can be counted here, else why not."""
+    if shutil.which("perf") is None:
+        return "perf is not installed (Debian: linux-perf)"
+    probe = subprocess.run(
+        ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode or "not supported" in probe.stderr or "<not" in probe.stderr:
+        return "perf cannot read syscall tracepoints here: " + probe.stderr.strip()[-200:]
+    return ""
+
+
+def count(pids: list[int], seconds: float) -> dict[str, int]:
+    """System calls made by ``pids`` over the next ``seconds``: ``total`` and each of WATCHED."""
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{name}" for name in WATCHED]
+    done = subprocess.run(
+        ["perf", "stat", "-x,", "-e", ",".join(events), "-p", ",".join(map(str, pids)),
+         "--", "sleep", str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    )  # fmt: skip
+    counts: dict[str, int] = {}
+    for line in done.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or not fields[0].strip().isdigit():
+            continue
+        event = fields[2]
+        name = "total" if event == "raw_syscalls:sys_enter" else event.rsplit("_", 1)[-1]
+        if event.startswith("syscalls:sys_enter_"):
+            name = event[len("syscalls:sys_enter_") :]
+        counts[name] = int(fields[0])
+    return counts

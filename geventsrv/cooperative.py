@@ -1,0 +1,160 @@
+"""geventsrv's own cooperative socket: blocking calls for the handler, two system calls per echo.
+
+The handlers call ``recv()`` and ``sendall()`` and wait like any blocking
+code; under them, gevent's monkey-patched socket makes four system calls per
+echoed request: a ``recv`` that fails with EAGAIN (Python builds an exception
+for it), the ``recv`` that succeeds after the wait, the ``send``, and a
+``getsockopt(SO_SNDBUF)`` that gevent's ``sendall`` makes on every call to
+size its chunks. :class:`CooperativeSocket` keeps the same blocking interface
+and makes two:
+
+* it waits for readability *before* ``recv`` when the previous read came up
+  short (so the next ``recv`` would almost surely fail), and tries ``recv``
+  first after a full buffer (a bulk sender has more waiting);
+* ``sendall`` starts with one plain ``send``, and waits for writability only
+  for what the kernel did not take.
+
+It waits on a read and a write watcher of its own, kept for the connection's
+life, with gevent's public API only: ``hub.loop.io(fd, events)``,
+``watcher.start(getcurrent().switch)``, ``hub.switch()``. Every guarantee of
+the patched path holds: an exception thrown into the waiting greenlet (the idle
+reaper's :class:`~geventsrv.server.IdleTimeout`, a kill at the drain deadline)
+stops the watcher on its way out; :meth:`CooperativeSocket.close` from another
+greenlet wakes a greenlet waiting on this socket with an ``OSError`` instead of
+leaving it parked for ever (gevent's own sockets do the same); back-pressure
+is the kernel's, since a ``sendall`` the client does not read waits.
+
+``python -m geventsrv --io patched`` serves through the monkey-patched stdlib
+socket instead: the textbook path, kept to compare and to teach.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from gevent import get_hub, getcurrent
+from gevent.monkey import get_original
+
+#: The standard library's own socket class, even in a monkey-patched process.
+_PlainSocket: type[socket.socket] = get_original("socket", "socket")
+
+_READ, _WRITE = 1, 2  # libev's and libuv's EV_READ and EV_WRITE
+
+
+class CooperativeSocket:
+    """A connected stream socket whose blocking calls park only the calling greenlet.
+
+    Made from an accepted socket by :meth:`adopt`, which takes over its
+    descriptor. Offers what the handlers use: ``recv``, ``sendall``, ``send``,
+    ``shutdown``, ``close``, ``fileno``, ``setsockopt``, ``getsockopt``,
+    ``getpeername``, ``getsockname``.
+    """
+
+    __slots__ = ("_hub", "_read", "_sock", "_wait_first", "_write")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._hub = get_hub()
+        self._read: Any = self._hub.loop.io(sock.fileno(), _READ)
+        self._write: Any = None  # made on first need: most replies fit the send buffer
+        #: Wait for readability before the next recv(): the last one came up short.
+        self._wait_first = True
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> CooperativeSocket:
+        """Take over ``sock``'s descriptor (``sock`` is left detached, owning nothing)."""
+        family, kind, proto = sock.family, sock.type, sock.proto
+        return cls(_PlainSocket(family, kind, proto, fileno=sock.detach()))
+
+    def _wait(self, watcher: Any) -> None:
+        # The watcher's callback is this greenlet's switch: when the descriptor
+        # is ready, the hub switches straight back here. Anything thrown in
+        # meanwhile (idle timeout, kill, close from another greenlet) passes
+        # through the finally clause, so the watcher never fires for a
+        # greenlet that has moved on.
+        watcher.start(getcurrent().switch)
+        try:
+            self._hub.switch()
+        finally:
+            if watcher.active:  # not when close() from another greenlet got here first
+                watcher.stop()
+
+    def recv(self, size: int) -> bytes:
+        """Up to ``size`` bytes, waiting until some arrive; ``b""`` at the peer's FIN."""
+        if self._wait_first:
+            self._wait(self._read)
+        while True:
+            try:
+                data = self._sock.recv(size)
+            except BlockingIOError:  # a readiness that did not last: wait again
+                self._wait(self._read)
+                continue
+            self._wait_first = len(data) < size
+            return data
+
+    def send(self, data: bytes | memoryview) -> int:
+        """Send what the kernel takes, waiting until it takes something."""
+        while True:
+            try:
+                return self._sock.send(data)
+            except BlockingIOError:
+                self._wait_writable()
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        """Send every byte of ``data``, waiting while the kernel's buffer is full."""
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            self._wait_writable()
+            try:
+                sent = self._sock.send(view)
+            except BlockingIOError:
+                continue
+            view = view[sent:]
+
+    def _wait_writable(self) -> None:
+        if self._write is None:
+            self._write = self._hub.loop.io(self._sock.fileno(), _WRITE)
+        self._wait(self._write)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close the socket; a greenlet waiting on it (another one) gets an ``OSError``."""
+        if self._sock.fileno() < 0:
+            return
+        for watcher in (self._read, self._write):
+            if watcher is None:
+                continue
+            waiter = getattr(watcher.callback, "__self__", None) if watcher.active else None
+            watcher.stop()
+            watcher.close()
+            if waiter is not None and waiter is not getcurrent():
+                # Its watcher will never fire now: wake it, from the hub, with an error.
+                closed = OSError(errno.EBADF, "socket closed by another greenlet")
+                self._hub.loop.run_callback(waiter.throw, closed)
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._sock.setsockopt(level, option, value)
+
+    def getsockopt(self, level: int, option: int) -> int:
+        return self._sock.getsockopt(level, option)
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()

@@ -1,0 +1,117 @@
+"""geventsrv's cooperative socket, in-process on real socket pairs, under gevent's real hub.
+
+The test process is not monkey-patched: the socket under test is the standard
+library's, driven by gevent's watchers, as in the server. The peers are plain
+sockets too, used from greenlets only in ways that never block (non-blocking
+sends, reads after a wait).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+
+import gevent
+import pytest
+
+from geventsrv.cooperative import CooperativeSocket
+
+
+@pytest.fixture
+def pair():
+    """(CooperativeSocket, the plain peer socket); both closed afterwards."""
+    ours, peer = socket.socketpair()
+    peer.setblocking(False)
+    sock = CooperativeSocket.adopt(ours)
+    yield sock, peer
+    sock.close()
+    peer.close()
+
+
+def test_adopt_takes_over_the_descriptor():
+    ours, peer = socket.socketpair()
+    fd = ours.fileno()
+    sock = CooperativeSocket.adopt(ours)
+    assert sock.fileno() == fd and ours.fileno() == -1  # the original owns nothing now
+    sock.close()
+    peer.close()
+
+
+def test_recv_parks_only_its_greenlet_until_data_arrives(pair):
+    sock, peer = pair
+    reader = gevent.spawn(sock.recv, 100)
+    ticks = 0
+    for _ in range(5):  # the hub keeps turning while the reader waits
+        gevent.sleep(0.001)
+        ticks += 1
+    assert not reader.ready() and ticks == 5
+    peer.send(b"hello")
+    assert reader.get(timeout=5) == b"hello"
+
+
+def test_recv_returns_what_is_there_and_then_eof(pair):
+    sock, peer = pair
+    peer.send(b"a" * 70_000)
+    first = sock.recv(65536)
+    assert len(first) == 65536  # a full buffer: the next recv tries at once
+    assert sock.recv(65536) == b"a" * (70_000 - 65536)
+    peer.shutdown(socket.SHUT_WR)
+    assert gevent.spawn(sock.recv, 10).get(timeout=5) == b""
+
+
+def test_sendall_waits_for_a_slow_reader_then_delivers_every_byte(pair, rng):
+    sock, peer = pair
+    payload = rng.randbytes(3_000_000)  # far more than the socket buffers hold
+    sender = gevent.spawn(sock.sendall, payload)
+    gevent.sleep(0.05)
+    assert not sender.ready()  # back-pressure: it waits for the reader
+    received = bytearray()
+    while len(received) < len(payload):
+        gevent.sleep(0.001)
+        with contextlib.suppress(BlockingIOError):
+            received += peer.recv(1 << 20)
+    sender.get(timeout=5)
+    assert bytes(received) == payload
+
+
+def test_the_peer_closing_ends_a_waiting_recv(pair):
+    sock, peer = pair
+    reader = gevent.spawn(sock.recv, 10)
+    gevent.sleep(0.01)
+    peer.close()  # on a socket pair: the reader sees EOF (AF_UNIX has no RST)
+    assert reader.get(timeout=5) == b""
+
+
+def test_an_exception_thrown_into_a_waiter_stops_its_watcher(pair):
+    """The idle reaper's way: the waiter leaves with the exception, and the socket works after."""
+    sock, peer = pair
+    reader = gevent.spawn(sock.recv, 10)
+    gevent.sleep(0.01)
+    reader.kill(TimeoutError, block=True, timeout=5)
+    assert isinstance(reader.exception, TimeoutError)
+    peer.send(b"later")
+    gevent.sleep(0.01)  # a watcher left running would switch into the dead greenlet here
+    assert gevent.spawn(sock.recv, 10).get(timeout=5) == b"later"
+
+
+def test_close_from_another_greenlet_wakes_the_waiter_with_an_error(pair):
+    sock, _ = pair
+    reader = gevent.spawn(sock.recv, 10)
+    gevent.sleep(0.01)
+    sock.close()
+    with pytest.raises(OSError) as caught:
+        reader.get(timeout=5)
+    assert caught.value.errno == errno.EBADF
+    sock.close()  # twice is harmless
+
+
+def test_shutdown_from_another_greenlet_ends_both_directions(pair):
+    """Chat drops a member this way: its reader gets EOF, its writer an error."""
+    sock, _ = pair
+    reader = gevent.spawn(sock.recv, 10)
+    gevent.sleep(0.01)
+    sock.shutdown(socket.SHUT_RDWR)
+    assert reader.get(timeout=5) == b""
+    with pytest.raises(OSError):
+        sock.sendall(b"x")
