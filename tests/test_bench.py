@@ -192,3 +192,27 @@ def test_capacity_search_finds_a_rate_and_charts_it(tmp_path):
     assert (tmp_path / "capacity.png").stat().st_size > 10_000
     assert "highest rate with p99 <= 50 ms" in result.stdout
     assert data["meta"]["machine"]["gevent"]
+
+
+def _row(server, connections, rps, **extra):
+    row = dict.fromkeys(FIGURES, 1.0)
+    row.update(server=server, size=1024, connections=connections, requests_per_s=rps,
+               mismatches=0, errors=0, unserved=0, client_bound=False)  # fmt: skip
+    row.update(extra)
+    return row
+
+
+def test_tables_and_summary_mark_failed_and_client_bound_points():
+    from geventsrv.bench.report import markdown_tables, summary
+
+    rows = [
+        _row("geventsrv", 10, 50_000.0),
+        _row("threads", 10, 0.0, errors=3),
+        _row("selectors", 10, 100_000.0, client_bound=True),
+    ]
+    text = markdown_tables(rows, [])
+    assert "| threads | failed |" in text  # never drawn as 0 requests/s
+    assert "| selectors | 100,000* |" in text
+    short = summary(rows, {"machine": {"cpu": "Test CPU", "cpus": 2}})
+    assert "Test CPU, 2 cores" in short
+    assert "| selectors | 100,000 (client-bound) | 2.00x |" in short

@@ -160,6 +160,59 @@ def summary(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The figures :func:`markdown_tables` lays out, with their headings and decimals.
+TABLES = (
+    ("requests_per_s", "requests/s", 0),
+    ("p99_us", "p99 latency, µs", 0),
+    ("server_cpu_us_per_request", "server CPU µs per request", 1),
+    ("rss_per_connection_kib", "server RSS per connection, KiB", 1),
+)
+
+
+def markdown_tables(rows: list[dict[str, Any]], storms: list[dict[str, Any]]) -> str:
+    """The results as markdown: per message size and figure, servers x connections.
+
+    A ``*`` marks a point where the load generator was the bottleneck in some
+    round; ``failed`` one where the server completed nothing or returned wrong bytes.
+    """
+    servers = list(dict.fromkeys(row["server"] for row in rows))
+    sizes = sorted({row["size"] for row in rows})
+    counts = sorted({row["connections"] for row in rows})
+    index = {(r["server"], r["size"], r["connections"]): r for r in rows}
+    out = []
+    for size in sizes:
+        for key, heading, digits in TABLES:
+            out += [f"**{heading}** ({size:,} B messages)", ""]
+            out.append("| server | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
+            out.append("| --- |" + " ---: |" * len(counts))
+            for server in servers:
+                cells = []
+                for n in counts:
+                    row = index.get((server, size, n))
+                    if row is None:
+                        cells.append("")
+                    elif _failed(row):
+                        cells.append("failed")
+                    else:
+                        cells.append(_fmt(row[key], digits) + ("*" if row["client_bound"] else ""))
+                out.append(f"| {server} | " + " | ".join(cells) + " |")
+            out.append("")
+    if storms:
+        rows_ = storm_medians(storms)
+        out += [f"**connection storm** ({rows_[0]['connections']:,} connects back to back)", ""]
+        out.append("| server | connect all, s | first echo p50, s | p99, s | max, s | "
+                   "idle KiB per connection | failed |")  # fmt: skip
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for row in rows_:
+            out.append(
+                f"| {row['server']} | {row['connect_s']:.2f} | {row['first_echo_p50_s']:.2f} | "
+                f"{row['first_echo_p99_s']:.2f} | {row['first_echo_max_s']:.2f} | "
+                f"{row['idle_rss_per_connection_kib']:.1f} | {row['failed']} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def _fmt(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
