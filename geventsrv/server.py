@@ -10,7 +10,7 @@ Binding lives in :mod:`geventsrv.listen`, the process around a server
 Error handling
     A connection's failure (reset, broken pipe, idle timeout, even a bug in a
     handler) ends that connection only, with one debug line in the log.
-    ``accept()`` failures are sorted by errno (:class:`AcceptErrors`): ones
+    ``accept()`` failures are sorted by errno (:mod:`geventsrv.accepting`): ones
     that concern the single connection being accepted are retried at once;
     running out of descriptors or memory backs off (doubling from
     :attr:`EchoServer.accept_backoff_min` to :attr:`EchoServer.accept_backoff_max`)
@@ -36,57 +36,28 @@ Resource handling
 
 from __future__ import annotations
 
-import collections
-import errno
 import logging
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
 from geventsrv import modes, procstats
+from geventsrv.accepting import AcceptErrors, RateLimitedLog
 from geventsrv.config import Config, format_address
 from geventsrv.connection import Connection, Handler, StreamSocket
 from geventsrv.cooperative import CooperativeSocket
 from geventsrv.listen import ListenError, Sockets, open_sockets
+from geventsrv.starter import GreenletStarter
 from geventsrv.udp import DatagramEcho
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EchoServer", "IdleTimeout", "ListenError", "NotPatchedError"]
-
-#: accept() errors that concern only the connection being accepted (it was
-#: reset or aborted while queued): take the next one at once. Linux also
-#: reports pending network errors of the new socket this way (accept(2)).
-ACCEPT_TRANSIENT_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "ECONNABORTED",
-        "EPROTO",
-        "EPERM",
-        "EINTR",
-        "EAGAIN",
-        "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
-        "ENETUNREACH",
-    )
-    if hasattr(errno, name)
-)
-#: accept() errors that mean the process or system is out of a resource:
-#: retrying at once would spin, so back off until descriptors or memory free.
-ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: accept() errors that mean the listening socket itself is gone.
-ACCEPT_FATAL_ERRNOS = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
 
 
 class IdleTimeout(TimeoutError):
@@ -119,80 +90,6 @@ def require_monkey_patched() -> None:
             "gevent.monkey.patch_all() to run first, before other imports "
             "(python -m geventsrv does this)"
         )
-
-
-class RateLimitedLog:
-    """Logs the first of a run of similar events at once, then at most one per interval.
-
-    A line written after others were held back says how many.
-    """
-
-    def __init__(
-        self,
-        interval: float,
-        logger: logging.Logger = log,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.interval = interval
-        self.logger = logger
-        self.clock = clock
-        self._next = float("-inf")
-        self._suppressed = 0
-
-    def __call__(self, level: int, message: str, *args: object) -> None:
-        now = self.clock()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            message += " (%d similar suppressed)"
-            args += (self._suppressed,)
-        self.logger.log(level, message, *args)
-        self._next = now + self.interval
-        self._suppressed = 0
-
-
-class AcceptErrors:
-    """Sorts ``accept()`` failures and paces the retries.
-
-    :meth:`failed` says how long to wait before the next ``accept()``: 0 for
-    a failure of one queued connection, a back-off doubling from
-    ``backoff_min`` to ``backoff_max`` while the process is out of
-    descriptors or memory, ``None`` when the listening socket is gone.
-    :meth:`succeeded` ends a back-off.
-    """
-
-    def __init__(self, backoff_min: float, backoff_max: float, log_line: RateLimitedLog) -> None:
-        self.backoff_min = backoff_min
-        self.backoff_max = backoff_max
-        self.log_line = log_line
-        self.backoff = 0.0
-        #: Failures that were not about one queued connection.
-        self.count = 0
-
-    def failed(self, exc: OSError, open_connections: int) -> float | None:
-        code = exc.errno
-        if code in ACCEPT_TRANSIENT_ERRNOS:
-            log.debug("accept() of one connection failed: %s", exc)
-            return 0.0
-        self.count += 1
-        if code in ACCEPT_FATAL_ERRNOS:
-            log.error("listening socket failed: %s; stopping", exc)
-            return None
-        self.backoff = min(max(self.backoff * 2, self.backoff_min), self.backoff_max)
-        self.log_line(
-            logging.WARNING,
-            "accept() failed: %s (%d connection(s) open); retrying in %g s",
-            exc.strerror or exc,
-            open_connections,
-            self.backoff,
-        )
-        return self.backoff
-
-    def succeeded(self) -> None:
-        if self.backoff:
-            log.info("accepting again")
-            self.backoff = 0.0
 
 
 class IdleReaper:
@@ -238,55 +135,6 @@ class IdleReaper:
             for gone in [g for g in seen if g not in self.connections]:
                 del seen[gone]
         return killed
-
-
-class GreenletStarter:
-    """Starts new connections' greenlets from the hub, up to a time budget per loop turn.
-
-    Why not ``gevent.spawn()``: it queues each start as a hub callback, and the
-    hub runs callbacks for at most its switch interval (5 ms) per loop turn,
-    while under load one turn serves every ready socket first (a quarter of a
-    second at 10,000 busy connections). Measured: 1,000 clients connecting
-    while 10,000 others were busy waited 3.2-3.6 s (median) and up to 5.6 s for
-    a first echo. Starting them all in the next turn instead (a timer each)
-    ended that (0.45-0.75 s), but in a storm of 10,000 connects the accept
-    loop then waited behind thousands of first echoes, the listen backlog
-    overflowed, and clients retried their SYN a second later (first echoes up
-    to 2.1 s, against 0.53 s with spawn()). A budget per turn serves both:
-    the accept loop gets a turn at least every :attr:`budget` seconds, and new
-    connections get :attr:`budget` seconds of every turn, however busy.
-    """
-
-    #: Seconds of each loop turn spent starting new connections' greenlets.
-    budget = 0.02
-
-    def __init__(self) -> None:
-        self._pending: collections.deque[gevent.Greenlet[[Connection], None]] = collections.deque()
-        self._timer: Any = gevent.get_hub().loop.timer(0.0)
-
-    def start(self, greenlet: gevent.Greenlet[[Connection], None]) -> None:
-        """Run ``greenlet`` (created, not started) in the next loop turn with time to spare."""
-        self._pending.append(greenlet)
-        if not self._timer.active:
-            self._timer.start(self._run)
-
-    def _run(self) -> None:
-        # A timer callback runs in the hub: switching into a new greenlet runs
-        # it until it first waits, and its wait switches back to here.
-        pending = self._pending
-        deadline = time.perf_counter() + self.budget
-        while pending:
-            greenlet = pending.popleft()
-            if not greenlet.dead:  # not killed before its turn (a stop, say)
-                greenlet.switch()
-            if time.perf_counter() >= deadline:
-                break
-        if pending:
-            self._timer.start(self._run)
-
-    def close(self) -> None:
-        self._timer.stop()
-        self._timer.close()
 
 
 class EchoServer:

@@ -6,6 +6,7 @@ servers bind loopback on port 0.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
@@ -44,6 +45,11 @@ def abort(sock: socket.socket) -> None:
     """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def os_error(code: int) -> OSError:
+    """The OSError a failing system call raises with ``code`` (for staged failures)."""
+    return OSError(code, errno.errorcode.get(code, "?"))
 
 
 def random_chunks(payload: bytes, rng: random.Random, largest: int = 70_000) -> Iterator[bytes]:
