@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -206,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     try:
                         storm = lab.measure_storm(spec, storm_size)
-                    except (RuntimeError, OSError) as exc:
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                         failures.append(f"{spec.name} storm: {exc}")
                     else:
                         storm["round"] = round_number + 1
@@ -231,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             count_syscalls=args.syscalls,
                             settle=not args.unsettled,
                         )
-                    except (RuntimeError, OSError) as exc:
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                         failures.append(f"{spec.name} {size} B x {conns}: {exc}")
                         progress.advance(task)
                         continue

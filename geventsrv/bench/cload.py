@@ -94,7 +94,7 @@ class LoadProcess:
             index, count = pair.split(":")
             histogram.counts[int(index)] = int(count)
         unserved, longest, fewest, most = self._expect("fair")
-        self.proc.wait(10)
+        self._finish()
         return WorkerResult(
             requests=int(requests),
             bytes=int(nbytes),
@@ -108,6 +108,15 @@ class LoadProcess:
             fewest_per_connection=int(fewest),
             most_per_connection=int(most),
         )
+
+    def _finish(self) -> None:
+        # With 10,000 connections and a gigabyte in flight the kernel may take
+        # a while to tear the process's sockets down: its figures are in.
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def _expect(self, tag: str) -> list[str]:
         assert self.proc.stdout is not None
