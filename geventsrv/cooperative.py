@@ -47,9 +47,8 @@ class CooperativeSocket:
     """A connected stream socket whose blocking calls park only the calling greenlet.
 
     Made from an accepted socket by :meth:`adopt`, which takes over its
-    descriptor. Offers what the handlers use: ``recv``, ``sendall``, ``send``,
-    ``shutdown``, ``close``, ``fileno``, ``setsockopt``, ``getsockopt``,
-    ``getpeername``, ``getsockname``.
+    descriptor. Offers what the handlers use (:class:`~geventsrv.connection.StreamSocket`):
+    ``recv``, ``sendall``, ``shutdown``, ``close``, ``fileno``.
     """
 
     __slots__ = ("_hub", "_read", "_sock", "_wait_first", "_write")
@@ -95,14 +94,6 @@ class CooperativeSocket:
             self._wait_first = len(data) < size
             return data
 
-    def send(self, data: bytes | memoryview) -> int:
-        """Send what the kernel takes, waiting until it takes something."""
-        while True:
-            try:
-                return self._sock.send(data)
-            except BlockingIOError:
-                self._wait_writable()
-
     def sendall(self, data: bytes | memoryview) -> None:
         """Send every byte of ``data``, waiting while the kernel's buffer is full."""
         try:
@@ -146,15 +137,3 @@ class CooperativeSocket:
 
     def fileno(self) -> int:
         return self._sock.fileno()
-
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
-        self._sock.setsockopt(level, option, value)
-
-    def getsockopt(self, level: int, option: int) -> int:
-        return self._sock.getsockopt(level, option)
-
-    def getpeername(self) -> Any:
-        return self._sock.getpeername()
-
-    def getsockname(self) -> Any:
-        return self._sock.getsockname()

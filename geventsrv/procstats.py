@@ -14,9 +14,6 @@ import gc
 import os
 import re
 
-#: Keys of a status snapshot, in the order the status line shows them.
-STATUS_KEYS = ("connections", "greenlets", "descriptors", "rss_kib", "accepted")
-
 _STATUS_FORMAT = (
     "status: {connections} connection(s) open, {greenlets} greenlet(s), "
     "{descriptors} descriptor(s), RSS {rss_kib} KiB, {accepted} accepted"
@@ -28,7 +25,7 @@ _STATUS = re.compile(
 
 
 def format_status(figures: dict[str, int]) -> str:
-    """The status line for ``figures`` (a dict with every key of :data:`STATUS_KEYS`)."""
+    """The status line for ``figures`` (the dict :func:`snapshot` returns)."""
     return _STATUS_FORMAT.format(**figures)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from geventsrv.bench import process
 from geventsrv.bench.process import CLIENT_TIMEOUT
 from geventsrv.bench.process import connect as connect  # re-exported for the tests
+from geventsrv.bench.process import recv_exactly as recv_exactly
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,19 +61,6 @@ def random_chunks(payload: bytes, rng: random.Random, largest: int = 70_000) -> 
         size = rng.randint(1, largest)
         yield bytes(view[offset : offset + size])
         offset += size
-
-
-def recv_exactly(sock: socket.socket, size: int, bufsize: int = 65536) -> bytes:
-    """Read exactly ``size`` bytes or raise ``EOFError`` with how many arrived."""
-    parts: list[bytes] = []
-    have = 0
-    while have < size:
-        data = sock.recv(min(bufsize, size - have))
-        if not data:
-            raise EOFError(f"connection closed after {have} of {size} bytes")
-        parts.append(data)
-        have += len(data)
-    return b"".join(parts)
 
 
 def recv_until_eof(sock: socket.socket, bufsize: int = 65536) -> bytes:

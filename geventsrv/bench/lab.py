@@ -20,7 +20,7 @@ from typing import Any
 from geventsrv.bench import cload, syscalls
 from geventsrv.bench.load import LoadGenerator, start_load
 from geventsrv.bench.loadgen import Histogram, WorkerResult
-from geventsrv.bench.process import ServerProcess, connect
+from geventsrv.bench.process import ServerProcess, connect, recv_exactly
 from geventsrv.procstats import process_tree
 
 PY = sys.executable
@@ -96,12 +96,10 @@ def warm_up(address: tuple[str, int], size: int, connections: int = WARM_UP_CONN
             for start in range(0, size, WARM_UP_PIECE):
                 piece = message[start : min(size, start + WARM_UP_PIECE)]
                 sock.sendall(piece)
-                got = 0
-                while got < len(piece):
-                    data = sock.recv(len(piece) - got)
-                    if not data:
-                        raise RuntimeError("the server closed a warm-up connection")
-                    got += len(data)
+                try:
+                    recv_exactly(sock, len(piece))
+                except EOFError as exc:
+                    raise RuntimeError(f"the server closed a warm-up connection: {exc}") from None
 
 
 def measure_storm(spec: ServerSpec, connections: int, size: int = 64) -> dict[str, Any]:

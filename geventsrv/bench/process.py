@@ -53,6 +53,19 @@ def connect(address: tuple[str, int], timeout: float = CLIENT_TIMEOUT) -> socket
     return sock
 
 
+def recv_exactly(sock: socket.socket, size: int, bufsize: int = 65536) -> bytes:
+    """Read exactly ``size`` bytes or raise ``EOFError`` with how many arrived."""
+    parts: list[bytes] = []
+    have = 0
+    while have < size:
+        data = sock.recv(min(bufsize, size - have))
+        if not data:
+            raise EOFError(f"connection closed after {have} of {size} bytes")
+        parts.append(data)
+        have += len(data)
+    return b"".join(parts)
+
+
 class ServerProcess:
     """A server in a subprocess: ``ServerProcess(*flags)`` runs ``python -m geventsrv *flags``.
 
@@ -254,11 +267,9 @@ class ServerProcess:
         """Echo ``payload`` on a fresh connection; raise if it did not come back whole."""
         with self.connect() as sock:
             sock.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                data = sock.recv(len(payload) - len(got))
-                if not data:
-                    break
-                got += data
+            try:
+                got = recv_exactly(sock, len(payload))
+            except EOFError as exc:
+                raise AssertionError(f"sent {payload!r}: {exc}") from None
         if got != payload:
             raise AssertionError(f"sent {payload!r}, got back {got!r}")
