@@ -23,9 +23,9 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.add_argument(
-            "--version", action="version", version=f"%(prog)s (geventsrv) {__version__}"
-        )
+        # "geventsrv 0.1.0", "python -m geventsrv.client (geventsrv) 0.1.0"
+        package = "" if self.prog == "geventsrv" else " (geventsrv)"
+        self.add_argument("--version", action="version", version=f"%(prog)s{package} {__version__}")
 
     def error(self, message: str) -> NoReturn:
         self.exit(exitcodes.USAGE, f"{self.prog}: error: {message} (see --help)\n")
