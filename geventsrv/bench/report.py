@@ -318,7 +318,8 @@ def charts(
             "memory_per_connection.png",
             "rss_per_connection_kib",
             "RSS per connection (KiB, log)",
-            "Server memory per connection (10 connections and more)",
+            "Server memory per connection (10 connections and more; "
+            "points within noise, 0 or below, cannot sit on a log axis and are left out)",
             True,
         ),
     ]
