@@ -25,7 +25,8 @@ import sys
 from collections.abc import Sequence
 
 from geventsrv import commands, exitcodes
-from geventsrv.config import DEFAULT_HOST, DEFAULT_PORT, format_address, strip_brackets
+from geventsrv.addresses import format_address, strip_brackets
+from geventsrv.config import DEFAULT_HOST, DEFAULT_PORT
 
 PROG = "python -m geventsrv.client"
 DESCRIPTION = (

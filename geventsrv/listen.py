@@ -10,7 +10,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from geventsrv.config import Config, format_address
+from geventsrv.addresses import format_address
+from geventsrv.config import Config
 
 #: With port 0 and both transports, the port the kernel picks for TCP may be
 #: taken for UDP: tries before giving up.

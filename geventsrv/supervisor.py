@@ -40,7 +40,8 @@ import gevent
 from gevent.event import Event
 
 from geventsrv import exitcodes
-from geventsrv.config import Config, format_address
+from geventsrv.addresses import format_address
+from geventsrv.config import Config
 from geventsrv.flags import to_argv
 from geventsrv.listen import open_listener
 

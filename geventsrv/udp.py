@@ -18,7 +18,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from geventsrv.config import format_address
+from geventsrv.addresses import format_address
 
 log = logging.getLogger(__name__)
 

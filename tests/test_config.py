@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geventsrv.config import DEFAULT_PORT, Config, ConfigError, format_address
+from geventsrv.config import DEFAULT_PORT, Config, ConfigError
 
 
 def test_defaults_are_valid_and_unprivileged():
@@ -34,11 +34,3 @@ def test_validate_names_the_bad_value(changes, message):
 def test_replace_keeps_other_fields():
     config = Config().replace(port=0, mode="upper")
     assert (config.port, config.mode, config.host) == (0, "upper", "127.0.0.1")
-
-
-@pytest.mark.parametrize(
-    "host, port, text",
-    [("127.0.0.1", 7, "127.0.0.1:7"), ("::1", 7007, "[::1]:7007"), ("localhost", 0, "localhost:0")],
-)
-def test_format_address(host, port, text):
-    assert format_address(host, port) == text
