@@ -113,7 +113,7 @@ class Member:
         log.info(
             "%s (%s): dropped, not reading (%d bytes queued)",
             self.name,
-            self.conn.peer,
+            self.conn.client,
             self.outbox.size,
         )
         self.outbox.close()
@@ -139,7 +139,7 @@ class ChatRoom:
     def handle(self, conn: Connection) -> None:
         """Serve one chat client until it leaves (the server's connection handler)."""
         member = Member(conn, f"<user{next(self._numbers)}>", self.outbox_limit)
-        host = conn.peer.rsplit(":", 1)[0].strip("[]")
+        host = conn.client.rsplit(":", 1)[0].strip("[]")
         others = ", ".join(self.members) or "nobody"
         self.members[member.name] = member
         writer = gevent.spawn(self._write, member)
@@ -184,7 +184,7 @@ class ChatRoom:
                 gevent.sleep(0)
             if len(pending) > self.max_line:
                 notice = f"<error> line longer than {self.max_line} bytes; closing."
-                log.info("%s (%s): %s", member.name, member.conn.peer, notice)
+                log.info("%s (%s): %s", member.name, member.conn.client, notice)
                 return notice.encode() + b"\n"
 
     def _write(self, member: Member) -> None:

@@ -6,8 +6,8 @@ ends in one line on stderr and a documented exit code (:mod:`geventsrv.exitcodes
 never a traceback.
 
 Exit codes
-    ``0`` clean shutdown; ``1`` unexpected internal error; ``2`` bad flags or
-    values; ``3`` cannot listen (address in use, not available, no permission,
+    ``0`` clean shutdown; ``1`` unexpected internal error; ``2`` bad flags,
+    values or TLS files; ``3`` cannot listen (address in use, not available, no permission,
     unknown host); ``4`` a second signal forced the shutdown before open
     connections had drained.
 """
@@ -19,11 +19,13 @@ import sys
 from collections.abc import Sequence
 
 from geventsrv import exitcodes
+from geventsrv.config import ConfigError
 from geventsrv.flags import PROG, parse_config
 from geventsrv.listen import ListenError
 from geventsrv.runner import serve
 from geventsrv.server import NotPatchedError
 from geventsrv.supervisor import supervise
+from geventsrv.tls import server_context
 
 
 def configure_logging(level: str, worker_id: int = 0) -> None:
@@ -44,9 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_level, config.worker_id)
     try:
+        server_context(config)  # judge the TLS files before anything is bound
         if config.workers > 1:
             return supervise(config)
         clean = serve(config)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except ListenError as exc:
         print(f"{PROG}: error: {exc.strerror}", file=sys.stderr)
         return exitcodes.CANNOT_LISTEN

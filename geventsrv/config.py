@@ -9,9 +9,11 @@ message fit to show a user as it is.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 
 from geventsrv import modes
+from geventsrv.proxyproto import ACCEPTED_VERSIONS
 
 #: The port used when none is given: unprivileged, and easy to remember as
 #: "echo (7) on 7007".
@@ -24,6 +26,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 IO_PATHS = ("fast", "patched")
 
 MAX_PORT = 65535
+
+#: Who may send a PROXY header unless ``--proxy-allow-from`` says otherwise.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 class ConfigError(ValueError):
@@ -73,6 +78,23 @@ class Config:
     #: Which worker of a supervisor this process is (1..workers), 0 for a
     #: server on its own. Named in every log line.
     worker_id: int = 0
+    #: TLS on the TCP port: the certificate chain (PEM) and its key (PEM; may
+    #: sit in the certificate's file, then ``tls_key`` may be left out).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: CA certificates (PEM) that client certificates must chain to: mutual TLS.
+    tls_ca: str | None = None
+    #: Seconds a client gets to complete the TLS handshake, from its accept.
+    tls_handshake_timeout: float = 10.0
+    #: ALPN protocols the server offers to select, in order of preference.
+    tls_alpn: tuple[str, ...] = ()
+    #: Require a PROXY protocol header (``v1``, ``v2`` or ``any``) on every
+    #: TCP connection; ``None``: no header expected.
+    proxy_protocol: str | None = None
+    #: Networks a PROXY header is accepted from (CIDR); anyone else is closed.
+    proxy_allow_from: tuple[str, ...] = LOOPBACK_NETWORKS
+    #: Seconds a client gets to send its whole PROXY header, from its accept.
+    proxy_timeout: float = 5.0
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
@@ -111,20 +133,37 @@ class Config:
             raise ConfigError(f"worker-id must be 0 or more, got {self.worker_id!r}")
         if self.workers > 1 and self.udp:
             raise ConfigError("UDP echo runs in one process; use --workers 1 with --udp")
+        self._validate_front()
         return self
+
+    def _validate_front(self) -> None:
+        """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""
+        if self.tls_cert is None and (self.tls_key is not None or self.tls_ca is not None):
+            raise ConfigError("tls-key and tls-ca need tls-cert")
+        if not self.tls_handshake_timeout > 0:
+            raise ConfigError(
+                f"tls-handshake-timeout must be a positive number of seconds, "
+                f"got {self.tls_handshake_timeout}"
+            )
+        if self.proxy_protocol is not None and self.proxy_protocol not in ACCEPTED_VERSIONS:
+            raise ConfigError(
+                f"proxy-protocol must be one of {', '.join(ACCEPTED_VERSIONS)}, "
+                f"got {self.proxy_protocol!r}"
+            )
+        if not self.proxy_timeout > 0:
+            raise ConfigError(
+                f"proxy-timeout must be a positive number of seconds, got {self.proxy_timeout}"
+            )
+        for network in self.proxy_allow_from:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"proxy-allow-from takes networks such as 10.0.0.0/8 or ::1, got {network!r}"
+                ) from None
+        if not self.tcp and (self.tls_cert is not None or self.proxy_protocol is not None):
+            raise ConfigError("TLS and the PROXY protocol are for TCP; drop --udp-only")
 
     def replace(self, **changes: object) -> Config:
         """Return a copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes).validate()  # type: ignore[arg-type]
-
-
-def strip_brackets(host: str) -> str:
-    """``[::1]`` (as addresses are printed) -> ``::1`` (as sockets take them)."""
-    if host.startswith("[") and host.endswith("]"):
-        return host[1:-1]
-    return host
-
-
-def format_address(host: str, port: int) -> str:
-    """``host:port`` as users write it, with IPv6 hosts in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -27,9 +27,12 @@ The echo and upper handlers live here; chat, which needs more, lives in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent import sleep
+
+if TYPE_CHECKING:
+    from geventsrv.proxyproto import ProxyHeader
 
 #: Full buffers in a row (256 KiB) after which a bulk sender steps aside.
 FULL_BUFFERS_BEFORE_YIELD = 4
@@ -45,8 +48,9 @@ RECV_SIZE = 65536
 class StreamSocket(Protocol):
     """What a handler may call on ``conn.sock``: a connected socket's blocking calls.
 
-    Either gevent's monkey-patched socket (``--io patched``) or
-    :class:`geventsrv.cooperative.CooperativeSocket` (``--io fast``).
+    Gevent's monkey-patched socket (``--io patched``),
+    :class:`geventsrv.cooperative.CooperativeSocket` (``--io fast``) or,
+    over TLS, :class:`geventsrv.tls.TlsStream`.
     """
 
     def recv(self, size: int, /) -> bytes: ...
@@ -54,17 +58,29 @@ class StreamSocket(Protocol):
     def shutdown(self, how: int, /) -> None: ...
     def close(self) -> None: ...
     def fileno(self) -> int: ...
+    def getsockname(self) -> Any: ...
 
 
 class Connection:
-    """One accepted client: its socket, its address and what it has cost."""
+    """One accepted client: its socket, its addresses and what it has cost."""
 
-    __slots__ = ("bytes_echoed", "peer", "progress", "sock")
+    __slots__ = ("bytes_echoed", "client", "number", "peer", "progress", "proxy", "sock", "tls")
 
-    def __init__(self, sock: StreamSocket, peer: str) -> None:
+    def __init__(self, sock: StreamSocket, peer: str, number: int = 0) -> None:
         self.sock = sock
-        #: The client's address as ``host:port`` (IPv6 in brackets).
+        #: The socket's peer as ``host:port`` (IPv6 in brackets): a proxy's
+        #: address when one sits in front.
         self.peer = peer
+        #: Who the client is, as logged: the PROXY header's source address
+        #: when the server reads one, else :attr:`peer`.
+        self.client = peer
+        #: The PROXY header the connection opened with, if the server reads one.
+        self.proxy: ProxyHeader | None = None
+        #: What the TLS handshake settled (version, cipher, SNI, ALPN, client
+        #: certificate), over TLS; ``None`` in clear.
+        self.tls: dict[str, object] | None = None
+        #: This connection's place in the order the server accepted them (from 1).
+        self.number = number
         self.bytes_echoed = 0
         #: Bumped by handlers for data moved without being counted as echoed.
         self.progress = 0

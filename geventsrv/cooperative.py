@@ -48,7 +48,7 @@ class CooperativeSocket:
 
     Made from an accepted socket by :meth:`adopt`, which takes over its
     descriptor. Offers what the handlers use (:class:`~geventsrv.connection.StreamSocket`):
-    ``recv``, ``sendall``, ``shutdown``, ``close``, ``fileno``.
+    ``recv``, ``sendall``, ``shutdown``, ``close``, ``fileno``, ``getsockname``.
     """
 
     __slots__ = ("_hub", "_read", "_sock", "_wait_first", "_write")
@@ -137,3 +137,6 @@ class CooperativeSocket:
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from geventsrv import exitcodes, modes
+from geventsrv.addresses import strip_brackets
 from geventsrv.commands import Parser
 from geventsrv.config import (
     DEFAULT_PORT,
@@ -22,8 +23,8 @@ from geventsrv.config import (
     MAX_PORT,
     Config,
     ConfigError,
-    strip_brackets,
 )
+from geventsrv.proxyproto import ACCEPTED_VERSIONS
 
 PROG = "geventsrv"
 
@@ -58,6 +59,21 @@ def _seconds(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text!r}")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """``a,b, c`` -> ``("a", "b", "c")``; empty items dropped."""
+    return tuple(word.strip() for word in text.split(",") if word.strip())
 
 
 def _workers(text: str) -> int:
@@ -161,7 +177,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.log_level,
         help="debug logs every connection (default: %(default)s)",
     )
+    _add_front_flags(parser, defaults)
     return parser
+
+
+def _add_front_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """TLS and the PROXY protocol: for testing what sits in front of a server."""
+    tls = parser.add_argument_group("TLS (TCP only; every mode)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate chain")
+    tls.add_argument(
+        "--tls-key", metavar="FILE", help="its PEM private key (default: in the --tls-cert file)"
+    )
+    tls.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="require client certificates that chain to these PEM CA certificates (mutual TLS)",
+    )
+    tls.add_argument(
+        "--tls-handshake-timeout",
+        type=_positive_seconds,
+        default=defaults.tls_handshake_timeout,
+        metavar="SECONDS",
+        help="close a client that has not completed its handshake by then (default: %(default)s)",
+    )
+    tls.add_argument(
+        "--tls-alpn",
+        type=_words,
+        default=defaults.tls_alpn,
+        metavar="PROTO[,PROTO...]",
+        help="ALPN protocols to accept, in order of preference (default: none)",
+    )
+    proxy = parser.add_argument_group("PROXY protocol (HAProxy's send-proxy, send-proxy-v2)")
+    proxy.add_argument(
+        "--proxy-protocol",
+        choices=tuple(ACCEPTED_VERSIONS),
+        help="every connection must start with a PROXY header of this version; its "
+        "source address becomes the client's (default: off)",
+    )
+    proxy.add_argument(
+        "--proxy-allow-from",
+        type=_words,
+        default=defaults.proxy_allow_from,
+        metavar="CIDR[,CIDR...]",
+        help="who may send a PROXY header; others are closed (default: loopback)",
+    )
+    proxy.add_argument(
+        "--proxy-timeout",
+        type=_positive_seconds,
+        default=defaults.proxy_timeout,
+        metavar="SECONDS",
+        help="close a client whose PROXY header is not complete by then (default: %(default)s)",
+    )
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
@@ -186,6 +252,14 @@ def _config(args: argparse.Namespace) -> Config:
             reuse_port=args.reuse_port,
             worker_id=args.worker_id,
             io=args.io,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_ca=args.tls_ca,
+            tls_handshake_timeout=args.tls_handshake_timeout,
+            tls_alpn=args.tls_alpn,
+            proxy_protocol=args.proxy_protocol,
+            proxy_allow_from=args.proxy_allow_from,
+            proxy_timeout=args.proxy_timeout,
         ).validate()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -210,7 +284,19 @@ def to_argv(config: Config) -> list[str]:
         *("--log-level", config.log_level),
         *("--worker-id", str(config.worker_id)),
         *("--io", config.io),
+        *("--tls-handshake-timeout", repr(config.tls_handshake_timeout)),
+        *("--tls-alpn", ",".join(config.tls_alpn)),
+        *("--proxy-allow-from", ",".join(config.proxy_allow_from)),
+        *("--proxy-timeout", repr(config.proxy_timeout)),
     ]
+    for flag, value in (
+        ("--tls-cert", config.tls_cert),
+        ("--tls-key", config.tls_key),
+        ("--tls-ca", config.tls_ca),
+        ("--proxy-protocol", config.proxy_protocol),
+    ):
+        if value is not None:
+            argv += [flag, value]
     if config.reuse_port:
         argv.append("--reuse-port")
     if config.udp:

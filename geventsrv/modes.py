@@ -24,8 +24,9 @@ class Mode:
     name: str
     #: One line for ``--help`` and the docs.
     summary: str
-    #: Builds the TCP handler; called once per server (chat's room lives in it).
-    make_handler: Callable[[], Handler]
+    #: Builds the TCP handler, given the worker's id (0 alone; info mode names
+    #: it); called once per server (chat's room lives in it).
+    make_handler: Callable[[int], Handler]
     #: Whether UDP echo is served in this mode, and what it does to a datagram
     #: (``None``: sent back unchanged).
     serves_udp: bool
@@ -35,22 +36,28 @@ class Mode:
     across_workers: bool
 
 
-def _echo() -> Handler:
+def _echo(worker_id: int) -> Handler:
     from geventsrv.connection import echo
 
     return echo
 
 
-def _upper() -> Handler:
+def _upper(worker_id: int) -> Handler:
     from geventsrv.connection import upper
 
     return upper
 
 
-def _chat() -> Handler:
+def _chat(worker_id: int) -> Handler:
     from geventsrv.chat import ChatRoom
 
     return ChatRoom().handle
+
+
+def _info(worker_id: int) -> Handler:
+    from geventsrv.info import InfoHandler
+
+    return InfoHandler(worker_id)
 
 
 MODES: dict[str, Mode] = {
@@ -70,6 +77,14 @@ MODES: dict[str, Mode] = {
             _upper,
             serves_udp=True,
             udp_transform=bytes.upper,
+            across_workers=True,
+        ),
+        Mode(
+            "info",
+            "one JSON line describing the connection as the server saw it, then echo",
+            _info,
+            serves_udp=False,
+            udp_transform=None,
             across_workers=True,
         ),
         Mode(

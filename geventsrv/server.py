@@ -48,10 +48,12 @@ from gevent.lock import Semaphore
 
 from geventsrv import modes, procstats
 from geventsrv.accepting import AcceptErrors, RateLimitedLog
-from geventsrv.config import Config, format_address
+from geventsrv.addresses import format_address
+from geventsrv.config import Config
 from geventsrv.connection import Connection, Handler, StreamSocket
 from geventsrv.cooperative import CooperativeSocket
 from geventsrv.listen import ListenError, Sockets, open_sockets
+from geventsrv.prologue import OpeningFailed, Prologue
 from geventsrv.starter import GreenletStarter
 from geventsrv.udp import DatagramEcho
 
@@ -78,6 +80,9 @@ class ServerStats:
     closed_by_error: int = 0
     closed_at_stop: int = 0
     accept_errors: int = 0
+    #: Closed before the handler ran: a bad or late PROXY header, a failed
+    #: TLS handshake, a peer not allowed to send a PROXY header.
+    failed_openings: int = 0
 
 
 def require_monkey_patched() -> None:
@@ -153,9 +158,14 @@ class EchoServer:
     accept_error_log_interval = 5.0
 
     def __init__(self, config: Config | None = None, handler: Handler | None = None) -> None:
+        """Raises :class:`~geventsrv.config.ConfigError` for a bad value or TLS file."""
         self.config = (config or Config()).validate()
         self.mode = modes.get(self.config.mode)
-        self.handler = handler or self.mode.make_handler()
+        self.handler = handler or self.mode.make_handler(self.config.worker_id)
+        #: What runs before the handler (PROXY header, TLS), if anything.
+        #: Built here so that a bad TLS file fails before anything is bound.
+        prologue = Prologue(self.config)
+        self._prologue = prologue if prologue.needed else None
         self.stats = ServerStats()
         self._sockets = Sockets()
         self._accepting: gevent.Greenlet[[socket.socket], None] | None = None
@@ -216,11 +226,17 @@ class EchoServer:
         self._sockets = open_sockets(self.config)
         self._started = True
         transports = {(True, False): "", (False, True): ", udp", (True, True): ", tcp and udp"}
+        front = ""
+        if self.config.tls_cert is not None:
+            front += ", tls" + (" with client certificates" if self.config.tls_ca else "")
+        if self.config.proxy_protocol is not None:
+            front += f", proxy protocol {self.config.proxy_protocol}"
         log.info(
-            "listening on %s (mode=%s%s)",
+            "listening on %s (mode=%s%s%s)",
             format_address(*self.address),
             self.config.mode,
             transports[self.config.tcp, self.config.udp],
+            front,
         )
         if self._sockets.tcp is not None:
             self._accepting = gevent.spawn(self._accept_loop, self._sockets.tcp)
@@ -357,8 +373,10 @@ class EchoServer:
             sock.close()
             self._slots.release()
             return
-        stream: StreamSocket = CooperativeSocket.adopt(sock) if self._fast_io else sock
-        conn = Connection(stream, format_address(addr[0], addr[1]))
+        stream: StreamSocket = sock
+        if self._fast_io and self._prologue is None:
+            stream = CooperativeSocket.adopt(sock)
+        conn = Connection(stream, format_address(addr[0], addr[1]), self.stats.accepted)
         greenlet = gevent.Greenlet(self._serve_connection, conn)
         self._connections[greenlet] = conn
         self._starter.start(greenlet)
@@ -366,26 +384,36 @@ class EchoServer:
     # -- serving ---------------------------------------------------------
 
     def _serve_connection(self, conn: Connection) -> None:
+        opened = True
         try:
+            if self._prologue is not None:
+                self._prologue.open(conn, conn.sock)  # type: ignore[arg-type]
             self.handler(conn)
+        except OpeningFailed as exc:
+            opened = False
+            self.stats.failed_openings += 1
+            log.debug("%s: closed before serving: %s", conn.client, exc)
         except TimeoutError:
             self.stats.closed_idle += 1
-            log.debug("%s: closed after %g s without progress", conn.peer, self.config.idle_timeout)
+            log.debug(
+                "%s: closed after %g s without progress", conn.client, self.config.idle_timeout
+            )
         except OSError as exc:
             self.stats.closed_by_error += 1
-            log.debug("%s: connection lost: %s", conn.peer, exc.strerror or exc)
+            log.debug("%s: connection lost: %s", conn.client, exc.strerror or exc)
         except Exception as exc:  # a handler bug must cost only its own connection
             self.stats.closed_by_error += 1
-            log.error("%s: handler failed: %r", conn.peer, exc)
+            log.error("%s: handler failed: %r", conn.client, exc)
             log.debug("handler failure", exc_info=True)
         finally:
-            self._release(gevent.getcurrent(), conn)
+            self._release(gevent.getcurrent(), conn, log_close=opened)
 
-    def _release(self, greenlet: object, conn: Connection) -> None:
+    def _release(self, greenlet: object, conn: Connection, log_close: bool = True) -> None:
         conn.sock.close()
         self.stats.bytes_echoed += conn.bytes_echoed
         del self._connections[greenlet]  # type: ignore[arg-type]
         self._slots.release()
         if self._stopping and not self._connections:
             self._drained.set()
-        log.debug("%s: closed after %d byte(s)", conn.peer, conn.bytes_echoed)
+        if log_close:  # a connection refused before serving has had its one line
+            log.debug("%s: closed after %d byte(s)", conn.client, conn.bytes_echoed)

@@ -6,6 +6,7 @@ servers bind loopback on port 0.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -116,3 +117,138 @@ def wait_until(
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+# -- system tools the tests drive (openssl, socat, ncat, haproxy) -----------------
+
+_apt_updated = False
+
+
+def require_tool(command: str, package: str) -> str:
+    """The path of ``command``, installing Debian's ``package`` first if it is missing.
+
+    Installs only where that is possible (root, ``apt-get``); otherwise the
+    calling test is skipped with the reason, never silently.
+    """
+    import shutil
+    import subprocess
+
+    import pytest
+
+    global _apt_updated
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"{command!r} is not installed (Debian package {package}) and cannot be here")
+    install = ["apt-get", "install", "-y", "-qq", package]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    result = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+    if result.returncode != 0 and not _apt_updated:
+        _apt_updated = True
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=600)
+        result = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+    found = shutil.which(command)
+    if not found:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        pytest.skip(f"{command!r} is missing and installing {package} failed: {tail[0]}")
+    return found
+
+
+# -- a TLS client that can half-close: close_notify, then FIN ------------------------
+
+
+class TlsClient:
+    """A TLS client over a plain socket through memory BIOs, one thread, every step explicit.
+
+    Python's ``SSLSocket`` cannot send close_notify and keep reading, nor send
+    a FIN after it; over BIOs the test decides each record's fate, as a real
+    peer's TLS stack would.
+    """
+
+    def __init__(self, address: tuple[str, int], context: Any, server_hostname: str) -> None:
+        import ssl
+
+        self.ssl = ssl
+        self.sock = connect(address)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        #: Whether the server's close_notify arrived before its FIN.
+        self.close_notify_received = False
+
+    def handshake(self) -> TlsClient:
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except self.ssl.SSLWantReadError:
+                pass
+            self._flush()
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("server closed during the handshake")
+            self.incoming.write(data)
+        self._flush()
+        return self
+
+    def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def echo(self, chunks: Sequence[bytes]) -> bytes:
+        """Send ``chunks``, then close_notify and FIN; read until the server's FIN.
+
+        Reads between chunks, so neither side's buffers fill whatever the size.
+        """
+        import selectors
+
+        received: list[bytes] = []
+        self.sock.setblocking(False)
+        pending = bytearray()
+        todo = list(chunks)
+        finished_sending = False
+        deadline = time.monotonic() + CLIENT_TIMEOUT * 4
+        shut = False
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, selectors.EVENT_READ)
+            while True:
+                if not pending and todo:
+                    self.tls.write(todo.pop(0))
+                    pending += self.outgoing.read()
+                elif not pending and not todo and not finished_sending:
+                    with contextlib.suppress(self.ssl.SSLWantReadError):
+                        self.tls.unwrap()  # writes close_notify; the server's comes later
+                    pending += self.outgoing.read()
+                    finished_sending = True
+                if finished_sending and not pending and not shut:
+                    self.sock.shutdown(socket.SHUT_WR)  # the FIN, after close_notify
+                    shut = True
+                wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
+                selector.modify(self.sock, wanted)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("TLS echo did not finish in time")
+                for _, mask in selector.select(timeout=1.0):
+                    if mask & selectors.EVENT_WRITE:
+                        with contextlib.suppress(BlockingIOError):
+                            del pending[: self.sock.send(pending)]
+                    if mask & selectors.EVENT_READ:
+                        data = self.sock.recv(262144)
+                        if not data:
+                            return b"".join(received)
+                        self.incoming.write(data)
+                        received.append(self._read_records())
+
+    def _read_records(self) -> bytes:
+        parts = []
+        while True:
+            try:
+                parts.append(self.tls.read(65536))
+            except self.ssl.SSLWantReadError:
+                return b"".join(parts)
+            except self.ssl.SSLZeroReturnError:
+                self.close_notify_received = True
+                return b"".join(parts)
+
+    def close(self) -> None:
+        self.sock.close()

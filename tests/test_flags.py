@@ -26,6 +26,14 @@ CHANGED = {
     "reuse_port": True,
     "worker_id": 2,
     "io": "patched",
+    "tls_cert": "/etc/geventsrv/cert.pem",
+    "tls_key": "/etc/geventsrv/key.pem",
+    "tls_ca": "/etc/geventsrv/ca.pem",
+    "tls_handshake_timeout": 2.5,
+    "tls_alpn": ("h2", "http/1.1"),
+    "proxy_protocol": "v2",
+    "proxy_allow_from": ("10.0.0.0/8", "fd00::/8"),
+    "proxy_timeout": 0.5,
 }
 
 
@@ -44,6 +52,8 @@ def test_each_field_round_trips_alone(name):
         changes["udp"] = True  # something must be served
     if name == "workers":
         changes["udp"] = False
+    if name in ("tls_key", "tls_ca"):
+        changes["tls_cert"] = CHANGED["tls_cert"]
     config = Config(**changes).validate()  # type: ignore[arg-type]
     assert parse_config(to_argv(config)) == config
 
@@ -54,7 +64,8 @@ def test_idle_timeout_none_round_trips_as_never():
 
 
 def test_all_fields_changed_at_once_round_trip():
-    config = Config(**dict(CHANGED, workers=1)).validate()  # type: ignore[arg-type]
+    # TLS and the PROXY protocol need TCP, so TCP stays on beside UDP.
+    config = Config(**dict(CHANGED, workers=1, tcp=True)).validate()  # type: ignore[arg-type]
     assert parse_config(to_argv(config)) == config
 
 

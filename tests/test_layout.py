@@ -24,6 +24,8 @@ TESTED_ELSEWHERE = {
     "geventsrv/bench/cload.py": "test_bench.py",
     "geventsrv/bench/soak.py": "test_soak.py",
     "geventsrv/bench/capacity.py": "test_bench.py",
+    "geventsrv/bench/tlscost.py": "test_bench.py",
+    "geventsrv/bench/haproxy.py": "test_prologue_haproxy.py",
 }
 
 

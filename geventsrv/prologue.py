@@ -1,0 +1,114 @@
+"""Between accept() and the handler: who may speak, the PROXY header, the TLS handshake.
+
+Runs in the connection's own greenlet, so a slow or hostile client parks
+only itself. Each step has a deadline for the whole step, not per read: a
+client that trickles one byte a second cannot stretch a handshake past it.
+Any failure raises :class:`OpeningFailed` with a short reason; the server logs
+it as one debug line and closes that connection, nothing else.
+
+Order, as a proxy sends them: the PROXY header comes first, in clear, then the
+client's own bytes, which over TLS begin with its ClientHello.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import gevent
+
+from geventsrv import tls
+from geventsrv.addresses import format_address
+from geventsrv.config import Config
+from geventsrv.connection import Connection
+from geventsrv.cooperative import CooperativeSocket
+from geventsrv.proxyproto import ACCEPTED_VERSIONS, ProxyProtocolError, read_header
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class OpeningFailed(Exception):
+    """A connection failed before its handler ran; ``str()`` says why, for the log."""
+
+
+def allowed(address: str, networks: tuple[Network, ...]) -> bool:
+    """Whether ``address`` (as a socket reports it) lies in one of ``networks``.
+
+    An IPv4 client of a dual-stack IPv6 socket (``::ffff:10.1.2.3``) counts as
+    its IPv4 address.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+class Prologue:
+    """The steps ``config`` asks for before a handler gets a connection."""
+
+    def __init__(self, config: Config) -> None:
+        self.fast_io = config.io == "fast"
+        #: ``None`` when TLS is off; raises ConfigError now if a file is bad.
+        self.tls_context = tls.server_context(config)
+        self.tls_timeout = config.tls_handshake_timeout
+        self.proxy_versions = (
+            ACCEPTED_VERSIONS[config.proxy_protocol] if config.proxy_protocol else None
+        )
+        self.proxy_from = tuple(
+            ipaddress.ip_network(network, strict=False) for network in config.proxy_allow_from
+        )
+        self.proxy_timeout = config.proxy_timeout
+
+    @property
+    def needed(self) -> bool:
+        """Whether any step applies (without one, connections go straight to the handler)."""
+        return self.tls_context is not None or self.proxy_versions is not None
+
+    def open(self, conn: Connection, sock: socket.socket) -> None:
+        """Run the steps on ``sock``, the accepted socket; set ``conn.sock`` to what serves it.
+
+        Also sets ``conn.client`` and ``conn.proxy`` from a PROXY header, and
+        ``conn.tls`` from the TLS handshake.
+        Raises :class:`OpeningFailed`.
+        """
+        if self.proxy_versions is not None:
+            self._read_proxy_header(conn, sock, self.proxy_versions)
+        if self.tls_context is not None:
+            with gevent.Timeout(
+                self.tls_timeout, OpeningFailed(f"no TLS handshake within {self.tls_timeout:g} s")
+            ):
+                try:
+                    stream = tls.handshake(self.tls_context, sock)
+                except OSError as exc:
+                    raise OpeningFailed(f"TLS handshake failed: {_reason(exc)}") from None
+            conn.sock = stream
+            conn.tls = stream.describe()
+        elif self.fast_io:
+            conn.sock = CooperativeSocket.adopt(sock)
+
+    def _read_proxy_header(
+        self, conn: Connection, sock: socket.socket, versions: tuple[int, ...]
+    ) -> None:
+        peer_host = conn.peer.rsplit(":", 1)[0].strip("[]")
+        if not allowed(peer_host, self.proxy_from):
+            raise OpeningFailed("not from an address allowed to send a PROXY header")
+        with gevent.Timeout(
+            self.proxy_timeout,
+            OpeningFailed(f"no complete PROXY header within {self.proxy_timeout:g} s"),
+        ):
+            try:
+                header = read_header(sock, versions)
+            except ProxyProtocolError as exc:
+                raise OpeningFailed(f"bad PROXY header: {exc}") from None
+            except OSError as exc:
+                raise OpeningFailed(
+                    f"lost while reading the PROXY header: {_reason(exc)}"
+                ) from None
+        conn.proxy = header
+        # LOCAL (a health check from the proxy itself) and UNKNOWN keep the peer.
+        if header.command == "PROXY" and header.source is not None:
+            conn.client = format_address(*header.source)
+
+
+def _reason(exc: OSError) -> str:
+    return str(getattr(exc, "reason", None) or exc.strerror or exc)
