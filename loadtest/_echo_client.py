@@ -10,6 +10,10 @@ reply that differs by one byte, a short read, a reset, a timeout, a refused
 connection) is recorded as a failure with a message that says which; nothing is
 raised into the user. After a failure the connection is dropped, and the next
 exchange opens a new one.
+
+Hosts are ``tcp://HOST:PORT`` or, for a server behind TLS (geventsrv's
+``--tls-cert``, or a TLS terminator in front of it), ``tls://HOST:PORT``: the
+handshake is then part of the timed ``CONNECT``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gevent import socket
+from gevent import socket, ssl
 
 
 class EchoMismatch(Exception):
@@ -29,22 +33,43 @@ class ShortRead(Exception):
 
 
 class BadHost(ValueError):
-    """The ``--host`` value is not ``[tcp://]HOST:PORT``."""
+    """The ``--host`` value is not ``[tcp://|tls://]HOST:PORT``."""
+
+
+SCHEMES = ("tcp", "tls")
 
 
 def parse_host(host: str | None) -> tuple[str, int]:
-    """``tcp://127.0.0.1:7007``, ``127.0.0.1:7007`` or ``[::1]:7007`` -> ``(host, port)``."""
+    """``tcp://127.0.0.1:7007``, ``tls://[::1]:7443``, ``127.0.0.1:7007`` -> ``(host, port)``."""
     text = (host or "").strip()
     if "://" in text:
         scheme, text = text.split("://", 1)
-        if scheme != "tcp":
-            raise BadHost(f"host must be tcp://HOST:PORT, got {host!r}")
+        if scheme not in SCHEMES:
+            raise BadHost(f"host must be tcp://HOST:PORT or tls://HOST:PORT, got {host!r}")
     text = text.rstrip("/")
     name, sep, port = text.rpartition(":")
     name = name.strip("[]")
     if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadHost(f"host must be tcp://HOST:PORT, got {host!r}")
+        raise BadHost(f"host must be tcp://HOST:PORT or tls://HOST:PORT, got {host!r}")
     return name, int(port)
+
+
+def uses_tls(host: str | None) -> bool:
+    """Whether ``host`` asks for TLS (``tls://``)."""
+    return (host or "").strip().startswith("tls://")
+
+
+def tls_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
+    """A client context: the system's CAs (or ``cafile``), or no verification at all.
+
+    ``verify=False`` is for servers with self-signed certificates: the bytes
+    are still encrypted and still checked, but anyone could be answering.
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def first_difference(sent: bytes, received: bytes | bytearray | memoryview) -> int:
@@ -68,8 +93,11 @@ class EchoClient:
         events: Any,
         timeout: float = 10.0,
         request_type: str = "ECHO",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        #: With a context, every connection is TLS (see :func:`tls_context`).
+        self.tls = tls
         self.events = events
         self.timeout = timeout
         self.request_type = request_type
@@ -98,6 +126,8 @@ class EchoClient:
             sock.connect(sockaddr)
             # An echo request is one small write: send it now, not after an ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
         except OSError as exc:
             if sock is not None:
                 sock.close()

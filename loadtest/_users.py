@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 import gevent
-from _echo_client import BadHost, EchoClient, parse_host
+from _echo_client import BadHost, EchoClient, parse_host, tls_context, uses_tls
 from locust import User, constant, events
 
 log = logging.getLogger("loadtest")
@@ -43,11 +43,24 @@ def add_echo_options(parser: Any) -> None:
         env_var="LOCUST_ECHO_TIMEOUT",
         help="seconds to wait for a connection or a whole reply (default: %(default)s)",
     )
+    group.add_argument(
+        "--tls-ca",
+        default=None,
+        env_var="LOCUST_TLS_CA",
+        help="with a tls:// host: trust these PEM CA certificates (default: the system's)",
+    )
+    group.add_argument(
+        "--tls-no-verify",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_TLS_NO_VERIFY",
+        help="with a tls:// host: do not verify the server's certificate (self-signed servers)",
+    )
 
 
 @events.init.add_listener
 def refuse_bad_host(environment: Any, **_: Any) -> None:
-    """Headless, a ``-H`` that is not tcp://HOST:PORT ends locust before it starts: exit 2."""
+    """Headless, a ``-H`` that is not tcp:// or tls://HOST:PORT ends locust at once: exit 2."""
     options = environment.parsed_options
     if options is None or not options.headless or environment.host is None:
         return  # the web UI asks for a host later; check_host judges it then
@@ -60,7 +73,7 @@ def refuse_bad_host(environment: Any, **_: Any) -> None:
 
 @events.test_start.add_listener
 def check_host(environment: Any, **_: Any) -> None:
-    """A host that is not tcp://HOST:PORT ends the run (headless: exit code 2)."""
+    """A host that is not tcp:// or tls://HOST:PORT ends the run (headless: exit code 2)."""
     try:
         parse_host(environment.host)
     except BadHost as exc:
@@ -76,7 +89,8 @@ def check_host(environment: Any, **_: Any) -> None:
 class EchoUser(User):
     """A user with one :class:`EchoClient`; subclasses say what to send.
 
-    The host is taken the usual locust way (``-H tcp://HOST:PORT``). Payloads
+    The host is taken the usual locust way (``-H tcp://HOST:PORT``, or
+    ``tls://HOST:PORT`` with ``--tls-ca FILE`` or ``--tls-no-verify``). Payloads
     are fresh random bytes for every exchange, so a server that echoed stale
     or shared data would be caught.
     """
@@ -100,8 +114,17 @@ class EchoUser(User):
             # traceback for any exception raised from on_start.
             self.stop()
             return
+        tls = None
+        if uses_tls(self.host):
+            tls = tls_context(
+                verify=not getattr(options, "tls_no_verify", False),
+                cafile=getattr(options, "tls_ca", None),
+            )
         self.client = EchoClient(
-            self.address, self.environment.events, timeout=getattr(options, "echo_timeout", 10.0)
+            self.address,
+            self.environment.events,
+            timeout=getattr(options, "echo_timeout", 10.0),
+            tls=tls,
         )
         self.random = random.Random()
         self.size = self.option(self.size_option, self.default_size)

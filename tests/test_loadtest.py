@@ -134,7 +134,10 @@ def test_a_bad_host_stops_the_run_at_once_with_exit_2(limit):
     """Without -t a headless run would otherwise go on for ever (the timeout would fail it)."""
     result = locust("-H", "http://127.0.0.1:80", "-u", "1", "-r", "1", *limit, timeout=30)
     assert result.returncode == 2
-    assert "host must be tcp://HOST:PORT, got 'http://127.0.0.1:80'" in result.stderr
+    assert (
+        "host must be tcp://HOST:PORT or tls://HOST:PORT, got 'http://127.0.0.1:80'"
+        in result.stderr
+    )
 
 
 def free_port() -> int:
@@ -250,3 +253,30 @@ def test_the_web_ui_starts_a_swarm_and_shows_its_stats(start_server):
     finally:
         ui.terminate()
         ui.wait(20)
+
+
+@pytest.mark.parametrize("trust", ["ca", "no-verify"])
+def test_tls_host_verifies_every_byte(start_server, certs, tmp_path, trust):
+    server = start_server("--tls-cert", certs.server)
+    prefix = tmp_path / "run"
+    how = ["--tls-ca", certs.ca] if trust == "ca" else ["--tls-no-verify"]
+    result = locust(
+        "-H", f"tls://127.0.0.1:{server.port}", *how, "-u", "4", "-r", "4", "-t", "3s",
+        "--csv", str(prefix), "PersistentEchoUser", "ChurnEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    assert int(rows["ECHO persistent 1024 B"]["Request Count"]) > 100
+    assert int(rows["ECHO new connection 1024 B"]["Request Count"]) > 10
+
+
+def test_tls_host_with_an_untrusted_certificate_fails_the_run(start_server, certs, tmp_path):
+    server = start_server("--tls-cert", certs.server)
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"tls://127.0.0.1:{server.port}", "-u", "2", "-r", "2", "-t", "2s",
+        "--csv", str(prefix), "PersistentEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "CERTIFICATE_VERIFY_FAILED" in failures_text(prefix)
