@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT, ServerProcess, connect, echo_through
+from support import ROOT, ServerProcess, connect, echo_through, require_tool
 
 from geventsrv.bench.cload import Storm
 from geventsrv.bench.lab import catalog, measure
@@ -192,6 +192,21 @@ def test_capacity_search_finds_a_rate_and_charts_it(tmp_path):
     assert (tmp_path / "capacity.png").stat().st_size > 10_000
     assert "highest rate with p99 <= 50 ms" in result.stdout
     assert data["meta"]["machine"]["gevent"]
+
+
+def test_tls_cost_through_haproxy(tmp_path):
+    require_tool("haproxy", "haproxy")
+    require_tool("openssl", "openssl")
+    out = tmp_path / "tls.json"
+    result = bench(
+        "tls", "--rounds", "1", "--duration", "0.5", "--connections", "10", "--out", str(out)
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert [run["variant"] for run in data["runs"]] == ["plain", "tls"]
+    assert all(run["errors"] == 0 and run["requests_per_s"] > 100 for run in data["runs"])
+    assert data["medians"]["tls/plain"]["server_cpu_us_per_request"] > 0
+    assert data["machine"]["gevent"]
 
 
 def _row(server, connections, rps, **extra):

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "round, interleaved, and report medians: a table, JSON, CSV and PNG charts. Exits 1 "
         "if any reply was wrong.",
         epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks); "
-        f"{PROG} capacity --help: open-loop latency against offered rate",
+        f"{PROG} capacity --help: open-loop latency against offered rate; "
+        f"{PROG} tls --help: geventsrv's CPU per request with and without TLS",
     )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
@@ -154,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import capacity
 
         return capacity.main(argv[1:])
+    if argv[:1] == ["tls"]:
+        from geventsrv.bench import tlscost
+
+        return tlscost.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     settings: dict[str, Any] = dict(FULL, duration=2.0, warmup=0.5, rounds=3)
