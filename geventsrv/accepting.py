@@ -85,16 +85,26 @@ class AcceptErrors:
     :meth:`succeeded` ends a back-off.
     """
 
-    def __init__(self, backoff_min: float, backoff_max: float, log_line: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        backoff_min: float,
+        backoff_max: float,
+        log_line: RateLimitedLog,
+        by_errno: dict[str, int] | None = None,
+    ) -> None:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.log_line = log_line
         self.backoff = 0.0
         #: Failures that were not about one queued connection.
         self.count = 0
+        #: Every failure, by errno name (``EMFILE``, ``ECONNABORTED``...).
+        self.by_errno: dict[str, int] = {} if by_errno is None else by_errno
 
     def failed(self, exc: OSError, open_connections: int) -> float | None:
         code = exc.errno
+        name = errno.errorcode.get(code or 0, str(code))
+        self.by_errno[name] = self.by_errno.get(name, 0) + 1
         if code in ACCEPT_TRANSIENT_ERRNOS:
             log.debug("accept() of one connection failed: %s", exc)
             return 0.0

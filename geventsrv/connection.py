@@ -27,6 +27,7 @@ The echo and upper handlers live here; chat, which needs more, lives in
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent import sleep
@@ -64,10 +65,14 @@ class StreamSocket(Protocol):
 class Connection:
     """One accepted client: its socket, its addresses and what it has cost."""
 
-    __slots__ = ("bytes_echoed", "client", "number", "peer", "progress", "proxy", "sock", "tls")
+    __slots__ = (
+        "bytes_echoed", "client", "number", "peer", "progress", "proxy", "sock", "started", "tls",
+    )  # fmt: skip
 
     def __init__(self, sock: StreamSocket, peer: str, number: int = 0) -> None:
         self.sock = sock
+        #: When it was accepted (``time.monotonic()``).
+        self.started = monotonic()
         #: The socket's peer as ``host:port`` (IPv6 in brackets): a proxy's
         #: address when one sits in front.
         self.peer = peer

@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
 from types import TracebackType
 
 import gevent
@@ -55,9 +54,12 @@ from geventsrv.cooperative import CooperativeSocket
 from geventsrv.listen import ListenError, Sockets, open_sockets
 from geventsrv.prologue import OpeningFailed, Prologue
 from geventsrv.starter import GreenletStarter
+from geventsrv.stats import ServerStats
 from geventsrv.udp import DatagramEcho
 
 log = logging.getLogger(__name__)
+#: One line per closed connection, with ``--access-log``.
+access_log = logging.getLogger("geventsrv.access")
 
 __all__ = ["EchoServer", "IdleTimeout", "ListenError", "NotPatchedError"]
 
@@ -68,21 +70,6 @@ class IdleTimeout(TimeoutError):
 
 class NotPatchedError(RuntimeError):
     """The process was not monkey-patched, so blocking calls would block every client."""
-
-
-@dataclass
-class ServerStats:
-    """Running totals, updated as connections close."""
-
-    accepted: int = 0
-    bytes_echoed: int = 0
-    closed_idle: int = 0
-    closed_by_error: int = 0
-    closed_at_stop: int = 0
-    accept_errors: int = 0
-    #: Closed before the handler ran: a bad or late PROXY header, a failed
-    #: TLS handshake, a peer not allowed to send a PROXY header.
-    failed_openings: int = 0
 
 
 def require_monkey_patched() -> None:
@@ -157,8 +144,17 @@ class EchoServer:
     #: Seconds between two log lines about failing accept() calls.
     accept_error_log_interval = 5.0
 
-    def __init__(self, config: Config | None = None, handler: Handler | None = None) -> None:
-        """Raises :class:`~geventsrv.config.ConfigError` for a bad value or TLS file."""
+    def __init__(
+        self,
+        config: Config | None = None,
+        handler: Handler | None = None,
+        sockets: Sockets | None = None,
+    ) -> None:
+        """Raises :class:`~geventsrv.config.ConfigError` for a bad value or TLS file.
+
+        ``sockets``, if given, are served instead of binding ``config.host``
+        and ``config.port`` (systemd's socket activation hands them over).
+        """
         self.config = (config or Config()).validate()
         self.mode = modes.get(self.config.mode)
         self.handler = handler or self.mode.make_handler(self.config.worker_id)
@@ -168,6 +164,7 @@ class EchoServer:
         self._prologue = prologue if prologue.needed else None
         self.stats = ServerStats()
         self._sockets = Sockets()
+        self._given_sockets = sockets
         self._accepting: gevent.Greenlet[[socket.socket], None] | None = None
         #: The UDP echo service, when ``config.udp`` is set.
         self.udp: DatagramEcho | None = None
@@ -179,6 +176,8 @@ class EchoServer:
         self._slots = Semaphore(self.config.max_conns)
         self._connections: dict[gevent.Greenlet[[Connection], None], Connection] = {}
         self._stopping = False
+        self._leaving = False
+        self._closed_at_stop = 0
         self._finished = False
         self._drained = Event()
         self._stopped = Event()
@@ -186,7 +185,9 @@ class EchoServer:
             self.accept_backoff_min,
             self.accept_backoff_max,
             RateLimitedLog(self.accept_error_log_interval),
+            self.stats.accept_errors_by_errno,
         )
+        self._access_log = self.config.access_log
 
     # -- lifecycle -------------------------------------------------------
 
@@ -201,6 +202,23 @@ class EchoServer:
     def connection_count(self) -> int:
         """Connections open right now."""
         return len(self._connections)
+
+    @property
+    def ready(self) -> bool:
+        """Whether new clients should be sent here: started, and no stop begun or announced."""
+        return self._started and not self._stopping and not self._leaving
+
+    def announce_stop(self) -> None:
+        """Say the server is going (``ready`` turns false) while it keeps accepting.
+
+        The first step of a stop with a shutdown delay: a balancer polling
+        readiness stops sending clients before the listener closes.
+        """
+        self._leaving = True
+
+    def open_bytes_echoed(self) -> int:
+        """Bytes echoed so far by the connections open right now."""
+        return sum(conn.bytes_echoed for conn in list(self._connections.values()))
 
     def status(self) -> dict[str, int]:
         """A snapshot for operators: connections, live greenlets, open descriptors, RSS.
@@ -223,9 +241,10 @@ class EchoServer:
         if self._started or self._stopping:
             return self
         require_monkey_patched()
-        self._sockets = open_sockets(self.config)
+        self._sockets = self._given_sockets or open_sockets(self.config)
         self._started = True
         transports = {(True, False): "", (False, True): ", udp", (True, True): ", tcp and udp"}
+        serving = (self._sockets.tcp is not None, self._sockets.udp is not None)
         front = ""
         if self.config.tls_cert is not None:
             front += ", tls" + (" with client certificates" if self.config.tls_ca else "")
@@ -235,7 +254,7 @@ class EchoServer:
             "listening on %s (mode=%s%s%s)",
             format_address(*self.address),
             self.config.mode,
-            transports[self.config.tcp, self.config.udp],
+            transports[serving],
             front,
         )
         if self._sockets.tcp is not None:
@@ -303,12 +322,12 @@ class EchoServer:
         if not self._connections:
             return
         greenlets = list(self._connections)
-        self.stats.closed_at_stop += len(greenlets)
+        self._closed_at_stop = len(greenlets)
         log.info("closing %d connection(s) still open", len(greenlets))
         gevent.killall(greenlets, block=True)
         # A greenlet killed before it first ran never reached its cleanup.
         for greenlet in [g for g in greenlets if g in self._connections]:
-            self._release(greenlet, self._connections[greenlet])
+            self._release(greenlet, self._connections[greenlet], "shutdown")
 
     def _finish(self) -> None:
         # A forced stop runs this while the first stop() still waits in it:
@@ -321,12 +340,12 @@ class EchoServer:
             self._reaper.kill()
         self._starter.close()
         stats = self.stats
-        if self.config.tcp:
+        if self._sockets.tcp is not None or self.config.tcp:
             log.info(
                 "stopped: %d connection(s) served, %d byte(s) echoed, %d closed at shutdown",
                 stats.accepted,
                 stats.bytes_echoed,
-                stats.closed_at_stop,
+                self._closed_at_stop,
             )
         if self.udp is not None:
             log.info(
@@ -384,36 +403,59 @@ class EchoServer:
     # -- serving ---------------------------------------------------------
 
     def _serve_connection(self, conn: Connection) -> None:
-        opened = True
+        reason = "eof"
         try:
             if self._prologue is not None:
                 self._prologue.open(conn, conn.sock)  # type: ignore[arg-type]
             self.handler(conn)
         except OpeningFailed as exc:
-            opened = False
-            self.stats.failed_openings += 1
+            reason = "refused"
             log.debug("%s: closed before serving: %s", conn.client, exc)
         except TimeoutError:
-            self.stats.closed_idle += 1
+            reason = "idle"
             log.debug(
                 "%s: closed after %g s without progress", conn.client, self.config.idle_timeout
             )
         except OSError as exc:
-            self.stats.closed_by_error += 1
+            reason = "reset"
             log.debug("%s: connection lost: %s", conn.client, exc.strerror or exc)
         except Exception as exc:  # a handler bug must cost only its own connection
-            self.stats.closed_by_error += 1
+            reason = "error"
             log.error("%s: handler failed: %r", conn.client, exc)
             log.debug("handler failure", exc_info=True)
+        except gevent.GreenletExit:  # killed at the drain deadline
+            reason = "shutdown"
+            raise
         finally:
-            self._release(gevent.getcurrent(), conn, log_close=opened)
+            self._release(gevent.getcurrent(), conn, reason)
 
-    def _release(self, greenlet: object, conn: Connection, log_close: bool = True) -> None:
+    def _release(self, greenlet: object, conn: Connection, reason: str) -> None:
         conn.sock.close()
-        self.stats.bytes_echoed += conn.bytes_echoed
+        stats = self.stats
+        stats.bytes_echoed += conn.bytes_echoed
+        stats.closed[reason] += 1
+        duration = time.monotonic() - conn.started
+        stats.durations.observe(duration)
         del self._connections[greenlet]  # type: ignore[arg-type]
         self._slots.release()
         if self._stopping and not self._connections:
             self._drained.set()
-        if log_close:  # a connection refused before serving has had its one line
+        if reason != "refused":  # a connection refused before serving has had its one line
             log.debug("%s: closed after %d byte(s)", conn.client, conn.bytes_echoed)
+        if self._access_log:
+            # Every echoed byte was received and sent: one count serves both.
+            access_log.info(
+                "%s: %s after %.3f s, %d byte(s) in, %d out",
+                conn.client,
+                reason,
+                duration,
+                conn.bytes_echoed,
+                conn.bytes_echoed,
+                extra={
+                    "client": conn.client,
+                    "reason": reason,
+                    "duration": round(duration, 6),
+                    "received": conn.bytes_echoed,
+                    "sent": conn.bytes_echoed,
+                },
+            )
