@@ -14,7 +14,7 @@ Exit codes
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,20 +22,12 @@ from geventsrv import exitcodes
 from geventsrv.config import ConfigError
 from geventsrv.flags import PROG, parse_config
 from geventsrv.listen import ListenError
+from geventsrv.logs import configure_logging
+from geventsrv.metrics import require_prometheus
 from geventsrv.runner import serve
 from geventsrv.server import NotPatchedError
 from geventsrv.supervisor import supervise
 from geventsrv.tls import server_context
-
-
-def configure_logging(level: str, worker_id: int = 0) -> None:
-    """Log to stderr, one line per event, with a timestamp (and the worker, if one)."""
-    worker = f"worker {worker_id} " if worker_id else ""
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,9 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     The process must already be monkey-patched (``python -m geventsrv`` does it).
     """
     config = parse_config(argv)
-    configure_logging(config.log_level, config.worker_id)
+    configure_logging(config.log_level, config.worker_id, config.log_format)
     try:
         server_context(config)  # judge the TLS files before anything is bound
+        if config.metrics is not None or config.metrics_socket is not None:
+            require_prometheus()
+        if config.workers > 1 and os.environ.get("LISTEN_PID") == str(os.getpid()):
+            raise ConfigError(
+                "socket activation hands its sockets to one process: use --workers 1 "
+                "(for more cores, one service instance per CPU)"
+            )
         if config.workers > 1:
             return supervise(config)
         clean = serve(config)
