@@ -21,6 +21,7 @@ DEFAULT_PORT = 7007
 DEFAULT_HOST = "127.0.0.1"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 #: What serves a connection's socket calls (see :attr:`Config.io`).
 IO_PATHS = ("fast", "patched")
@@ -95,6 +96,20 @@ class Config:
     proxy_allow_from: tuple[str, ...] = LOOPBACK_NETWORKS
     #: Seconds a client gets to send its whole PROXY header, from its accept.
     proxy_timeout: float = 5.0
+    #: Serve ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP on this
+    #: ``HOST:PORT`` (port 0 picks one); ``None``: no HTTP endpoint.
+    metrics: str | None = None
+    #: Where a worker serves its metrics for the supervisor to gather (a Unix
+    #: socket path the supervisor chooses); ``None`` on a server alone.
+    metrics_socket: str | None = None
+    #: Seconds between the first SIGTERM (``/readyz`` turns 503 at once) and
+    #: the drain: long enough for a balancer polling readiness to stop
+    #: sending new clients before any is refused.
+    shutdown_delay: float = 0.0
+    #: ``text``: one line per event for people; ``json``: one JSON object per line.
+    log_format: str = "text"
+    #: Log one line per closed connection (logger ``geventsrv.access``).
+    access_log: bool = False
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
@@ -134,7 +149,21 @@ class Config:
         if self.workers > 1 and self.udp:
             raise ConfigError("UDP echo runs in one process; use --workers 1 with --udp")
         self._validate_front()
+        self._validate_operations()
         return self
+
+    def _validate_operations(self) -> None:
+        """Metrics, shutdown delay and logs."""
+        if self.metrics is not None:
+            parse_host_port(self.metrics, "metrics")
+        if not self.shutdown_delay >= 0:
+            raise ConfigError(
+                f"shutdown-delay must be 0 or more seconds, got {self.shutdown_delay}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"log-format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}"
+            )
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""
@@ -167,3 +196,12 @@ class Config:
     def replace(self, **changes: object) -> Config:
         """Return a copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes).validate()  # type: ignore[arg-type]
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> ``(host, port)``; :class:`ConfigError` naming ``what``."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > MAX_PORT:
+        raise ConfigError(f"{what} must be HOST:PORT (port 0 picks one), got {text!r}")
+    return host, int(port)

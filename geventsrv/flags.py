@@ -19,6 +19,7 @@ from geventsrv.commands import Parser
 from geventsrv.config import (
     DEFAULT_PORT,
     IO_PATHS,
+    LOG_FORMATS,
     LOG_LEVELS,
     MAX_PORT,
     Config,
@@ -27,6 +28,11 @@ from geventsrv.config import (
 from geventsrv.proxyproto import ACCEPTED_VERSIONS
 
 PROG = "geventsrv"
+#: Every flag may also come from the environment: ``--idle-timeout`` from
+#: ``GEVENTSRV_IDLE_TIMEOUT``, ``--udp`` from ``GEVENTSRV_UDP=1``. A flag given
+#: on the command line wins.
+ENV_PREFIX = "GEVENTSRV_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def _port(text: str) -> int:
@@ -178,7 +184,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug logs every connection (default: %(default)s)",
     )
     _add_front_flags(parser, defaults)
+    _add_operations_flags(parser, defaults)
     return parser
+
+
+def _add_operations_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """Metrics, health, shutdown delay and logs: running it as a service."""
+    ops = parser.add_argument_group("operations")
+    ops.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz over HTTP here; port 0 "
+        "picks one, logged at start (default: off)",
+    )
+    ops.add_argument(
+        "--shutdown-delay",
+        type=_seconds,
+        default=defaults.shutdown_delay,
+        metavar="SECONDS",
+        help="on SIGTERM, /readyz turns 503 at once and the server keeps accepting this "
+        "long before it drains (default: %(default)s)",
+    )
+    ops.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=defaults.log_format,
+        help="json: one JSON object per line (default: %(default)s)",
+    )
+    ops.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per closed connection: client, duration, bytes, reason",
+    )
+    # Set by the supervisor: where a worker serves its metrics for it to gather.
+    ops.add_argument("--metrics-socket", help=argparse.SUPPRESS)
+
+
+def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+    """Take defaults from ``GEVENTSRV_<FLAG>`` variables; a bad value names its variable.
+
+    Values are judged by the flag's own type and choices, so a variable means
+    exactly what the flag would. On/off flags take 1/true/yes/on or 0/false/no/off.
+    """
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        name = ENV_PREFIX + action.dest.upper()
+        if name not in environ:
+            continue
+        text = environ[name].strip()
+        value: object
+        if action.nargs == 0:  # an on/off flag
+            if text.lower() not in _TRUE + _FALSE:
+                parser.error(f"{name} takes 1/true/yes/on or 0/false/no/off, got {text!r}")
+            value = text.lower() in _TRUE
+        else:
+            try:
+                value = action.type(text) if callable(action.type) else text
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                parser.error(f"{name}: {exc}")
+            if action.choices is not None and value not in action.choices:
+                choices = ", ".join(map(str, action.choices))
+                parser.error(f"{name} must be one of {choices}, got {text!r}")
+        parser.set_defaults(**{action.dest: value})
 
 
 def _add_front_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
@@ -230,9 +298,14 @@ def _add_front_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
     )
 
 
-def parse_config(argv: Sequence[str] | None = None) -> Config:
-    """Parse ``argv`` into a validated :class:`Config`; bad input exits with code 2."""
-    return _config(build_parser().parse_args(argv))
+def parse_config(
+    argv: Sequence[str] | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Parse ``argv`` (over ``GEVENTSRV_*`` in ``environ``, default ``os.environ``) into a
+    validated :class:`Config`; bad input exits with code 2."""
+    parser = build_parser()
+    apply_environment(parser, dict(os.environ if environ is None else environ))
+    return _config(parser.parse_args(argv))
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -260,6 +333,11 @@ def _config(args: argparse.Namespace) -> Config:
             proxy_protocol=args.proxy_protocol,
             proxy_allow_from=args.proxy_allow_from,
             proxy_timeout=args.proxy_timeout,
+            metrics=args.metrics,
+            metrics_socket=args.metrics_socket,
+            shutdown_delay=args.shutdown_delay,
+            log_format=args.log_format,
+            access_log=args.access_log,
         ).validate()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -288,12 +366,18 @@ def to_argv(config: Config) -> list[str]:
         *("--tls-alpn", ",".join(config.tls_alpn)),
         *("--proxy-allow-from", ",".join(config.proxy_allow_from)),
         *("--proxy-timeout", repr(config.proxy_timeout)),
+        *("--shutdown-delay", repr(config.shutdown_delay)),
+        *("--log-format", config.log_format),
     ]
+    if config.access_log:
+        argv.append("--access-log")
     for flag, value in (
         ("--tls-cert", config.tls_cert),
         ("--tls-key", config.tls_key),
         ("--tls-ca", config.tls_ca),
         ("--proxy-protocol", config.proxy_protocol),
+        ("--metrics", config.metrics),
+        ("--metrics-socket", config.metrics_socket),
     ):
         if value is not None:
             argv += [flag, value]

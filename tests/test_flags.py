@@ -1,13 +1,17 @@
-"""The flag table: to_argv() is the exact inverse of parse_config(), field for field."""
+"""The flag table: to_argv() is the exact inverse of parse_config(); GEVENTSRV_* variables."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
+from support import ROOT
 
 from geventsrv.config import Config
-from geventsrv.flags import parse_config, to_argv
+from geventsrv.flags import build_parser, parse_config, to_argv
 
 #: A value other than the default for every field of Config. A field added to
 #: Config without an entry here (and a flag in flags.py) fails the test below.
@@ -34,6 +38,11 @@ CHANGED = {
     "proxy_protocol": "v2",
     "proxy_allow_from": ("10.0.0.0/8", "fd00::/8"),
     "proxy_timeout": 0.5,
+    "metrics": "[::1]:0",
+    "metrics_socket": "/run/geventsrv/worker-2.sock",
+    "shutdown_delay": 1.5,
+    "log_format": "json",
+    "access_log": True,
 }
 
 
@@ -42,7 +51,7 @@ def test_every_field_has_a_changed_value_here():
 
 
 def test_defaults_round_trip():
-    assert parse_config(to_argv(Config())) == Config()
+    assert parse_config(to_argv(Config()), {}) == Config()
 
 
 @pytest.mark.parametrize("name", sorted(CHANGED))
@@ -72,3 +81,61 @@ def test_all_fields_changed_at_once_round_trip():
 @pytest.mark.parametrize("text", ["[::1]", "::1"])
 def test_ipv6_hosts_with_or_without_brackets(text):
     assert parse_config(["--host", text]).host == "::1"
+
+
+# -- the environment: GEVENTSRV_<FLAG> ------------------------------------------------
+
+
+def test_every_flag_can_come_from_the_environment():
+    environ = {
+        "GEVENTSRV_PORT": "0",
+        "GEVENTSRV_IDLE_TIMEOUT": "30",
+        "GEVENTSRV_MODE": "upper",
+        "GEVENTSRV_UDP": "yes",
+        "GEVENTSRV_PROXY_ALLOW_FROM": "10.0.0.0/8, 192.168.0.0/16",
+        "GEVENTSRV_ACCESS_LOG": "1",
+        "GEVENTSRV_LOG_FORMAT": "json",
+    }
+    config = parse_config([], environ)
+    assert (config.port, config.idle_timeout, config.mode, config.udp) == (0, 30.0, "upper", True)
+    assert config.proxy_allow_from == ("10.0.0.0/8", "192.168.0.0/16")
+    assert config.access_log and config.log_format == "json"
+
+
+def test_a_flag_beats_the_environment():
+    environ = {"GEVENTSRV_PORT": "9000", "GEVENTSRV_ACCESS_LOG": "off"}
+    config = parse_config(["--port", "9001"], environ)
+    assert config.port == 9001 and not config.access_log
+
+
+def test_every_option_has_its_variable():
+    """The names are derived, so none can be forgotten: check one per option against --help."""
+    parser = build_parser()
+    names = {
+        "GEVENTSRV_" + action.dest.upper()
+        for action in parser._actions
+        if action.option_strings and action.dest not in ("help", "version")
+    }
+    assert {"GEVENTSRV_MAX_CONNS", "GEVENTSRV_TLS_CERT", "GEVENTSRV_SHUTDOWN_DELAY"} <= names
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("GEVENTSRV_PORT", "70000", "GEVENTSRV_PORT: port must be an integer from 0 to 65535"),
+        ("GEVENTSRV_MODE", "shout", "GEVENTSRV_MODE must be one of echo, upper, info, chat"),
+        ("GEVENTSRV_UDP", "maybe", "GEVENTSRV_UDP takes 1/true/yes/on or 0/false/no/off"),
+        ("GEVENTSRV_IDLE_TIMEOUT", "soon", "GEVENTSRV_IDLE_TIMEOUT: must be a number of seconds"),
+    ],
+)
+def test_a_bad_variable_is_named_in_one_line_and_exit_2(variable, value, needle):
+    result = subprocess.run(
+        [sys.executable, "-m", "geventsrv"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
+        env=dict(os.environ, **{variable: value}),
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
