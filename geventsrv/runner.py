@@ -1,8 +1,10 @@
-"""Run a server as a process: open-file limit, shutdown signals, the status signal.
+"""Run a server as a process: open-file limit, shutdown signals, metrics, systemd.
 
 :func:`serve` is what ``python -m geventsrv`` runs (and what a program that
 embeds geventsrv can call): it prepares the process, starts an
-:class:`~geventsrv.server.EchoServer`, and turns signals into a graceful stop.
+:class:`~geventsrv.server.EchoServer` (and its metrics endpoint, when asked),
+and turns signals into a graceful stop: not ready at once, still accepting
+for the shutdown delay, then a drain.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import signal
 from typing import Any
 
 import gevent
+from gevent.event import Event
 
-from geventsrv.config import Config
+from geventsrv import modes
+from geventsrv.addresses import format_address
+from geventsrv.config import Config, ConfigError
 from geventsrv.server import EchoServer
+from geventsrv.systemd import Notifier, activated_sockets
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +53,12 @@ class ShutdownSignals:
 
     SHUTDOWN = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, server: EchoServer) -> None:
+    def __init__(self, server: EchoServer, notifier: Notifier | None = None) -> None:
         self.server = server
+        self.notifier = notifier or Notifier({})
         self.received = 0
         self.forced = False
+        self._force = Event()
         self._saved: dict[int, Any] = {}
         self._watchers: list[Any] = []
 
@@ -78,10 +86,23 @@ class ShutdownSignals:
 
     def handle_shutdown(self, name: str) -> None:
         if self.received == 1:
+            delay = self.server.config.shutdown_delay
+            self.server.announce_stop()  # /readyz: 503 from now on
+            self.notifier.send("STOPPING=1", f"STATUS={name} received: stopping")
+            if delay:
+                log.info(
+                    "%s received: not ready; accepting for %g s more, then draining "
+                    "(send again to force)",
+                    name,
+                    delay,
+                )
+                if self._force.wait(delay):
+                    return  # a second signal took over
             log.info("%s received: shutting down (send again to force)", name)
             self.server.stop()
         else:
             self.forced = True
+            self._force.set()
             log.warning("%s received again: closing every connection now", name)
             self.server.stop(0)
 
@@ -105,10 +126,53 @@ def serve(config: Config | None = None) -> bool:
             config.max_conns,
             max(limit - 16, 0),
         )
-    server = EchoServer(config)
+    sockets = activated_sockets()
+    if sockets is not None and sockets.udp is not None and not modes.get(config.mode).serves_udp:
+        raise ConfigError(f"socket activation passed a UDP socket; {config.mode} mode is TCP only")
+    server = EchoServer(config, sockets=sockets)
+    notifier = Notifier()
     # Handlers go in before the socket is bound: a caller that sees the
     # "listening" line may signal at once, and must get a graceful stop.
-    with ShutdownSignals(server) as signals:
+    with ShutdownSignals(server, notifier) as signals:
         server.start()
-        server.serve_forever()
+        endpoint = start_endpoint(server)
+        status = gevent.spawn(report_status, server, notifier) if notifier.enabled else None
+        try:
+            server.serve_forever()
+        finally:
+            if status is not None:
+                status.kill()
+            if endpoint is not None:
+                endpoint.close()
     return not signals.forced
+
+
+#: Seconds between two STATUS= updates to systemd.
+STATUS_INTERVAL = 5.0
+
+
+def report_status(server: EchoServer, notifier: Notifier) -> None:
+    """Tell systemd the server is ready, then what it serves, every few seconds."""
+    where = format_address(*server.address)
+    notifier.send("READY=1", f"STATUS=listening on {where}")
+    while True:
+        gevent.sleep(STATUS_INTERVAL)
+        notifier.send(
+            f"STATUS={server.connection_count} connection(s) open, "
+            f"{server.stats.accepted} served, on {where}"
+        )
+
+
+def start_endpoint(server: EchoServer) -> Any:
+    """The server's ``/metrics``, ``/healthz``, ``/readyz`` endpoint, if its config asks for one."""
+    config = server.config
+    if config.metrics is None and config.metrics_socket is None:
+        return None
+    from prometheus_client import generate_latest
+
+    from geventsrv.httpd import Endpoint, HealthApp
+    from geventsrv.metrics import LoopMonitor, server_registry
+
+    registry = server_registry(server, LoopMonitor().start())
+    app = HealthApp(lambda: generate_latest(registry), lambda: server.ready)
+    return Endpoint(app, config.metrics, config.metrics_socket)

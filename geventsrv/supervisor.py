@@ -30,11 +30,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -54,14 +57,35 @@ HEALTHY_AFTER = 10.0
 _PR_SET_PDEATHSIG = 1
 
 
-def worker_config(config: Config, port: int, worker_id: int) -> Config:
-    """Worker ``worker_id``'s settings: the server's, one process, on ``port``, sharing it."""
-    return config.replace(port=port, reuse_port=True, workers=1, worker_id=worker_id)
+def worker_config(
+    config: Config, port: int, worker_id: int, metrics_dir: str | None = None
+) -> Config:
+    """Worker ``worker_id``'s settings: the server's, one process, on ``port``, sharing it.
+
+    With metrics on, the worker serves them on a Unix socket in ``metrics_dir``
+    for the supervisor to gather; only the supervisor listens on ``--metrics``.
+    """
+    metrics_socket = metrics_socket_path(metrics_dir, worker_id) if metrics_dir else None
+    return config.replace(
+        port=port,
+        reuse_port=True,
+        workers=1,
+        worker_id=worker_id,
+        metrics=None,
+        metrics_socket=metrics_socket,
+    )
 
 
-def worker_command(config: Config, port: int, worker_id: int) -> list[str]:
+def metrics_socket_path(metrics_dir: str, worker_id: int) -> str:
+    return os.path.join(metrics_dir, f"worker-{worker_id}.sock")
+
+
+def worker_command(
+    config: Config, port: int, worker_id: int, metrics_dir: str | None = None
+) -> list[str]:
     """The command line of worker ``worker_id``: its :func:`worker_config` as flags."""
-    return [sys.executable, "-m", "geventsrv", *to_argv(worker_config(config, port, worker_id))]
+    worker = worker_config(config, port, worker_id, metrics_dir)
+    return [sys.executable, "-m", "geventsrv", *to_argv(worker)]
 
 
 class RestartBackoff:
@@ -105,6 +129,9 @@ class Supervisor:
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
         self.signals = 0
         self.fatal_code = 0
+        self.restarts: dict[int, int] = {}
+        #: Where workers serve their metrics (a private directory), with --metrics.
+        self.metrics_dir: str | None = None
         self._stopping = Event()
 
     def run(self) -> int:
@@ -120,7 +147,11 @@ class Supervisor:
             self.config.workers,
             format_address(self.config.host, self.port),
         )
+        endpoint = None
         try:
+            if self.config.metrics is not None:
+                self.metrics_dir = tempfile.mkdtemp(prefix="geventsrv-metrics-")
+                endpoint = self._start_endpoint()
             keepers = [
                 gevent.spawn(self._keep_running, worker_id)
                 for worker_id in range(1, self.config.workers + 1)
@@ -130,6 +161,10 @@ class Supervisor:
             for watcher in watchers:
                 watcher.cancel()
             reservation.close()
+            if endpoint is not None:
+                endpoint.close()
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
         codes = [keeper.value for keeper in keepers]
         log.info("supervisor: every worker has exited (exit codes %s)", codes)
         if self.fatal_code:
@@ -140,10 +175,29 @@ class Supervisor:
             return exitcodes.OK
         return exitcodes.INTERNAL_ERROR
 
+    def _start_endpoint(self) -> Any:
+        """``--metrics`` for every worker: /metrics gathers theirs, /readyz is the supervisor's."""
+        from prometheus_client import generate_latest
+
+        from geventsrv.httpd import Endpoint, HealthApp
+        from geventsrv.metrics import workers_registry
+
+        registry = workers_registry(self._metrics_sources, lambda: dict(self.restarts))
+        app = HealthApp(lambda: generate_latest(registry), lambda: not self._stopping.is_set())
+        return Endpoint(app, self.config.metrics)
+
+    def _metrics_sources(self) -> dict[int, str]:
+        assert self.metrics_dir is not None
+        return {
+            worker_id: metrics_socket_path(self.metrics_dir, worker_id)
+            for worker_id, proc in self.workers.items()
+            if proc.poll() is None
+        }
+
     def _keep_running(self, worker_id: int) -> int:
         """Run worker ``worker_id``, restarting it when it dies, until the server stops."""
         backoff = RestartBackoff()
-        command = worker_command(self.config, self.port, worker_id)
+        command = worker_command(self.config, self.port, worker_id, self.metrics_dir)
         while not self._stopping.is_set():
             started = time.monotonic()
             proc = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
@@ -159,6 +213,7 @@ class Supervisor:
                 self.fatal_code = code
                 self._stop()
                 return code
+            self.restarts[worker_id] = self.restarts.get(worker_id, 0) + 1
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
             delay = backoff.next_delay(lived)
             log.warning(
