@@ -16,6 +16,10 @@ COMMANDS = [
     ("geventsrv.tutorial",),
     ("geventsrv.bench",),
     ("geventsrv.bench", "soak"),
+    ("geventsrv.bench", "capacity"),
+    ("geventsrv.bench", "tls"),
+    ("geventsrv.bench", "ops"),
+    ("geventsrv.top", "127.0.0.1:1"),
 ]
 
 
