@@ -209,6 +209,22 @@ def test_tls_cost_through_haproxy(tmp_path):
     assert data["machine"]["gevent"]
 
 
+def test_ops_cost_runs_every_variant_and_workload(tmp_path):
+    out = tmp_path / "ops.json"
+    result = bench(
+        "ops", "--rounds", "1", "--duration", "0.4", "--connections", "10", "--out", str(out)
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert {(run["variant"], run["workload"]) for run in data["runs"]} == {
+        (variant, workload)
+        for variant in ("plain", "metrics", "access-log")
+        for workload in ("persistent", "churn")
+    }
+    assert all(run["requests_per_s"] > 50 for run in data["runs"])
+    assert data["medians"]["churn plain"]["cpu_vs_plain"] == 1.0
+
+
 def _row(server, connections, rps, **extra):
     row = dict.fromkeys(FIGURES, 1.0)
     row.update(server=server, size=1024, connections=connections, requests_per_s=rps,

@@ -25,6 +25,7 @@ TESTED_ELSEWHERE = {
     "geventsrv/bench/soak.py": "test_soak.py",
     "geventsrv/bench/capacity.py": "test_bench.py",
     "geventsrv/bench/tlscost.py": "test_bench.py",
+    "geventsrv/bench/opscost.py": "test_bench.py",
     "geventsrv/bench/haproxy.py": "test_prologue_haproxy.py",
 }
 

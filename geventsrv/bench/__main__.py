@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "if any reply was wrong.",
         epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks); "
         f"{PROG} capacity --help: open-loop latency against offered rate; "
-        f"{PROG} tls --help: geventsrv's CPU per request with and without TLS",
+        f"{PROG} tls --help: geventsrv's CPU per request with and without TLS; "
+        f"{PROG} ops --help: what metrics and the access log cost",
     )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
@@ -159,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import tlscost
 
         return tlscost.main(argv[1:])
+    if argv[:1] == ["ops"]:
+        from geventsrv.bench import opscost
+
+        return opscost.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     settings: dict[str, Any] = dict(FULL, duration=2.0, warmup=0.5, rounds=3)

@@ -12,7 +12,6 @@ requests/s are the whole chain's on this machine and are shown beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from geventsrv import commands
 from geventsrv.bench import machine
 from geventsrv.bench.haproxy import Backend, HAProxy, HAProxyError
 from geventsrv.bench.lab import warm_up
@@ -95,7 +95,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = commands.Parser(
         prog="python -m geventsrv.bench tls",
         description="geventsrv's CPU per request with and without TLS, HAProxy as the client.",
     )
