@@ -43,6 +43,14 @@ class ServerProcess(process.ServerProcess):
         super().__init__(*args, **kwargs)
 
 
+def free_port() -> int:
+    """A loopback port free right now (for tools that need a number, not port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def abort(sock: socket.socket) -> None:
     """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

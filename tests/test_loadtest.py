@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support import ROOT, free_port
 
 # Looked up, not imported: importing locust monkey-patches the importing process.
 if importlib.util.find_spec("locust") is None:
@@ -138,13 +138,6 @@ def test_a_bad_host_stops_the_run_at_once_with_exit_2(limit):
         "host must be tcp://HOST:PORT or tls://HOST:PORT, got 'http://127.0.0.1:80'"
         in result.stderr
     )
-
-
-def free_port() -> int:
-    """A port nothing listens on now (for locust's master, instead of the fixed 5557)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_processes_2_aggregates_both_workers(start_server, tmp_path):
