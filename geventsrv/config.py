@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from geventsrv import modes
+from geventsrv.limits import parse_rate
 from geventsrv.proxyproto import ACCEPTED_VERSIONS
 
 #: The port used when none is given: unprivileged, and easy to remember as
@@ -27,6 +28,9 @@ LOG_FORMATS = ("text", "json")
 IO_PATHS = ("fast", "patched")
 
 MAX_PORT = 65535
+
+#: The default per-client connection limit is never below this.
+PER_CLIENT_FLOOR = 100
 
 #: Who may send a PROXY header unless ``--proxy-allow-from`` says otherwise.
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
@@ -110,6 +114,31 @@ class Config:
     log_format: str = "text"
     #: Log one line per closed connection (logger ``geventsrv.access``).
     access_log: bool = False
+    #: Connections one client may hold at once; ``None``: a tenth of
+    #: ``max_conns``, at least 100 (see :attr:`per_client_limit`); 0: no limit.
+    max_conns_per_client: int | None = None
+    #: IPv6 clients count per network of this prefix length (a host owns its /64).
+    ipv6_client_prefix: int = 64
+    #: Networks served (with any, only those) and refused (deny wins), TCP and UDP.
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    #: New connections per second one client may open, ``RATE[:BURST]``; ``None``: no limit.
+    accept_rate_per_client: str | None = None
+    #: UDP datagrams per second echoed to one source, ``RATE[:BURST]``; ``None``: no limit.
+    udp_rate_per_client: str | None = "100:200"
+
+    @property
+    def per_client_limit(self) -> int:
+        """Connections one client may hold (0: unlimited).
+
+        By default a tenth of ``max_conns`` (1,000 of 10,000): more than one
+        ordinary client opens, and nine others of the same appetite still fit.
+        Never below 100, so that a small ``max_conns`` on a test bench does not
+        turn the second connection of a client away.
+        """
+        if self.max_conns_per_client is None:
+            return max(PER_CLIENT_FLOOR, self.max_conns // 10)
+        return self.max_conns_per_client
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
@@ -150,7 +179,37 @@ class Config:
             raise ConfigError("UDP echo runs in one process; use --workers 1 with --udp")
         self._validate_front()
         self._validate_operations()
+        self._validate_limits()
         return self
+
+    def _validate_limits(self) -> None:
+        """Per-client limits and the access list."""
+        per_client = self.max_conns_per_client
+        if per_client is not None and per_client < 0:
+            raise ConfigError(
+                f"max-conns-per-client must be 0 (no limit) or more, got {per_client}"
+            )
+        if not 0 <= self.ipv6_client_prefix <= 128:
+            raise ConfigError(
+                f"ipv6-client-prefix must be from 0 to 128, got {self.ipv6_client_prefix}"
+            )
+        for flag, networks in (("allow", self.allow), ("deny", self.deny)):
+            for network in networks:
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"{flag} takes networks such as 10.0.0.0/8 or ::1, got {network!r}"
+                    ) from None
+        for flag, rate in (
+            ("accept-rate-per-client", self.accept_rate_per_client),
+            ("udp-rate-per-client", self.udp_rate_per_client),
+        ):
+            if rate is not None:
+                try:
+                    parse_rate(rate)
+                except ValueError as exc:
+                    raise ConfigError(f"{flag} {exc}") from None
 
     def _validate_operations(self) -> None:
         """Metrics, shutdown delay and logs."""

@@ -66,7 +66,8 @@ class Connection:
     """One accepted client: its socket, its addresses and what it has cost."""
 
     __slots__ = (
-        "bytes_echoed", "client", "number", "peer", "progress", "proxy", "sock", "started", "tls",
+        "bytes_echoed", "client", "limit_key", "number", "peer", "progress", "proxy", "sock",
+        "started", "tls",
     )  # fmt: skip
 
     def __init__(self, sock: StreamSocket, peer: str, number: int = 0) -> None:
@@ -86,6 +87,8 @@ class Connection:
         self.tls: dict[str, object] | None = None
         #: This connection's place in the order the server accepted them (from 1).
         self.number = number
+        #: The client key it counts against in the per-client limit, once counted.
+        self.limit_key: str | None = None
         self.bytes_echoed = 0
         #: Bumped by handlers for data moved without being counted as echoed.
         self.progress = 0

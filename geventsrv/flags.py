@@ -57,6 +57,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -185,7 +195,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_front_flags(parser, defaults)
     _add_operations_flags(parser, defaults)
+    _add_limit_flags(parser, defaults)
     return parser
+
+
+def _rate(text: str) -> str | None:
+    """``RATE[:BURST]``, or ``0``/``off`` for no limit."""
+    from geventsrv.limits import parse_rate
+
+    if text.strip().lower() in ("0", "off", "none"):
+        return None
+    try:
+        parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    return _words(text)
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """Who may connect and how much one client may take (see docs/security.md)."""
+    limits = parser.add_argument_group("per-client limits and access (see docs/security.md)")
+    limits.add_argument(
+        "--max-conns-per-client",
+        type=_non_negative_int,
+        default=defaults.max_conns_per_client,
+        metavar="N",
+        help="connections one client may hold at once; past it, new ones are closed at "
+        "once; 0: no limit (default: a tenth of --max-conns)",
+    )
+    limits.add_argument(
+        "--ipv6-client-prefix",
+        type=_non_negative_int,
+        default=defaults.ipv6_client_prefix,
+        metavar="BITS",
+        help="IPv6 clients count per network of this prefix (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--allow",
+        type=_networks,
+        action="extend",
+        metavar="CIDR[,CIDR...]",
+        help="serve only these networks (repeatable; TCP and UDP)",
+    )
+    limits.add_argument(
+        "--deny",
+        type=_networks,
+        action="extend",
+        metavar="CIDR[,CIDR...]",
+        help="refuse these networks; deny wins over allow (repeatable; TCP and UDP)",
+    )
+    limits.add_argument(
+        "--accept-rate-per-client",
+        type=_rate,
+        default=defaults.accept_rate_per_client,
+        metavar="RATE[:BURST]",
+        help="new connections per second one client may open; past it they are closed at "
+        "once (default: no limit)",
+    )
+    limits.add_argument(
+        "--udp-rate-per-client",
+        type=_rate,
+        default=defaults.udp_rate_per_client,
+        metavar="RATE[:BURST]",
+        help="UDP datagrams per second echoed to one source; 0: no limit (default: %(default)s)",
+    )
 
 
 def _add_operations_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
@@ -338,6 +415,12 @@ def _config(args: argparse.Namespace) -> Config:
             shutdown_delay=args.shutdown_delay,
             log_format=args.log_format,
             access_log=args.access_log,
+            max_conns_per_client=args.max_conns_per_client,
+            ipv6_client_prefix=args.ipv6_client_prefix,
+            allow=tuple(args.allow or ()),
+            deny=tuple(args.deny or ()),
+            accept_rate_per_client=args.accept_rate_per_client,
+            udp_rate_per_client=args.udp_rate_per_client,
         ).validate()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -368,7 +451,16 @@ def to_argv(config: Config) -> list[str]:
         *("--proxy-timeout", repr(config.proxy_timeout)),
         *("--shutdown-delay", repr(config.shutdown_delay)),
         *("--log-format", config.log_format),
+        *("--ipv6-client-prefix", str(config.ipv6_client_prefix)),
+        *("--accept-rate-per-client", config.accept_rate_per_client or "off"),
+        *("--udp-rate-per-client", config.udp_rate_per_client or "off"),
     ]
+    if config.max_conns_per_client is not None:
+        argv += ["--max-conns-per-client", str(config.max_conns_per_client)]
+    for network in config.allow:
+        argv += ["--allow", network]
+    for network in config.deny:
+        argv += ["--deny", network]
     if config.access_log:
         argv.append("--access-log")
     for flag, value in (

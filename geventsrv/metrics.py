@@ -156,6 +156,8 @@ class ServerCollector:
                 "geventsrv_udp_datagrams_dropped", "UDP datagrams not echoed.", labels=["reason"]
             )
             dropped.add_metric(["loop_guard"], server.udp.dropped)
+            dropped.add_metric(["rate"], server.udp.limited)
+            dropped.add_metric(["denied"], server.udp.denied)
             dropped.add_metric(["send_failed"], server.udp.errors)
             yield dropped
         loop = self.loop

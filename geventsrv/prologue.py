@@ -22,13 +22,22 @@ from geventsrv.addresses import format_address
 from geventsrv.config import Config
 from geventsrv.connection import Connection
 from geventsrv.cooperative import CooperativeSocket
+from geventsrv.limits import Gate
 from geventsrv.proxyproto import ACCEPTED_VERSIONS, ProxyProtocolError, read_header
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class OpeningFailed(Exception):
-    """A connection failed before its handler ran; ``str()`` says why, for the log."""
+    """A connection failed before its handler ran; ``str()`` says why, for the log.
+
+    ``reason`` is the close reason counted for it (``refused``, or the gate's
+    ``denied``/``limit``/``rate`` for a client named by a PROXY header).
+    """
+
+    def __init__(self, message: str, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def allowed(address: str, networks: tuple[Network, ...]) -> bool:
@@ -46,8 +55,10 @@ def allowed(address: str, networks: tuple[Network, ...]) -> bool:
 class Prologue:
     """The steps ``config`` asks for before a handler gets a connection."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, gate: Gate | None = None) -> None:
         self.fast_io = config.io == "fast"
+        #: Judges the client a PROXY header names (``None``: no limits configured).
+        self.gate = gate
         #: ``None`` when TLS is off; raises ConfigError now if a file is bad.
         self.tls_context = tls.server_context(config)
         self.tls_timeout = config.tls_handshake_timeout
@@ -108,6 +119,10 @@ class Prologue:
         # LOCAL (a health check from the proxy itself) and UNKNOWN keep the peer.
         if header.command == "PROXY" and header.source is not None:
             conn.client = format_address(*header.source)
+            if self.gate is not None:
+                refusal, conn.limit_key = self.gate.admit(header.source[0])
+                if refusal is not None:
+                    raise OpeningFailed(f"client refused ({refusal})", refusal)
 
 
 def _reason(exc: OSError) -> str:

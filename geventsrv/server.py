@@ -51,15 +51,23 @@ from geventsrv.addresses import format_address
 from geventsrv.config import Config
 from geventsrv.connection import Connection, Handler, StreamSocket
 from geventsrv.cooperative import CooperativeSocket
+from geventsrv.limits import AccessList, Gate, TokenBuckets, parse_rate
 from geventsrv.listen import ListenError, Sockets, open_sockets
 from geventsrv.prologue import OpeningFailed, Prologue
 from geventsrv.starter import GreenletStarter
 from geventsrv.stats import ServerStats
-from geventsrv.udp import DatagramEcho
+from geventsrv.udp import DatagramEcho, reflector_warning
 
 log = logging.getLogger(__name__)
 #: One line per closed connection, with ``--access-log``.
 access_log = logging.getLogger("geventsrv.access")
+
+#: Why the gate turned a client away, as logged (rate-limited).
+REFUSALS = {
+    "denied": "not allowed by --allow/--deny",
+    "limit": "it holds --max-conns-per-client connections already",
+    "rate": "it opens connections faster than --accept-rate-per-client",
+}
 
 __all__ = ["EchoServer", "IdleTimeout", "ListenError", "NotPatchedError"]
 
@@ -158,10 +166,22 @@ class EchoServer:
         self.config = (config or Config()).validate()
         self.mode = modes.get(self.config.mode)
         self.handler = handler or self.mode.make_handler(self.config.worker_id)
+        config = self.config
+        #: Who may connect and how much each client may take.
+        self.gate = Gate(
+            AccessList(config.allow, config.deny),
+            config.per_client_limit,
+            parse_rate(config.accept_rate_per_client) if config.accept_rate_per_client else None,
+            config.ipv6_client_prefix,
+        )
+        # Behind a PROXY header the socket's peer is the proxy: the client is
+        # judged once its header says who it is (in the prologue), not here.
+        self._gate_at_accept = self.gate.active and config.proxy_protocol is None
         #: What runs before the handler (PROXY header, TLS), if anything.
         #: Built here so that a bad TLS file fails before anything is bound.
-        prologue = Prologue(self.config)
+        prologue = Prologue(config, self.gate if self.gate.active else None)
         self._prologue = prologue if prologue.needed else None
+        self._refusals = RateLimitedLog(self.accept_error_log_interval)
         self.stats = ServerStats()
         self._sockets = Sockets()
         self._given_sockets = sockets
@@ -263,7 +283,15 @@ class EchoServer:
                 reaper = IdleReaper(self.config.idle_timeout, self._connections)
                 self._reaper = gevent.spawn(reaper.run)
         if self._sockets.udp is not None:
-            self.udp = DatagramEcho(self._sockets.udp, self.mode.udp_transform)
+            udp_rate = self.config.udp_rate_per_client
+            self.udp = DatagramEcho(
+                self._sockets.udp,
+                self.mode.udp_transform,
+                self.gate.access,
+                TokenBuckets(*parse_rate(udp_rate)) if udp_rate else None,
+                self.config.ipv6_client_prefix,
+            )
+            self._warn_if_reflector()
             self._datagrams = gevent.spawn(self.udp.serve)
         return self
 
@@ -297,6 +325,13 @@ class EchoServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _warn_if_reflector(self) -> None:
+        warning = reflector_warning(
+            self.address[0], bool(self.gate.access.allow), self.config.udp_rate_per_client
+        )
+        if warning is not None:
+            log.warning("%s", warning)
 
     def _stop_accepting(self) -> None:
         if self._stopping:
@@ -349,10 +384,13 @@ class EchoServer:
             )
         if self.udp is not None:
             log.info(
-                "%s: %d datagram(s) echoed, %d dropped by the loop guard, %d failed to send",
+                "%s: %d datagram(s) echoed, %d dropped by the loop guard, %d over a source's "
+                "rate, %d denied, %d failed to send",
                 "udp" if self.config.tcp else "stopped: udp",
                 self.udp.echoed,
                 self.udp.dropped,
+                self.udp.limited,
+                self.udp.denied,
                 self.udp.errors,
             )
         self._stopped.set()
@@ -383,6 +421,12 @@ class EchoServer:
 
     def _start_connection(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         self.stats.accepted += 1
+        limit_key = None
+        if self._gate_at_accept:
+            refusal, limit_key = self.gate.admit(addr[0])
+            if refusal is not None:
+                self._refuse(sock, addr, refusal)
+                return
         try:
             # Echo replies are written as soon as they are read; Nagle's
             # algorithm would hold a small reply back for the previous one's ACK.
@@ -390,15 +434,30 @@ class EchoServer:
         except OSError as exc:  # this connection's trouble must not end the accept loop
             log.debug("%s: dropped at once: %s", format_address(*addr[:2]), exc)
             sock.close()
+            if limit_key is not None:
+                self.gate.release(limit_key)
             self._slots.release()
             return
         stream: StreamSocket = sock
         if self._fast_io and self._prologue is None:
             stream = CooperativeSocket.adopt(sock)
         conn = Connection(stream, format_address(addr[0], addr[1]), self.stats.accepted)
+        conn.limit_key = limit_key
         greenlet = gevent.Greenlet(self._serve_connection, conn)
         self._connections[greenlet] = conn
         self._starter.start(greenlet)
+
+    def _refuse(self, sock: socket.socket, addr: tuple[str, int], reason: str) -> None:
+        """Close a connection the gate turned away, before any greenlet work is spent on it."""
+        sock.close()
+        self._slots.release()
+        self.stats.closed[reason] += 1
+        self._refusals(
+            logging.INFO,
+            "%s: refused (%s)",
+            format_address(addr[0], addr[1]),
+            REFUSALS[reason],
+        )
 
     # -- serving ---------------------------------------------------------
 
@@ -409,7 +468,7 @@ class EchoServer:
                 self._prologue.open(conn, conn.sock)  # type: ignore[arg-type]
             self.handler(conn)
         except OpeningFailed as exc:
-            reason = "refused"
+            reason = exc.reason
             log.debug("%s: closed before serving: %s", conn.client, exc)
         except TimeoutError:
             reason = "idle"
@@ -431,6 +490,8 @@ class EchoServer:
 
     def _release(self, greenlet: object, conn: Connection, reason: str) -> None:
         conn.sock.close()
+        if conn.limit_key is not None:
+            self.gate.release(conn.limit_key)
         stats = self.stats
         stats.bytes_echoed += conn.bytes_echoed
         stats.closed[reason] += 1
@@ -440,7 +501,7 @@ class EchoServer:
         self._slots.release()
         if self._stopping and not self._connections:
             self._drained.set()
-        if reason != "refused":  # a connection refused before serving has had its one line
+        if reason not in REFUSALS and reason != "refused":  # refused ones had their one line
             log.debug("%s: closed after %d byte(s)", conn.client, conn.bytes_echoed)
         if self._access_log:
             # Every echoed byte was received and sent: one count serves both.

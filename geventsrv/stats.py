@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 #: connection broke (reset, broken pipe, a TLS error mid-stream); ``idle``: no
 #: progress for the idle timeout; ``error``: a handler bug; ``refused``: closed
 #: before serving (bad or late PROXY header, failed TLS handshake, a proxy
-#: not allowed); ``shutdown``: still open at the drain deadline.
-CLOSE_REASONS = ("eof", "reset", "idle", "error", "refused", "shutdown")
+#: not allowed); ``denied``: not allowed by ``--allow``/``--deny``; ``limit``:
+#: the client held ``--max-conns-per-client`` already; ``rate``: the client
+#: opened connections faster than ``--accept-rate-per-client``; ``shutdown``:
+#: still open at the drain deadline.
+CLOSE_REASONS = (
+    "eof", "reset", "idle", "error", "refused", "denied", "limit", "rate", "shutdown",
+)  # fmt: skip
 
 #: Upper bounds (seconds) of the connection-duration buckets: 1 ms to 1 hour.
 DURATION_BUCKETS = (

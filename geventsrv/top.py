@@ -30,11 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geventsrv import commands, exitcodes
+from geventsrv.stats import CLOSE_REASONS as REASONS
 
 PROG = "python -m geventsrv.top"
-
-#: Close reasons in the order the view lists them.
-REASONS = ("eof", "reset", "idle", "error", "refused", "shutdown")
 
 
 class Unreachable(Exception):

@@ -10,6 +10,13 @@ Loop guard
     such as chargen or another echo server) or from this server's own port
     are dropped and counted, never answered: two echo services answering each
     other would loop for ever.
+
+Reflection guard
+    UDP's source address is not proven: anyone can send a datagram "from" a
+    victim and have the echo sent to it. A token bucket per source
+    (``--udp-rate-per-client``, 100 a second with a burst of 200 by default)
+    caps what any one address can be sent; past it datagrams are dropped and
+    counted. ``--allow``/``--deny`` apply as to TCP.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import socket
 from collections.abc import Callable
 
 from geventsrv.addresses import format_address
+from geventsrv.limits import AccessList, TokenBuckets, client_ip, client_key
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +36,50 @@ BUFFER_SIZE = 65536
 RESERVED_PORTS = 1024
 
 
+def reflector_warning(host: str, allow_list: bool, rate: str | None) -> str | None:
+    """The start-up warning for UDP echo bound where others can reach it, or ``None``.
+
+    Loopback, or any ``--allow``, and there is nothing to warn about.
+    """
+    try:
+        loopback = client_ip(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or allow_list:
+        return None
+    return (
+        f"UDP echo on {host} answers anyone who can reach it, and a datagram's sender can be "
+        f"forged: it can reflect traffic at a victim (at most {rate or 'unlimited'} "
+        "datagrams/s to each). Restrict it with --allow, or serve TCP only"
+    )
+
+
 class DatagramEcho:
     """Echo every datagram arriving on ``sock``; ``transform`` may rewrite the data.
 
     :meth:`serve` runs until the socket is closed. Counters: ``echoed``,
-    ``dropped`` (by the loop guard) and ``errors`` (sends the kernel refused).
+    ``dropped`` (by the loop guard), ``denied`` (by the access list),
+    ``limited`` (over the source's rate) and ``errors`` (sends the kernel refused).
     """
 
-    def __init__(self, sock: socket.socket, transform: Callable[[bytes], bytes] | None = None):
+    def __init__(
+        self,
+        sock: socket.socket,
+        transform: Callable[[bytes], bytes] | None = None,
+        access: AccessList | None = None,
+        rate: TokenBuckets | None = None,
+        ipv6_prefix: int = 64,
+    ):
         self.sock = sock
         self.transform = transform
+        self.access = access if access is not None and access.active else None
+        self.rate = rate
+        self.ipv6_prefix = ipv6_prefix
         self.port = sock.getsockname()[1]
         self.echoed = 0
         self.dropped = 0
+        self.denied = 0
+        self.limited = 0
         self.errors = 0
 
     def serve(self) -> None:
@@ -61,6 +100,8 @@ class DatagramEcho:
                 self.dropped += 1
                 log.debug("udp: dropped datagram from %s (loop guard)", format_address(*sender[:2]))
                 continue
+            if (self.access is not None or self.rate is not None) and not self._admit(sender[0]):
+                continue
             data = view[:size] if self.transform is None else self.transform(bytes(view[:size]))
             try:
                 sock.sendto(data, sender)
@@ -69,3 +110,13 @@ class DatagramEcho:
                 log.debug("udp: reply to %s failed: %s", format_address(*sender[:2]), exc)
                 continue
             self.echoed += 1
+
+    def _admit(self, host: str) -> bool:
+        ip = client_ip(host)
+        if self.access is not None and not self.access.permits(ip):
+            self.denied += 1
+            return False
+        if self.rate is not None and not self.rate.allow(client_key(ip, self.ipv6_prefix)):
+            self.limited += 1
+            return False
+        return True

@@ -43,6 +43,12 @@ CHANGED = {
     "shutdown_delay": 1.5,
     "log_format": "json",
     "access_log": True,
+    "max_conns_per_client": 7,
+    "ipv6_client_prefix": 56,
+    "allow": ("10.0.0.0/8", "2001:db8::/32"),
+    "deny": ("10.9.0.0/16",),
+    "accept_rate_per_client": "5:10",
+    "udp_rate_per_client": None,
 }
 
 

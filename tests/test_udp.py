@@ -10,6 +10,8 @@ import sys
 import pytest
 from support import ROOT
 
+from geventsrv.udp import reflector_warning
+
 MAX_IPV4_PAYLOAD = 65507
 
 
@@ -84,8 +86,11 @@ def test_loop_guard_drops_reserved_and_own_source_ports(start_server):
 
 
 def test_memory_stays_flat_under_a_datagram_flood(start_server, rng):
-    """20,000 datagrams of 60 KB (1.2 GB) sent as fast as possible, replies never read."""
-    server = start_server("--udp-only")
+    """20,000 datagrams of 60 KB (1.2 GB) sent as fast as possible, replies never read.
+
+    With the per-source rate off, so that every datagram the kernel queues is echoed.
+    """
+    server = start_server("--udp-only", "--udp-rate-per-client", "0")
     before = rss_kib(server.pid)
     payload = rng.randbytes(60_000)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
@@ -137,3 +142,22 @@ def test_udp_only_shutdown_reports_datagrams_not_tcp_connections(start_server):
     assert server.stop() == 0
     assert "stopped: udp: 1 datagram(s) echoed" in server.stderr
     assert "connection(s) served" not in server.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "allow_list", "warned"),
+    [
+        ("127.0.0.1", False, False),
+        ("::1", False, False),
+        ("0.0.0.0", False, True),
+        ("192.0.2.10", False, True),
+        ("192.0.2.10", True, False),
+        ("::", False, True),
+    ],
+)
+def test_reflector_warning(host, allow_list, warned):
+    """Where tests may not bind, the decision itself: warned unless loopback or allow-listed."""
+    warning = reflector_warning(host, allow_list, "100:200")
+    assert (warning is not None) is warned
+    if warning:
+        assert "--allow" in warning and "100:200" in warning
