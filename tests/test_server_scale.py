@@ -25,7 +25,7 @@ def test_ten_thousand_concurrent_connections_echo_exactly(start_server, record_p
     completes at least one request in the window (percentiles over completed requests
     cannot see one that never does); afterwards the server's descriptors and greenlets
     return to their baseline."""
-    server = start_server("--max-conns", str(CONNECTIONS))
+    server = start_server("--max-conns", str(CONNECTIONS), "--max-conns-per-client", "0")
     baseline = server.status()
     loads = [PythonLoad(server.address, CONNECTIONS // 2, 1024) for _ in range(2)]
     assert sum(load.ready() for load in loads) == 0  # every connect succeeded
@@ -69,7 +69,7 @@ def test_a_storm_of_ten_thousand_connects_is_accepted_without_a_reset(
         cload.build()
     except cload.BuildError as exc:
         pytest.skip(str(exc))
-    server = start_server("--max-conns", str(CONNECTIONS))
+    server = start_server("--max-conns", str(CONNECTIONS), "--max-conns-per-client", "0")
     baseline = server.status()
     with cload.Storm(server.address, CONNECTIONS, size=64) as storm:
         result = storm.result

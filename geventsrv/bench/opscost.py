@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import statistics
-import sys
 import threading
 import time
 import urllib.request
@@ -32,7 +31,7 @@ from typing import Any
 
 from geventsrv import commands
 from geventsrv.bench import machine
-from geventsrv.bench.lab import ServerSpec, start_server, warm_up
+from geventsrv.bench.lab import GEVENTSRV_LAB, ServerSpec, start_server, warm_up
 from geventsrv.bench.process import connect, recv_exactly
 
 VARIANTS = {
@@ -44,7 +43,7 @@ SIZE = 1024
 
 
 def spec(variant: str) -> ServerSpec:
-    command = (sys.executable, "-m", "geventsrv", "--port", "0", *VARIANTS[variant])
+    command = (*GEVENTSRV_LAB, *VARIANTS[variant])
     return ServerSpec(f"geventsrv {variant}", command)
 
 

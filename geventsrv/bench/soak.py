@@ -97,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except cload.BuildError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    server = ServerProcess("--port", "0", "--idle-timeout", str(IDLE_TIMEOUT)).wait_listening()
+    # Every client is 127.0.0.1: no per-client limit, the soak loads one address.
+    server = ServerProcess(
+        "--port", "0", "--idle-timeout", str(IDLE_TIMEOUT), "--max-conns-per-client", "0"
+    ).wait_listening()
     tally = Tally()
     stop = threading.Event()
     samples: list[dict[str, float]] = []
