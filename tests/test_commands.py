@@ -19,6 +19,7 @@ COMMANDS = [
     ("geventsrv.bench", "capacity"),
     ("geventsrv.bench", "tls"),
     ("geventsrv.bench", "ops"),
+    ("geventsrv.bench", "hostile"),
     ("geventsrv.top", "127.0.0.1:1"),
 ]
 

@@ -26,6 +26,7 @@ TESTED_ELSEWHERE = {
     "geventsrv/bench/capacity.py": "test_bench.py",
     "geventsrv/bench/tlscost.py": "test_bench.py",
     "geventsrv/bench/opscost.py": "test_bench.py",
+    "geventsrv/bench/hostile.py": "test_server_hostile.py",
     "geventsrv/bench/haproxy.py": "test_prologue_haproxy.py",
 }
 

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks); "
         f"{PROG} capacity --help: open-loop latency against offered rate; "
         f"{PROG} tls --help: geventsrv's CPU per request with and without TLS; "
-        f"{PROG} ops --help: what metrics and the access log cost",
+        f"{PROG} ops --help: what metrics and the access log cost; "
+        f"{PROG} hostile --help: one address attacks, another times its echo",
     )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
@@ -160,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import tlscost
 
         return tlscost.main(argv[1:])
+    if argv[:1] == ["hostile"]:
+        from geventsrv.bench import hostile
+
+        return hostile.main(argv[1:])
     if argv[:1] == ["ops"]:
         from geventsrv.bench import opscost
 
