@@ -212,10 +212,6 @@ def _rate(text: str) -> str | None:
     return text.strip()
 
 
-def _networks(text: str) -> tuple[str, ...]:
-    return _words(text)
-
-
 def _add_limit_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
     """Who may connect and how much one client may take (see docs/security.md)."""
     limits = parser.add_argument_group("per-client limits and access (see docs/security.md)")
@@ -236,14 +232,14 @@ def _add_limit_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
     )
     limits.add_argument(
         "--allow",
-        type=_networks,
+        type=_words,
         action="extend",
         metavar="CIDR[,CIDR...]",
         help="serve only these networks (repeatable; TCP and UDP)",
     )
     limits.add_argument(
         "--deny",
-        type=_networks,
+        type=_words,
         action="extend",
         metavar="CIDR[,CIDR...]",
         help="refuse these networks; deny wins over allow (repeatable; TCP and UDP)",

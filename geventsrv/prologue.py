@@ -22,7 +22,7 @@ from geventsrv.addresses import format_address
 from geventsrv.config import Config
 from geventsrv.connection import Connection
 from geventsrv.cooperative import CooperativeSocket
-from geventsrv.limits import Gate
+from geventsrv.limits import Gate, client_ip
 from geventsrv.proxyproto import ACCEPTED_VERSIONS, ProxyProtocolError, read_header
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,9 +46,7 @@ def allowed(address: str, networks: tuple[Network, ...]) -> bool:
     An IPv4 client of a dual-stack IPv6 socket (``::ffff:10.1.2.3``) counts as
     its IPv4 address.
     """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = client_ip(address)
     return any(ip in network for network in networks)
 
 
