@@ -29,11 +29,12 @@ TEXT = "text/plain; charset=utf-8"
 
 
 class HealthApp:
-    """The WSGI application: ``metrics()`` gives the exposition, ``ready()`` the readiness."""
+    """The WSGI application: ``metrics()`` gives the exposition; ``unready()`` is ``None``
+    when ready, otherwise why not (``"stopping"``), said in /readyz's 503 body."""
 
-    def __init__(self, metrics: Callable[[], bytes], ready: Callable[[], bool]) -> None:
+    def __init__(self, metrics: Callable[[], bytes], unready: Callable[[], str | None]) -> None:
         self.metrics = metrics
-        self.ready = ready
+        self.unready = unready
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         from prometheus_client import CONTENT_TYPE_LATEST
@@ -46,9 +47,9 @@ class HealthApp:
         elif path == "/healthz":
             status, kind, body = "200 OK", TEXT, b"ok\n"
         elif path == "/readyz":
-            ready = self.ready()
-            status = "200 OK" if ready else "503 Service Unavailable"
-            kind, body = TEXT, b"ready\n" if ready else b"not ready: stopping\n"
+            reason = self.unready()
+            status = "200 OK" if reason is None else "503 Service Unavailable"
+            kind, body = TEXT, b"ready\n" if reason is None else f"not ready: {reason}\n".encode()
         else:
             status, kind, body = "404 Not Found", TEXT, b"/metrics, /healthz or /readyz\n"
         start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])

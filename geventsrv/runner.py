@@ -174,5 +174,5 @@ def start_endpoint(server: EchoServer) -> Any:
     from geventsrv.metrics import LoopMonitor, server_registry
 
     registry = server_registry(server, LoopMonitor().start())
-    app = HealthApp(lambda: generate_latest(registry), lambda: server.ready)
+    app = HealthApp(lambda: generate_latest(registry), lambda: None if server.ready else "stopping")
     return Endpoint(app, config.metrics, config.metrics_socket)

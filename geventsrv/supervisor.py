@@ -183,8 +183,28 @@ class Supervisor:
         from geventsrv.metrics import workers_registry
 
         registry = workers_registry(self._metrics_sources, lambda: dict(self.restarts))
-        app = HealthApp(lambda: generate_latest(registry), lambda: not self._stopping.is_set())
+        app = HealthApp(lambda: generate_latest(registry), self.unready)
         return Endpoint(app, self.config.metrics)
+
+    def unready(self) -> str | None:
+        """``None`` when a balancer may send connections, otherwise why not.
+
+        Ready means not stopping and at least one worker serving. A worker
+        opens its metrics socket once it accepts, so a socket that answers
+        means a worker that does; until then (at start, or while every worker
+        restarts) /readyz says 503 and a balancer waits.
+        """
+        if self._stopping.is_set():
+            return "stopping"
+        for path in self._metrics_sources().values():
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.settimeout(1)
+                try:
+                    probe.connect(path)
+                except OSError:
+                    continue
+                return None
+        return "no worker serving yet"
 
     def _metrics_sources(self) -> dict[int, str]:
         assert self.metrics_dir is not None

@@ -80,8 +80,24 @@ def test_supervisor_readiness_with_workers(start_server):
         "--metrics", "127.0.0.1:0", "--workers", "2", "--shutdown-delay", "1", listeners=2
     )
     base = base_of(server)
-    assert get(base + "/readyz")[0] == 200
+    assert wait_until(lambda: get(base + "/readyz")[0] == 200)
     server.send_signal(signal.SIGTERM)
     assert wait_until(lambda: get(base + "/readyz")[0] == 503, timeout=0.5)
     server.round_trip(b"workers still accept during the delay")
     assert server.wait(15) == 0
+
+
+def test_supervisor_is_not_ready_while_no_worker_serves(start_server):
+    """From the workers' death until a replacement accepts, /readyz is 503, then 200."""
+    import psutil
+
+    server = start_server("--metrics", "127.0.0.1:0", "--workers", "2", listeners=2)
+    base = base_of(server)
+    # A worker logs "listening" a moment before its metrics socket is open.
+    assert wait_until(lambda: get(base + "/readyz") == (200, b"ready\n"))
+    for worker in psutil.Process(server.pid).children():
+        worker.kill()
+    # The supervisor waits half a second before starting a replacement.
+    assert wait_until(lambda: get(base + "/readyz") == (503, b"not ready: no worker serving yet\n"))
+    assert wait_until(lambda: get(base + "/readyz")[0] == 200, timeout=15)
+    server.round_trip(b"ready means a worker accepts")
