@@ -28,6 +28,11 @@ TESTED_ELSEWHERE = {
     "geventsrv/bench/opscost.py": "test_bench.py",
     "geventsrv/bench/hostile.py": "test_server_hostile.py",
     "geventsrv/bench/haproxy.py": "test_prologue_haproxy.py",
+    # The cluster's parts are tested together, by running it.
+    "geventsrv/bench/clusterbench.py": "test_bench_cluster.py",
+    "geventsrv/bench/clusterreport.py": "test_bench_cluster.py",
+    "geventsrv/bench/clusterusers.py": "test_bench_cluster.py",
+    "geventsrv/bench/distload.py": "test_bench_cluster.py",
 }
 
 

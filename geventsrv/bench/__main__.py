@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} capacity --help: open-loop latency against offered rate; "
         f"{PROG} tls --help: geventsrv's CPU per request with and without TLS; "
         f"{PROG} ops --help: what metrics and the access log cost; "
-        f"{PROG} hostile --help: one address attacks, another times its echo",
+        f"{PROG} hostile --help: one address attacks, another times its echo; "
+        f"{PROG} cluster --help: several hosts behind HAProxy (steady, rolling, failover)",
     )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
@@ -165,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import hostile
 
         return hostile.main(argv[1:])
+    if argv[:1] == ["cluster"]:
+        from geventsrv.bench import clusterbench
+
+        return clusterbench.main(argv[1:])
     if argv[:1] == ["ops"]:
         from geventsrv.bench import opscost
 

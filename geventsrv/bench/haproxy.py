@@ -100,6 +100,7 @@ class HAProxy:
         checks: str = "",
         binary: str | None = None,
         threads: int = 1,
+        balance: str = "roundrobin",
     ) -> None:
         binary = binary or shutil.which("haproxy")
         if binary is None:
@@ -107,7 +108,9 @@ class HAProxy:
         self.stats = directory / "haproxy-stats.sock"
         self.front = ("127.0.0.1", free_port())
         config = directory / "haproxy.cfg"
-        config.write_text(render(backends, self.front, self.stats, checks, threads=threads))
+        config.write_text(
+            render(backends, self.front, self.stats, checks, balance=balance, threads=threads)
+        )
         checked = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True)
         if checked.returncode != 0:
             raise HAProxyError(
@@ -144,6 +147,13 @@ class HAProxy:
 
     def server_status(self, name: str = "s1") -> str:
         """A backend server's state as HAProxy's checks see it: ``UP``, ``DOWN``, ``no check``..."""
+        for fields in self.stat_rows():
+            if fields.get("svname") == name:
+                return fields["status"]
+        raise HAProxyError(f"no server {name} in haproxy's stats")
+
+    def stat_rows(self) -> list[dict[str, str]]:
+        """Every row of ``show stat`` (frontend, servers, backend) as a dict by column."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(5)
             sock.connect(str(self.stats))
@@ -153,11 +163,7 @@ class HAProxy:
                 text += chunk
         header, *rows = text.decode().splitlines()
         columns = header.lstrip("# ").split(",")
-        for row in rows:
-            fields = dict(zip(columns, row.split(","), strict=False))
-            if fields.get("svname") == name:
-                return fields["status"]
-        raise HAProxyError(f"no server {name} in haproxy's stats")
+        return [dict(zip(columns, row.split(","), strict=False)) for row in rows if row]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -169,6 +175,7 @@ class HAProxy:
                 self.proc.wait()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        self.stats.unlink(missing_ok=True)
 
     def __enter__(self) -> HAProxy:
         return self
