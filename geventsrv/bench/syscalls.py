@@ -20,6 +20,7 @@ WATCHED = (
     "read",
     "write",
     "getsockopt",
+    "getpid",
     "epoll_wait",
     "epoll_ctl",
     "mmap",
@@ -45,13 +46,18 @@ def available() -> str:
 
 def count(pids: list[int], seconds: float) -> dict[str, int]:
     """System calls made by ``pids`` over the next ``seconds``: ``total`` and each of WATCHED."""
+    return count_during(pids, ["sleep", str(seconds)], timeout=seconds + 30)
+
+
+def count_during(pids: list[int], command: list[str], timeout: float = 60) -> dict[str, int]:
+    """System calls made by ``pids`` while ``command`` runs (e.g. a client doing N requests)."""
     events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{name}" for name in WATCHED]
     done = subprocess.run(
         ["perf", "stat", "-x,", "-e", ",".join(events), "-p", ",".join(map(str, pids)),
-         "--", "sleep", str(seconds)],
+         "--", *command],
         capture_output=True,
         text=True,
-        timeout=seconds + 30,
+        timeout=timeout,
     )  # fmt: skip
     counts: dict[str, int] = {}
     for line in done.stderr.splitlines():
