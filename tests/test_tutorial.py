@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import itertools
+import json
 import re
 import socket
 import subprocess
@@ -189,3 +191,104 @@ def test_echo_server_lesson_describes_the_idle_reaper_not_socket_timeouts():
     text = " ".join(out.text.split())
     assert "settimeout() makes a silent" not in text
     assert "one reaper greenlet" in text
+
+
+def test_io_models_blocking_nonblocking_select_ceiling_and_triggering():
+    result = importlib.import_module("geventsrv.tutorial.io_models").run(narrator(), delay=0.2)
+    blocking = result["blocking"]
+    assert blocking["waited"] >= 0.18 and blocking["bytes"] == 1000
+    assert blocking["copied"] < blocking["waited"] / 10  # phase 2 alone: no wait
+    nonblocking = result["nonblocking"]
+    assert nonblocking["raised"] == ("BlockingIOError", "EAGAIN")
+    assert nonblocking["attempts"] > 100 and nonblocking["data"] == b"here"
+    ceiling = result["ceiling"]
+    if "skipped" in ceiling:
+        pytest.skip(ceiling["skipped"])
+    assert ceiling["fd"] >= 1024
+    assert ceiling["select"] == "ValueError: filedescriptor out of range in select()"
+    assert ceiling["poll"] == [(ceiling["fd"], True)] == ceiling["epoll"]
+    assert result["level"] == {"unread": [1, 1, 1], "partial": [1, 1], "new": [1]}
+    assert result["edge"] == {"unread": [1, 0, 0], "partial": [0, 0], "new": [1]}
+
+
+@pytest.fixture(scope="module")
+def event_loops_run():
+    return importlib.import_module("geventsrv.tutorial.event_loops").run(narrator())
+
+
+def test_the_selectors_chat_sleeps_when_idle_and_drops_only_the_client_that_never_reads(
+    event_loops_run,
+):
+    chat = event_loops_run["chat"]
+    assert chat["idle_wakeups"] == 0 and event_loops_run["spinning"] > 1000
+    assert chat["bob"] == 2000 and chat["bob_intact"] and chat["alice"] == 2000
+    assert chat["dropped"][0] == "too slow"
+    assert chat["wakeups"] < 2 * 2000  # about one per line: no busy loop
+
+
+def test_gevents_hub_and_the_selectors_loop_both_watch_their_sockets_with_epoll(
+    event_loops_run,
+):
+    assert event_loops_run["backend"] == "epoll"
+    watches = event_loops_run["watches"]
+    assert watches["selectors chat"] == [4]  # the listener and three clients
+    assert len(watches["gevent echo"]) == 1 and watches["gevent echo"][0] >= 4
+
+
+def test_system_calls_per_message_as_the_lesson_says(event_loops_run):
+    counted = event_loops_run["syscalls"]
+    if isinstance(counted["selectors chat"], str):
+        pytest.skip(f"perf cannot count here: {counted['selectors chat']}")
+    selectors_chat, gevent_echo = counted["selectors chat"], counted["gevent echo"]
+    for name in ("epoll_wait", "recvfrom", "sendto"):
+        assert selectors_chat[name] == pytest.approx(1, abs=0.1)
+    assert gevent_echo["recvfrom"] == pytest.approx(2, abs=0.1)  # one of them EAGAIN
+    assert gevent_echo["getsockopt"] == pytest.approx(1, abs=0.1)
+    assert selectors_chat["total"] < gevent_echo["total"]
+
+
+def test_the_c10k_figures_are_the_labs_published_medians():
+    from geventsrv.tutorial.event_loops import C10K
+
+    results = json.loads((ROOT / "docs" / "bench" / "results.json").read_text())
+    medians = {
+        row["server"]: row
+        for row in results["medians"]
+        if row["connections"] == 10000 and row["size"] == 1024
+    }
+    for server, figures in C10K.items():
+        row = medians[server]
+        assert figures == {
+            "requests_per_s": row["requests_per_s"],
+            "p99_us": row["p99_us"],
+            "kib": row["rss_per_connection_kib"],
+        }
+
+
+@pytest.mark.parametrize("lesson", ["tracing", "scheduling"])
+def test_plot_draws_the_recorded_switches(lesson, tmp_path):
+    picture = tmp_path / f"{lesson}.png"
+    result = run_tutorial(lesson, "--plot", str(picture))
+    assert result.returncode == 0, result.stderr
+    assert f"The timeline is in {picture}." in result.stdout
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 20_000
+
+
+def test_the_timeline_has_one_greenlet_running_at_a_time_and_the_hub_in_between():
+    from geventsrv.tutorial import _timeline, tracing
+
+    timeline = tracing.run(narrator())["timeline"]
+    assert _timeline.row_order(timeline) == ["hub", "main", "a", "b"]
+    spans = sorted(span for runs in _timeline.running_spans(timeline).values() for span in runs)
+    assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans))
+    assert spans[-1][1] == pytest.approx(timeline.duration)
+    assert [origin for _, _, origin, target in timeline.switches if target == "b"] == ["hub"] * 2
+
+
+@pytest.mark.parametrize("args", [["echo_server", "--plot", "x.png"], ["--all", "--plot", "x.png"]])
+def test_plot_for_a_lesson_without_pictures_is_one_line_and_exit_2(args, tmp_path):
+    result = run_tutorial(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "python -m geventsrv.tutorial: error: --plot works with one of: tracing, scheduling"
+    )

@@ -6,8 +6,10 @@ one of their own.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from geventsrv import commands
 from geventsrv.tutorial._narrate import Narrator, stopwatch
@@ -28,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = commands.Parser(prog=PROG, description="Run the geventsrv tutorial.")
     parser.add_argument("lesson", nargs="?", help="a lesson's name or number")
     parser.add_argument("--all", action="store_true", help="run every lesson in order")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="with tracing or scheduling: draw which greenlet ran when (needs matplotlib)",
+    )
     args = parser.parse_args(argv)
     if args.all and args.lesson:
         print(f"{PROG}: error: give a lesson or --all, not both", file=sys.stderr)
@@ -41,13 +49,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownLesson as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.plot is not None:
+        if args.all or not hasattr(lessons[0][1], "draw"):
+            drawn = ", ".join(name for name, module in LESSONS if _draws(module))
+            print(f"{PROG}: error: --plot works with one of: {drawn}", file=sys.stderr)
+            return 2
+        if importlib.util.find_spec("matplotlib") is None:
+            print(f"{PROG}: error: --plot needs matplotlib: pip install matplotlib",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     narrator = Narrator()
     with stopwatch() as elapsed:
         for _, module in lessons:
-            module.run(narrator)
+            result = module.run(narrator)
+    if args.plot is not None:
+        try:
+            path = lessons[0][1].draw(result, args.plot)
+        except OSError as exc:
+            print(f"{PROG}: error: cannot write {args.plot}: {exc.strerror}", file=sys.stderr)
+            return 2
+        narrator.say(f"\nThe timeline is in {path}.")
     if args.all:
         narrator.say(f"\nAll {len(lessons)} lessons ran in {elapsed():.1f} s.")
     return 0
+
+
+def _draws(module: str) -> bool:
+    """Whether a lesson can draw its run (has ``draw``), without importing the others twice."""
+    return hasattr(importlib.import_module(module), "draw")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Lesson 6: asyncio beside gevent, the same four programs written both ways.
+"""Lesson 8: asyncio beside gevent, the same four programs written both ways.
 
 What it shows
     For a reader who knows asyncio tutorials: sleep-and-gather, starting a
@@ -12,7 +12,7 @@ What it shows
     ``socket``), so this process stays unpatched.
 
 Read first
-    Lessons 3 and 5. Next: the real server, ``geventsrv/server.py``.
+    Lessons 3, 5 and 7. Next: the real server, ``geventsrv/server.py``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ PAIRS = [
 
 def run(out: Narrator) -> dict[str, Any]:
     """Run each pair, show both sources and both results; return them for the tests."""
-    out.title("Lesson 6: asyncio beside gevent")
+    out.title("Lesson 8: asyncio beside gevent")
     out.say("""
         Each program twice: asyncio first, then gevent. Both run here, now.
     """)

@@ -12,6 +12,8 @@ LESSONS: list[tuple[str, str]] = [
     ("scheduling", "geventsrv.tutorial.scheduling"),
     ("monkeypatching", "geventsrv.tutorial.monkeypatching"),
     ("echo_server", "geventsrv.tutorial.echo_server"),
+    ("io_models", "geventsrv.tutorial.io_models"),
+    ("event_loops", "geventsrv.tutorial.event_loops"),
     ("asyncio", "geventsrv.tutorial.asyncio_side_by_side"),
 ]
 

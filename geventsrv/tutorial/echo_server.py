@@ -11,7 +11,8 @@ What it shows
 
 Read first
     Lesson 4 (``monkeypatching``): why these blocking calls do not block
-    each other. Next: lesson 6 (``asyncio``), the same ideas with async/await.
+    each other. Next: lesson 6 (``io_models``), what sits under ``recv``:
+    blocking and non-blocking calls, select and epoll.
 """
 
 if __name__ == "__main__":  # run as a program: patch before anything else is imported

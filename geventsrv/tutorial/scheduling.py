@@ -12,7 +12,8 @@ What it shows
 Read first
     Lesson 2 (``tracing``): the hub and its switches. Next: lesson 4
     (``monkeypatching``), which makes ordinary blocking calls wait like
-    ``gevent.sleep``.
+    ``gevent.sleep``. ``--plot FILE.png`` draws the three busy loops'
+    switches as timelines.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
 
 from geventsrv.tutorial._narrate import Narrator, stopwatch
+from geventsrv.tutorial._timeline import SwitchRecorder
+from geventsrv.tutorial._timeline import draw as draw_timelines
 
 SUMMARY = "spawn/sleep/joinall: waits overlap; a CPU loop that never yields blocks everyone"
 
@@ -72,8 +76,11 @@ def ticker_beside(busy_seconds: float, pause: Callable[[], object] | None) -> di
                 next_pause = time.perf_counter() + 0.01
 
     tick = gevent.spawn(ticker)
+    tick.name = "ticker"  # names for the timeline (--plot)
     gevent.sleep(0.12)  # a couple of regular ticks first
-    gevent.spawn(busy).join()
+    worker = gevent.spawn(busy)
+    worker.name = "busy"
+    worker.join()
     gevent.sleep(0.12)
     tick.kill()
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
@@ -111,7 +118,10 @@ def run(out: Narrator, seconds: float = 1.0, busy_seconds: float = 0.5) -> dict[
 
     out.step(f"A loop that computes for {busy_seconds:g} s and never waits")
     out.code(ticker_beside)
-    blocking = ticker_beside(busy_seconds, pause=None)
+    timelines = []
+    with SwitchRecorder("busy loop that never yields") as timeline:
+        blocking = ticker_beside(busy_seconds, pause=None)
+    timelines.append(timeline)
     out.trace(f"ticker should tick every 0.050 s; longest gap: {blocking['max_gap']:.3f} s")
     out.say("""
         The busy greenlet never switches to the hub, so the hub cannot run the
@@ -120,7 +130,9 @@ def run(out: Narrator, seconds: float = 1.0, busy_seconds: float = 0.5) -> dict[
     """)
 
     out.step("The same loop, calling gevent.sleep(0) every 10 ms")
-    sleep0 = ticker_beside(busy_seconds, pause=lambda: gevent.sleep(0))
+    with SwitchRecorder("busy loop calling gevent.sleep(0) every 10 ms") as timeline:
+        sleep0 = ticker_beside(busy_seconds, pause=lambda: gevent.sleep(0))
+    timelines.append(timeline)
     out.trace(f"longest gap between ticks: {sleep0['max_gap']:.3f} s")
     out.code(yields_until_timer_runs)
     batch = yields_until_timer_runs(lambda: gevent.sleep(0))
@@ -135,7 +147,9 @@ def run(out: Narrator, seconds: float = 1.0, busy_seconds: float = 0.5) -> dict[
     """)
 
     out.step("The same loop, calling gevent.idle() every 10 ms")
-    idle = ticker_beside(busy_seconds, pause=gevent.idle)
+    with SwitchRecorder("busy loop calling gevent.idle() every 10 ms") as timeline:
+        idle = ticker_beside(busy_seconds, pause=gevent.idle)
+    timelines.append(timeline)
     out.trace(f"longest gap between ticks: {idle['max_gap']:.3f} s")
     idle_batch = yields_until_timer_runs(gevent.idle)
     out.trace(f"a timer due at once ran after {idle_batch} gevent.idle() call(s)")
@@ -154,4 +168,11 @@ def run(out: Narrator, seconds: float = 1.0, busy_seconds: float = 0.5) -> dict[
         "sleep0_batch": batch,
         "idle": idle,
         "idle_batch": idle_batch,
+        "timelines": timelines,
     }
+
+
+def draw(result: dict[str, Any], path: Path) -> Path:
+    """``--plot``: the ticker beside the busy loop, three ways, as pictures."""
+    heading = "Lesson 3: a ticker (every 50 ms) beside a loop that computes"
+    return draw_timelines(result["timelines"], path, heading)

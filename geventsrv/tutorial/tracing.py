@@ -10,17 +10,20 @@ What it shows
 
 Read first
     Lesson 1 (``switching``): what a switch is. Next: lesson 3
-    (``scheduling``), which measures what this buys.
+    (``scheduling``), which measures what this buys. ``--plot FILE.png``
+    draws the recorded switches as a timeline.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gevent
-import greenlet
 
 from geventsrv.tutorial._narrate import Narrator
+from geventsrv.tutorial._timeline import SwitchRecorder, Timeline
+from geventsrv.tutorial._timeline import draw as draw_timelines
 
 SUMMARY = "greenlet.settrace shows every switch gevent's hub makes"
 
@@ -39,26 +42,19 @@ def two_workers() -> None:
 
 def trace_switches(program: Any) -> list[tuple[str, str, str]]:
     """Run ``program`` with a switch tracer; return ``(event, origin, target)`` names."""
-    hub = gevent.get_hub()
-    main = greenlet.getcurrent()
-    names: dict[Any, str] = {main: "main", hub: "hub"}
-    switches: list[tuple[str, str, str]] = []
+    return [(event, origin, target) for _, event, origin, target in record(program).switches]
 
-    def name_of(glet: Any) -> str:
-        if glet not in names:
-            names[glet] = getattr(glet, "name", None) or f"greenlet-{len(names)}"
-        return names[glet]
 
-    def tracer(event: str, args: tuple[Any, Any]) -> None:
-        origin, target = args
-        switches.append((event, name_of(origin), name_of(target)))
-
-    previous = greenlet.settrace(tracer)
-    try:
+def record(program: Any) -> Timeline:
+    """Run ``program`` under a :class:`SwitchRecorder`: every switch, with its time."""
+    with SwitchRecorder("two greenlets that each sleep once") as timeline:
         program()
-    finally:
-        greenlet.settrace(previous)
-    return switches
+    return timeline
+
+
+def draw(result: dict[str, Any], path: Path) -> Path:
+    """``--plot``: the recorded run as a picture."""
+    return draw_timelines([result["timeline"]], path, "Lesson 2: every switch of two_workers()")
 
 
 def run(out: Narrator) -> dict[str, Any]:
@@ -71,7 +67,8 @@ def run(out: Narrator) -> dict[str, Any]:
     out.step("The program")
     out.code(two_workers)
     out.step("Every switch, in order")
-    switches = trace_switches(two_workers)
+    timeline = record(two_workers)
+    switches = [(event, origin, target) for _, event, origin, target in timeline.switches]
     for event, origin, target in switches:
         out.trace(f"{event:6} {origin:>12} -> {target}")
     direct = [s for s in switches if "hub" not in (s[1], s[2])]
@@ -85,4 +82,4 @@ def run(out: Narrator) -> dict[str, Any]:
         This is all a gevent "thread of control" is: a greenlet the hub resumes when
         what it waits for is ready. Lesson 3 measures what that buys.
     """)
-    return {"switches": switches, "direct": direct}
+    return {"switches": switches, "direct": direct, "timeline": timeline}
