@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT, recv_until_eof
+from support import ROOT, recv_until_eof, require_tool
 
 from geventsrv.tutorial import catalog
 from geventsrv.tutorial._narrate import Narrator
@@ -292,3 +292,21 @@ def test_plot_for_a_lesson_without_pictures_is_one_line_and_exit_2(args, tmp_pat
     assert result.stderr.strip() == (
         "python -m geventsrv.tutorial: error: --plot works with one of: tracing, scheduling"
     )
+
+
+def test_strace_counts_the_same_calls_where_perf_cannot():
+    require_tool("strace", "strace")
+    from geventsrv.bench import syscalls
+
+    if why := syscalls.strace_unavailable():
+        pytest.skip(why)
+    module = importlib.import_module("geventsrv.tutorial.event_loops")
+    proc, port = module.start_program("geventsrv.tutorial.echo_server")
+    try:
+        counted = module.syscalls_per_message(proc.pid, port, 100, method="strace")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert counted["recvfrom"] == pytest.approx(2, abs=0.1)  # one fails with EAGAIN
+    assert counted["sendto"] == pytest.approx(1, abs=0.1)
+    assert counted["getsockopt"] == pytest.approx(1, abs=0.1)

@@ -11,6 +11,7 @@ why not where it cannot run.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 
 #: The calls an echo server's hot path may make, and the allocator's.
@@ -69,4 +70,44 @@ def count_during(pids: list[int], command: list[str], timeout: float = 60) -> di
         if event.startswith("syscalls:sys_enter_"):
             name = event[len("syscalls:sys_enter_") :]
         counts[name] = int(fields[0])
+    return counts
+
+
+def strace_unavailable() -> str:
+    """``""`` if ``strace`` can attach to a process here, else why not."""
+    if shutil.which("strace") is None:
+        return "strace is not installed (Debian: strace)"
+    probe = subprocess.run(["strace", "-c", "-o", "/dev/null", "true"], capture_output=True)
+    if probe.returncode:
+        return "strace cannot trace here: " + probe.stderr.decode(errors="replace")[-200:]
+    return ""
+
+
+def count_with_strace(pid: int, command: list[str], timeout: float = 60) -> dict[str, int]:
+    """Like :func:`count_during`, with ``strace -c -f`` attached to ``pid`` (and its threads).
+
+    strace stops the process at every call, so a server under load slows
+    down and may find data already waiting where it would have waited; with
+    a client that pauses between requests the calls are the same.
+    """
+    tracer = subprocess.Popen(
+        ["strace", "-c", "-f", "-p", str(pid)], stderr=subprocess.PIPE, text=True
+    )
+    assert tracer.stderr is not None
+    attached = tracer.stderr.readline()  # "strace: Process N attached"
+    if "attached" not in attached:
+        tracer.kill()
+        raise RuntimeError(f"strace did not attach: {attached.strip()}")
+    try:
+        subprocess.run(command, timeout=timeout, check=True)
+    finally:
+        tracer.send_signal(signal.SIGINT)  # detach and print the summary
+        summary = tracer.communicate(timeout=30)[1]
+    counts: dict[str, int] = {}
+    for line in summary.splitlines():
+        fields = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(fields) >= 5 and fields[3].isdigit() and not fields[-1].startswith("-"):
+            name = "total" if fields[-1] == "total" else fields[-1]
+            counts[name] = int(fields[3])
     return counts
