@@ -19,6 +19,7 @@ No gevent, no sockets: decisions on addresses, cheap enough for the accept loop.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from collections import OrderedDict
@@ -31,8 +32,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_TRACKED = 65536
 
 
+@functools.lru_cache(maxsize=4096)
 def client_ip(host: str) -> Address:
-    """The address a socket reports (``fe80::1%eth0``, ``::ffff:1.2.3.4``...) as an IP."""
+    """The address a socket reports (``fe80::1%eth0``, ``::ffff:1.2.3.4``...) as an IP.
+
+    Cached: parsing costs microseconds, and a client that reconnects (or
+    storms) asks again for the same address.
+    """
     ip = ipaddress.ip_address(host.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped

@@ -44,6 +44,7 @@ from types import TracebackType
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
+from gevent.socket import wait_read
 
 from geventsrv import modes, procstats
 from geventsrv.accepting import AcceptErrors, RateLimitedLog
@@ -59,6 +60,8 @@ from geventsrv.stats import ServerStats
 from geventsrv.udp import DatagramEcho, reflector_warning
 
 log = logging.getLogger(__name__)
+#: Connections accepted in a row before the accept loop lets the hub run one turn.
+ACCEPTS_PER_TURN = 64
 #: One line per closed connection, with ``--access-log``.
 access_log = logging.getLogger("geventsrv.access")
 
@@ -191,7 +194,9 @@ class EchoServer:
         self._datagrams: gevent.Greenlet[[], None] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
         self._starter = GreenletStarter()
-        self._fast_io = self.config.io == "fast"
+        #: Plain TCP on the fast path: connections are accepted and served by
+        #: geventsrv's own cooperative sockets (TLS and PROXY use gevent's).
+        self._cooperative = self.config.io == "fast" and self._prologue is None
         self._started = False
         self._slots = Semaphore(self.config.max_conns)
         self._connections: dict[gevent.Greenlet[[Connection], None], Connection] = {}
@@ -400,6 +405,7 @@ class EchoServer:
     def _accept_loop(self, listener: socket.socket) -> None:
         acquire_slot = self._slots.acquire
         errors = self._accept_errors
+        accepted = 0
         while True:
             # Taking the slot first keeps extra clients in the kernel backlog
             # instead of accepting them only to make them wait here.
@@ -418,6 +424,16 @@ class EchoServer:
                 continue
             errors.succeeded()
             self._start_connection(sock, addr)
+            accepted += 1
+            if accepted % ACCEPTS_PER_TURN == 0:
+                # While connections keep arriving, accept() never waits, so this
+                # loop would never let the hub turn: connections already accepted
+                # would not start, nor timers fire, until arrivals paused (a
+                # storm from one address held a bystander's echo back 0.8 s).
+                # Waiting for the listener to be readable gives the hub one full
+                # turn (all ready I/O, timers) and resumes in that same turn, as
+                # gevent's own servers accept at most a batch per readiness.
+                wait_read(listener.fileno())
 
     def _start_connection(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         self.stats.accepted += 1
@@ -438,9 +454,7 @@ class EchoServer:
                 self.gate.release(limit_key)
             self._slots.release()
             return
-        stream: StreamSocket = sock
-        if self._fast_io and self._prologue is None:
-            stream = CooperativeSocket.adopt(sock)
+        stream: StreamSocket = CooperativeSocket.adopt(sock) if self._cooperative else sock
         conn = Connection(stream, format_address(addr[0], addr[1]), self.stats.accepted)
         conn.limit_key = limit_key
         greenlet = gevent.Greenlet(self._serve_connection, conn)

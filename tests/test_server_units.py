@@ -12,12 +12,13 @@ import errno
 import socket
 
 import gevent
+import gevent.socket
 from gevent.event import Event
 from support import os_error
 
 from geventsrv.config import Config
 from geventsrv.connection import Connection
-from geventsrv.server import EchoServer, IdleReaper, IdleTimeout
+from geventsrv.server import ACCEPTS_PER_TURN, EchoServer, IdleReaper, IdleTimeout
 
 
 class FakeListener:
@@ -66,6 +67,27 @@ def test_accept_loop_backs_off_serves_and_stops_when_the_listener_dies(monkeypat
         assert client.recv(1) == b""  # the server closed its end
         client.close()
     listener.real.close()
+
+
+def test_accept_loop_lets_the_hub_turn_while_connections_keep_coming():
+    """With the backlog never empty, accept() never waits: the loop itself must let the hub
+    run (timers, the greenlets of the connections it accepted) every few dozen accepts."""
+    server = EchoServer(Config(port=0), handler=lambda conn: None)
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(500)]
+    seen: list[int] = []
+    gevent.spawn_later(0, lambda: seen.append(server.stats.accepted))  # due at once
+    loop = gevent.spawn(server._accept_loop, listener)  # type: ignore[arg-type]
+    with gevent.Timeout(10):
+        while server.stats.accepted < len(clients):
+            gevent.sleep(0.01)
+    loop.kill()
+    assert seen and seen[0] <= 2 * ACCEPTS_PER_TURN, seen  # not after all 500
+    for client in clients:
+        client.close()
+    listener.close()
 
 
 def test_idle_reaper_kills_only_connections_without_progress():
