@@ -189,12 +189,13 @@ def test_limits_apply_to_the_client_a_proxy_names(start_server):
 
 @pytest.mark.slow
 def test_a_storm_of_20000_attempts_from_one_address(start_server, record_property):
-    """Expected: the bystander is always served in the end, the server returns to baseline.
+    """With the accept rate on, the bystander is echoed quickly every time; the server
+    returns to baseline.
 
-    Not expected: an echo within 100 ms every time. A single loopback attacker
-    connects faster than one accept loop can take connections, so the kernel's
-    accept queue overflows and drops handshakes, the bystander's among them,
-    which its TCP retries after 1 s (docs/security.md says what helps).
+    Measured here: worst 67-93 ms over three runs. The bound asserted is 0.5 s,
+    five times that, because the attacker shares this machine's two cores with
+    the server; it still catches the accept loop that never let the hub turn
+    while connections kept coming (worst 0.7-1.2 s).
     """
     import multiprocessing
     import threading
@@ -224,6 +225,7 @@ def test_a_storm_of_20000_attempts_from_one_address(start_server, record_propert
     record_property("bystander", figures)
     print(f"\nbystander during a 20,000-attempt storm: {figures}")
     assert figures["unserved"] == 0, figures
+    assert figures["worst_ms"] < 500, figures
     server.wait_for_log(r"refused \(it opens connections faster")
     server.assert_back_to_baseline(baseline)
 
