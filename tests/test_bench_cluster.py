@@ -128,6 +128,7 @@ def cluster(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
         (("--hosts", "1"), "failover needs at least 2 hosts"),
         (("--scenarios", "steady,chaos"), "choose from steady, rolling, failover"),
         (("--users", "0"), "--users must be 1 or more"),
+        (("--load", "c"), "--load c runs the steady scenario only"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args, message):
@@ -185,6 +186,19 @@ def test_rolling_and_failover_on_loopback_hosts(tmp_path):
     assert data["network"] == "loopback"
     hosts_seen = {row.split(",")[2] for row in (tmp_path / "cluster_timeline.csv").open()}
     assert {"host1", "host2"} <= hosts_seen
+
+
+@pytest.mark.slow
+def test_raw_rate_with_the_c_load_generator(tmp_path):
+    result, data = run_and_read(
+        tmp_path, "--network", "loopback", "--hosts", "2", "--workers", "1", "--load", "c",
+        "--scenarios", "steady", "--connections", "20",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    steady = data["results"]["steady"]
+    assert steady["requests_per_s"] > 100 and steady["errors"] == 0 and steady["mismatches"] == 0
+    assert set(steady["connections"]) == {"host1", "host2"} == set(steady["requests"])
+    assert sum(steady["connections"].values()) == 20
 
 
 @pytest.mark.slow

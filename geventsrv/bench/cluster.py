@@ -57,6 +57,9 @@ class Settings:
     check_interval: float = 0.5
     fall: int = 2
     rise: int = 2
+    #: The hosts' --mode: ``info`` for the locust users (they learn the host from
+    #: it), ``echo`` for the C load generator (which checks every byte it gets).
+    mode: str = "info"
 
     @property
     def detection(self) -> float:
@@ -112,7 +115,7 @@ class Host:
         allowed = "127.0.0.0/8" if self.network.kind == "loopback" else self.network.gateway
         return [
             *("--host", self.address, "--port", str(self.port)),
-            *("--workers", str(s.workers), "--mode", "info"),
+            *("--workers", str(s.workers), "--mode", s.mode),
             *("--proxy-protocol", "v2", "--proxy-allow-from", allowed),
             *("--metrics", f"{self.address}:{self.metrics_port}"),
             *("--shutdown-delay", str(s.shutdown_delay), "--drain-timeout", str(s.drain_timeout)),
@@ -152,15 +155,20 @@ class Host:
             text: str = response.read().decode()
             return text
 
-    def accepted(self) -> int:
-        """Connections this host accepted so far (all workers), from its /metrics."""
+    def counters(self) -> dict[str, int]:
+        """Connections accepted and bytes received so far (all workers), from /metrics."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        total = 0.0
+        totals = {"geventsrv_connections_accepted": 0.0, "geventsrv_received_bytes": 0.0}
         for family in text_string_to_metric_families(self.scrape()):
-            if family.name == "geventsrv_connections_accepted":
-                total += sum(s.value for s in family.samples if s.name.endswith("_total"))
-        return int(total)
+            if family.name in totals:
+                totals[family.name] += sum(
+                    sample.value for sample in family.samples if sample.name.endswith("_total")
+                )
+        return {
+            "connections": int(totals["geventsrv_connections_accepted"]),
+            "bytes": int(totals["geventsrv_received_bytes"]),
+        }
 
     def close(self) -> None:
         if self.proc is not None:
@@ -280,12 +288,14 @@ def running(load: LocustRun) -> Iterator[LocustRun]:
 def steady(cluster: Cluster, seconds: float) -> dict[str, Any]:
     """Load for ``seconds``; each host's share of requests (info replies) and connections
     (its /metrics)."""
-    before = {host.name: host.accepted() for host in cluster.hosts}
+    before = {host.name: host.counters()["connections"] for host in cluster.hosts}
     with running(cluster.load("steady", seconds + 30)) as load:
         load.wait_running()
         time.sleep(seconds)
         timeline = load.stop()
-    accepted = {host.name: host.accepted() - before[host.name] for host in cluster.hosts}
+    accepted = {
+        host.name: host.counters()["connections"] - before[host.name] for host in cluster.hosts
+    }
     labels = {host.label: host.name for host in cluster.hosts}
     requests = {labels.get(k, k): v for k, v in timeline.totals().items()}
     return {
@@ -293,6 +303,33 @@ def steady(cluster: Cluster, seconds: float) -> dict[str, Any]:
         "requests": requests,
         "connections": accepted,
         "timeline": timeline,
+        "events": [],
+    }
+
+
+def raw_rate(cluster: Cluster, seconds: float, connections: int) -> dict[str, Any]:
+    """The lab's C load generator through HAProxy (hosts in echo mode): requests/s, and
+    each host's share of connections and of requests (bytes received / size, /metrics)."""
+    from geventsrv.bench.load import start_load
+
+    size = cluster.settings.size
+    before = {host.name: host.counters() for host in cluster.hosts}
+    load = start_load("c", cluster.front, connections, size, seed=1)
+    connect_errors = load.ready()
+    window_start = time.monotonic() + 0.5
+    load.run(window_start, window_start + seconds)
+    result = load.result()
+    after = {host.name: host.counters() for host in cluster.hosts}
+    return {
+        "seconds": seconds,
+        "connections": {n: after[n]["connections"] - before[n]["connections"] for n in after},
+        "requests": {n: (after[n]["bytes"] - before[n]["bytes"]) // size for n in after},
+        "requests_per_s": result.requests / seconds,
+        "p50_us": result.histogram.percentile(0.50),
+        "p99_us": result.histogram.percentile(0.99),
+        "errors": result.errors + connect_errors,
+        "mismatches": result.mismatches,
+        "first_error": result.first_error,
         "events": [],
     }
 

@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         "auto: namespaces where possible (auto)",
     )
     add("--balance", choices=("leastconn", "roundrobin"), default="leastconn", help="(leastconn)")
+    add(
+        "--load",
+        choices=("locust", "c"),
+        default="locust",
+        help="locust: distributed locust, users that verify every byte and name the host "
+        "that served them (every scenario); c: the lab's C load generator for raw rate "
+        "(steady only, hosts in echo mode, shares from /metrics) (locust)",
+    )
+    add("--connections", type=int, default=100, help="with --load c: connections (100)")
     add("--users", type=int, default=30, help="locust users, each one connection at a time (30)")
     add("--load-workers", type=int, default=2, help="locust worker processes (2)")
     add("--size", type=int, default=1024, help="bytes per echo (1024)")
@@ -98,9 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> cluster.Settings:
+    if args.load == "c" and args.scenarios != ["steady"]:
+        parser.error("--load c runs the steady scenario only: --scenarios steady")
     if args.hosts < 2 and "failover" in args.scenarios:
         parser.error("--hosts: failover needs at least 2 hosts")
-    for name in ("hosts", "workers", "users", "size", "requests_per_connection", "fall", "rise"):
+    for name in (
+        "hosts", "workers", "users", "connections", "size", "requests_per_connection", "fall",
+        "rise",
+    ):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more")
     settings = cluster.Settings(
@@ -117,6 +131,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         check_interval=args.check_interval,
         fall=args.fall,
         rise=args.rise,
+        mode="echo" if args.load == "c" else "info",
     )
     # A host must stay accepting until HAProxy has seen it go unready, or
     # connections sent to it meanwhile are refused.
@@ -143,7 +158,11 @@ def run_scenarios(
     with cluster.Cluster(settings, scratch, say) as lab:
         labels = {host.label: host.name for host in lab.hosts}
         say(f"{settings.hosts} hosts ({lab.network.kind}: {', '.join(labels)}) behind HAProxy")
-        if "steady" in args.scenarios:
+        if args.load == "c":
+            say(f"steady, C load generator: {args.connections} connections, {args.steady:g} s")
+            results["steady"] = cluster.raw_rate(lab, args.steady, args.connections)
+            verdicts += report.judge_raw(results["steady"], settings.hosts)
+        elif "steady" in args.scenarios:
             say(f"steady: {args.steady:g} s")
             results["steady"] = cluster.steady(lab, args.steady)
             verdicts += report.judge_steady(results["steady"], settings.hosts)
@@ -175,8 +194,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if parser.get_default(name) == getattr(args, name):
                 setattr(args, name, value)
     settings = settings_from(args, parser)
-    if why := cluster.python_can_run_locust():
+    if args.load == "locust" and (why := cluster.python_can_run_locust()):
         parser.error(why)
+    if args.load == "c":
+        from geventsrv.bench import cload
+
+        try:
+            cload.build()
+        except cload.BuildError as exc:
+            parser.error(f"--load c: {exc}")
     if args.network == "netns" and (why := hosts.namespaces_unavailable()):
         parser.error(f"--network netns: {why}")
     from geventsrv.bench import clusterreport as report
@@ -202,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
     }
     paths = report.write_files(args.out, meta, results, verdicts, labels)
-    if not args.no_charts and set(results) & set(SCENARIOS):
+    if not args.no_charts and args.load == "locust":
         paths.append(report.chart(args.out, results, labels))
     print(f"machine: {machine.describe(meta['machine'])}")
     for verdict in verdicts:

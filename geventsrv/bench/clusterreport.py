@@ -60,6 +60,30 @@ def judge_steady(result: dict[str, Any], hosts: int) -> list[Verdict]:
     return verdicts
 
 
+def judge_raw(result: dict[str, Any], hosts: int) -> list[Verdict]:
+    """The C load generator's steady run: shares from /metrics, every byte right."""
+    verdicts = [
+        Verdict(
+            "steady",
+            f"every host's share of {what} within ±{TOLERANCE:.0%} of the mean (its /metrics)",
+            f"{_counts(result[what])}: largest deviation {spread(result[what]):.1%}",
+            len(result[what]) == hosts and spread(result[what]) <= TOLERANCE,
+        )
+        for what in ("requests", "connections")
+    ]
+    verdicts.append(
+        Verdict(
+            "steady",
+            "raw rate through HAProxy (C load generator), no error, no wrong byte",
+            f"{result['requests_per_s']:,.0f} requests/s, p50 {result['p50_us']:.0f} µs, "
+            f"p99 {result['p99_us']:.0f} µs; {result['errors']} errors, "
+            f"{result['mismatches']} wrong replies {result['first_error']}".rstrip(),
+            not result["errors"] and not result["mismatches"] and result["requests_per_s"] > 0,
+        )
+    )
+    return verdicts
+
+
 def cost_summary(result: dict[str, Any]) -> dict[str, float]:
     """Medians over rounds of mean echo time and requests/s, per path, and the difference."""
     runs = result["runs"]
@@ -195,6 +219,8 @@ def write_files(
     document = {**meta, "results": figures, "verdicts": [asdict(v) for v in verdicts]}
     json_path = out / "cluster.json"
     json_path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    if not rows:  # the C load generator records no timeline
+        return [json_path]
     csv_path = out / "cluster_timeline.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -210,7 +236,11 @@ def chart(out: Path, results: dict[str, dict[str, Any]], labels: dict[str, str])
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [name for name in ("steady", "rolling", "failover") if name in results]
+    panels = [
+        name
+        for name in ("steady", "rolling", "failover")
+        if isinstance(results.get(name, {}).get("timeline"), Timeline)
+    ]
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False, constrained_layout=True
     )
