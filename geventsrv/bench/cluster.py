@@ -8,7 +8,8 @@ geventsrv per host (``--workers W --mode info --proxy-protocol v2 --metrics
 :func:`haproxy_config`, the same one ``contrib/haproxy/geventsrv.cfg`` ships.
 
 The scenarios (:func:`steady`, :func:`balancer_cost`, :func:`rolling`,
-:func:`failover`) drive it with locust and return their figures and events;
+:func:`failover`) drive it with locust, :func:`raw_rate` with the lab's C load
+generator; each returns its figures and events, and
 :mod:`geventsrv.bench.clusterreport` judges them against the targets.
 """
 
@@ -44,6 +45,10 @@ retries 3"""
 
 @dataclass(frozen=True)
 class Settings:
+    """The cluster's shape (hosts, workers, network, balance), its load (locust users and
+    workers, message size, echoes per connection) and its timings (shutdown delay, drain
+    timeout, HAProxy's check interval, fall and rise)."""
+
     hosts: int = 3
     workers: int = 2
     network: str = "auto"
