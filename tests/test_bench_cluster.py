@@ -137,16 +137,6 @@ def test_bad_arguments_are_one_line_and_exit_2(args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def leftovers(pid: int) -> list[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return [
-        line
-        for line in (names + links).splitlines()
-        if f"{hosts.PREFIX}-{pid}-" in line or f"{hosts.PREFIX}{pid}" in line
-    ]
-
-
 def run_and_read(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     require_tool("haproxy", "haproxy")
     result = cluster("--quick", "--out", str(tmp_path), *args)
@@ -171,9 +161,7 @@ def test_every_scenario_in_namespaces_holds_its_targets_and_leaves_nothing(tmp_p
     assert (tmp_path / "cluster_timeline.png").stat().st_size > 20_000
     assert "PASS rolling" in result.stdout and "FAIL" not in result.stdout
     assert not [line for line in result.stderr.splitlines() if "gsc-" in line]
-    assert not subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(
-        f"{hosts.PREFIX}-"
-    )
+    assert [name for kind, name, _ in hosts.created() if kind == "netns"] == []
 
 
 @pytest.mark.slow
@@ -238,4 +226,4 @@ def test_ctrl_c_stops_and_removes_everything(tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert wait_until(lambda: not [p for p in made if p.is_running() and p.status() != "zombie"])
     if os.geteuid() == 0:
-        assert leftovers(proc.pid) == []
+        assert [name for _, name, pid in hosts.created() if pid == proc.pid] == []

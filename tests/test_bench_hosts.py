@@ -48,17 +48,6 @@ def can_make_namespaces():
         pytest.skip(why)
 
 
-def leftovers() -> str:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    tag = f"{hosts.PREFIX}{os.getpid()}"
-    return "\n".join(
-        line
-        for line in (names + links).splitlines()
-        if f"{hosts.PREFIX}-{os.getpid()}-" in line or tag in line
-    )
-
-
 def test_namespaced_hosts_reach_each_other_and_nothing_else(can_make_namespaces):
     with hosts.open_network("netns", 2) as network:
         assert network.kind == "netns"
@@ -88,7 +77,7 @@ def test_namespaced_hosts_reach_each_other_and_nothing_else(can_make_namespaces)
             ["ip", "-n", network.namespaces[1], "route"], capture_output=True, text=True
         ).stdout
         assert "default" not in routes and routes.strip(), routes  # the /24 only
-    assert leftovers() == ""
+    assert [name for _, name, pid in hosts.created() if pid == os.getpid()] == []
 
 
 def test_a_dead_runs_namespaces_are_removed_by_the_next(can_make_namespaces):

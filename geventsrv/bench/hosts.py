@@ -86,16 +86,21 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
+def _remove(kind: str, name: str) -> None:
+    """``ip KIND del NAME`` (``netns`` or ``link``); it may be gone already: no error."""
+    subprocess.run(["ip", kind, "del", name], capture_output=True)
+
+
 def used_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network an address or a route on this machine covers."""
     text = _ip("-4", "-o", "addr", "show") + _ip("-4", "route", "show", "table", "all")
     found = []
     for word in re.findall(r"\b(\d+\.\d+\.\d+\.\d+(?:/\d+)?)\b", text):
         try:
-            found.append(ipaddress.ip_network(word, strict=False))
+            found.append(ipaddress.IPv4Network(word, strict=False))
         except ValueError:
             continue
-    return [net for net in found if isinstance(net, ipaddress.IPv4Network)]
+    return found
 
 
 def free_subnet(used: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
@@ -107,19 +112,26 @@ def free_subnet(used: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     raise NetworkError("every candidate private /24 is already in use on this machine")
 
 
+def created() -> list[tuple[str, str, int]]:
+    """Every namespace and link named by this module: ``(kind, name, pid of its run)``,
+    kind ``netns`` or ``link``."""
+    found = []
+    for line in _ip("netns", "list").splitlines():
+        match = re.match(rf"({PREFIX}-(\d+)-\d+)(\s|$)", line)
+        if match:
+            found.append(("netns", match.group(1), int(match.group(2))))
+    for match in re.finditer(rf"^\d+: ({PREFIX}(\d+)[a-z0-9]*)[@:]", _ip("-o", "link"), re.M):
+        found.append(("link", match.group(1), int(match.group(2))))
+    return found
+
+
 def remove_leftovers() -> list[str]:
     """Remove namespaces and links of earlier runs whose process is gone; their names."""
     removed = []
-    for line in _ip("netns", "list").splitlines():
-        name = line.split()[0] if line.split() else ""
-        match = re.fullmatch(rf"{PREFIX}-(\d+)-\d+", name)
-        if match and not _alive(int(match.group(1))):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    for kind, name, pid in created():
+        if not _alive(pid):
+            _remove(kind, name)
             removed.append(name)
-    for match in re.finditer(rf"^\d+: ({PREFIX}(\d+)[a-z0-9]*)[@:]", _ip("-o", "link"), re.M):
-        if not _alive(int(match.group(2))):
-            subprocess.run(["ip", "link", "del", match.group(1)], capture_output=True)
-            removed.append(match.group(1))
     return removed
 
 
@@ -176,10 +188,9 @@ class NamespaceNetwork(Network):
     def close(self) -> None:
         for namespace in self.namespaces:
             # Deleting a namespace removes its end of the veth pair, and so the pair.
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
-        for link in self.links:
-            subprocess.run(["ip", "link", "del", link], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            _remove("netns", namespace)
+        for link in [*self.links, self.bridge]:
+            _remove("link", link)
         self.namespaces = []
         self.links = []
 
