@@ -28,7 +28,7 @@ from typing import Any
 
 from geventsrv import procstats
 from geventsrv.bench import hosts
-from geventsrv.bench.distload import LocustRun, Timeline
+from geventsrv.bench.distload import LocustRun
 from geventsrv.bench.haproxy import Backend, HAProxy, free_port, render
 from geventsrv.bench.process import GEVENTSRV, ServerProcess
 
@@ -80,6 +80,16 @@ def server_line_options(settings: Settings, metrics_port: int) -> str:
     )
 
 
+def backends(
+    addresses: list[tuple[str, int]], metrics_ports: list[int], settings: Settings
+) -> list[Backend]:
+    """HAProxy's server lines for hosts at ``addresses`` checked on ``metrics_ports``."""
+    return [
+        Backend(address, server_line_options(settings, port))
+        for address, port in zip(addresses, metrics_ports, strict=True)
+    ]
+
+
 def haproxy_config(
     addresses: list[tuple[str, int]],
     metrics_ports: list[int],
@@ -88,11 +98,8 @@ def haproxy_config(
     settings: Settings,
 ) -> str:
     """HAProxy's configuration for these hosts (what the cluster runs and contrib ships)."""
-    backends = [
-        Backend(address, server_line_options(settings, port))
-        for address, port in zip(addresses, metrics_ports, strict=True)
-    ]
-    return render(backends, front, stats, CHECKS, balance=settings.balance)
+    servers = backends(addresses, metrics_ports, settings)
+    return render(servers, front, stats, CHECKS, balance=settings.balance)
 
 
 class Host:
@@ -200,15 +207,21 @@ class Cluster:
             self.hosts = [Host(i, self.network, settings) for i in range(settings.hosts)]
             for host in self.hosts:
                 host.start()
-            backends = [
-                Backend((h.address, h.port), server_line_options(settings, h.metrics_port))
-                for h in self.hosts
-            ]
-            self.haproxy = HAProxy(directory, backends, CHECKS, balance=settings.balance)
+            servers = backends(
+                [(h.address, h.port) for h in self.hosts],
+                [h.metrics_port for h in self.hosts],
+                settings,
+            )
+            self.haproxy = HAProxy(directory, servers, CHECKS, balance=settings.balance)
             self.wait_up(self.hosts, 20)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Each host's name by how the info line names it (``address:port``)."""
+        return {host.label: host.name for host in self.hosts}
 
     @property
     def front(self) -> tuple[str, int]:
@@ -301,7 +314,7 @@ def steady(cluster: Cluster, seconds: float) -> dict[str, Any]:
     accepted = {
         host.name: host.counters()["connections"] - before[host.name] for host in cluster.hosts
     }
-    labels = {host.label: host.name for host in cluster.hosts}
+    labels = cluster.labels
     requests = {labels.get(k, k): v for k, v in timeline.totals().items()}
     return {
         "seconds": seconds,
@@ -425,7 +438,7 @@ def failover(cluster: Cluster, warm: float, down_for: float, settle: float) -> d
         "detected_after": detected,
         "back": back,
         "ended": ended,
-        "labels": {host.label: host.name for host in cluster.hosts},
+        "labels": cluster.labels,
     }
 
 
@@ -436,15 +449,3 @@ def python_can_run_locust() -> str | None:
     if importlib.util.find_spec("locust") is None:
         return f"locust is not installed for {sys.executable} (pip install locust)"
     return None
-
-
-__all__ = [
-    "Cluster",
-    "Settings",
-    "Timeline",
-    "balancer_cost",
-    "failover",
-    "haproxy_config",
-    "rolling",
-    "steady",
-]

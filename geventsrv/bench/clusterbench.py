@@ -156,7 +156,7 @@ def run_scenarios(
     results: dict[str, dict[str, Any]] = {}
     verdicts: list[report.Verdict] = []
     with cluster.Cluster(settings, scratch, say) as lab:
-        labels = {host.label: host.name for host in lab.hosts}
+        labels = lab.labels
         say(f"{settings.hosts} hosts ({lab.network.kind}: {', '.join(labels)}) behind HAProxy")
         if args.load == "c":
             say(f"steady, C load generator: {args.connections} connections, {args.steady:g} s")
