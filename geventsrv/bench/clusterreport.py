@@ -40,38 +40,32 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items())) or "none"
 
 
+def share_verdict(what: str, shares: dict[str, int], hosts: int, source: str) -> Verdict:
+    """Every one of ``hosts`` has a share of ``what`` within the tolerance of the mean."""
+    deviation = spread(shares)
+    return Verdict(
+        "steady",
+        f"every host's share of {what} within ±{TOLERANCE:.0%} of the mean ({source})",
+        f"{_counts(shares)}: largest deviation {deviation:.1%}",
+        len(shares) == hosts and deviation <= TOLERANCE,
+    )
+
+
 def judge_steady(result: dict[str, Any], hosts: int) -> list[Verdict]:
     timeline: Timeline = result["timeline"]
-    verdicts = []
-    for what in ("requests", "connections"):
-        shares = result[what]
-        source = "info replies" if what == "requests" else "each host's /metrics"
-        deviation = spread(shares)
-        verdicts.append(
-            Verdict(
-                "steady",
-                f"every host's share of {what} within ±{TOLERANCE:.0%} of the mean ({source})",
-                f"{_counts(shares)}: largest deviation {deviation:.1%}",
-                len(shares) == hosts and deviation <= TOLERANCE,
-            )
-        )
     failures = timeline.failure_counts()
-    verdicts.append(Verdict("steady", "no failed request", _counts(failures), not failures))
-    return verdicts
+    return [
+        share_verdict("requests", result["requests"], hosts, "info replies"),
+        share_verdict("connections", result["connections"], hosts, "each host's /metrics"),
+        Verdict("steady", "no failed request", _counts(failures), not failures),
+    ]
 
 
 def judge_raw(result: dict[str, Any], hosts: int) -> list[Verdict]:
     """The C load generator's steady run: shares from /metrics, every byte right."""
-    verdicts = [
-        Verdict(
-            "steady",
-            f"every host's share of {what} within ±{TOLERANCE:.0%} of the mean (its /metrics)",
-            f"{_counts(result[what])}: largest deviation {spread(result[what]):.1%}",
-            len(result[what]) == hosts and spread(result[what]) <= TOLERANCE,
-        )
-        for what in ("requests", "connections")
-    ]
-    verdicts.append(
+    return [
+        share_verdict("requests", result["requests"], hosts, "its /metrics"),
+        share_verdict("connections", result["connections"], hosts, "its /metrics"),
         Verdict(
             "steady",
             "raw rate through HAProxy (C load generator), no error, no wrong byte",
@@ -79,9 +73,8 @@ def judge_raw(result: dict[str, Any], hosts: int) -> list[Verdict]:
             f"p99 {result['p99_us']:.0f} µs; {result['errors']} errors, "
             f"{result['mismatches']} wrong replies {result['first_error']}".rstrip(),
             not result["errors"] and not result["mismatches"] and result["requests_per_s"] > 0,
-        )
-    )
-    return verdicts
+        ),
+    ]
 
 
 def cost_summary(result: dict[str, Any]) -> dict[str, float]:

@@ -93,7 +93,8 @@ class Timeline:
         return dict(counts)
 
     def requests(self) -> int:
-        return sum(int(row[0]) for (_, _, kind), row in self.buckets.items() if kind == "echo")
+        """Successful echoes, all hosts."""
+        return sum(self.totals().values())
 
     def mean_ms(self) -> float:
         rows = [row for (_, _, kind), row in self.buckets.items() if kind == "echo"]
