@@ -33,11 +33,13 @@ from typing import Any
 from locust import User, constant, events, task
 
 from geventsrv.bench.distload import Recorder
+from geventsrv.bench.process import recv_exactly
+from geventsrv.proxyproto import ProxyHeader, encode
 
 TIMEOUT = 10.0
 INFO_LIMIT = 8192
 #: A PROXY protocol v2 header with the LOCAL command and no addresses.
-PROXY_V2_LOCAL = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x20, 0x00, 0x00, 0x00])
+PROXY_V2_LOCAL = encode(ProxyHeader(2, "LOCAL", "UNSPEC/UNSPEC"))
 
 
 RECORDER = Recorder()
@@ -95,7 +97,7 @@ class ClusterEchoUser(User):
                 start = time.time()
                 try:
                     sock.sendall(payload)
-                    reply = _recv_exactly(sock, len(payload))
+                    reply = recv_exactly(sock, len(payload))
                     if reply != payload:
                         raise ValueError("reply differs from the request")
                 except (OSError, EOFError, ValueError) as exc:
@@ -140,13 +142,3 @@ class ClusterEchoUser(User):
             exception=None if error is None else Exception(f"{described}: {error}"),
             context={},
         )
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {len(data)} of {size} reply bytes")
-        data += chunk
-    return bytes(data)
