@@ -300,13 +300,11 @@ def test_strace_counts_the_same_calls_where_perf_cannot():
 
     if why := syscalls.strace_unavailable():
         pytest.skip(why)
+    from geventsrv.tutorial._programs import running_program
+
     module = importlib.import_module("geventsrv.tutorial.event_loops")
-    proc, port = module.start_program("geventsrv.tutorial.echo_server")
-    try:
+    with running_program("geventsrv.tutorial.echo_server") as (proc, port, _):
         counted = module.syscalls_per_message(proc.pid, port, 100, method="strace")
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert counted["recvfrom"] == pytest.approx(2, abs=0.1)  # one fails with EAGAIN
     assert counted["sendto"] == pytest.approx(1, abs=0.1)
     assert counted["getsockopt"] == pytest.approx(1, abs=0.1)

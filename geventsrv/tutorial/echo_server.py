@@ -22,7 +22,6 @@ if __name__ == "__main__":  # run as a program: patch before anything else is im
 
 import random
 import socket
-import subprocess
 import sys
 import threading
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import gevent
 
 from geventsrv.tutorial._narrate import Narrator, stopwatch
+from geventsrv.tutorial._programs import running_program
 
 SUMMARY = "a complete echo server in 15 lines: accept loop, one greenlet per connection"
 
@@ -102,20 +102,9 @@ def run(out: Narrator, clients: int = 200) -> dict[str, Any]:
     """)
 
     out.step(f"Start it and hold {clients} connections open at once")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "geventsrv.tutorial.echo_server", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        port = int(line.split()[-1])
-        out.trace(line.strip())
+    with running_program("geventsrv.tutorial.echo_server") as (_, port, line):
+        out.trace(line)
         result = hold_clients(port, clients)
-    finally:
-        server.terminate()
-        server.wait(10)
     out.trace(
         f"{result['clients']} clients, all connected before any sent, "
         f"{len(result['failures'])} failures, {result['seconds']:.3f} s"

@@ -23,13 +23,13 @@ from __future__ import annotations
 import os
 import selectors
 import socket
-import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
 from geventsrv.tutorial._narrate import Narrator
+from geventsrv.tutorial._programs import running_program
 
 SUMMARY = "a selectors chat server done right; gevent's hub on the same epoll; C10k in numbers"
 
@@ -202,16 +202,6 @@ PROGRAMS = [
 ]
 
 
-def start_program(module: str, *args: str) -> tuple[subprocess.Popen[str], int]:
-    """Start ``python -m module 0``; return the process and the port it announced."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "0", *args], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().split()[-1])
-    return proc, port
-
-
 def epoll_watches(pid: int) -> list[int]:
     """For each epoll instance the process holds, how many descriptors it watches (/proc)."""
     counts = []
@@ -319,19 +309,18 @@ def run(out: Narrator, round_trips: int = 300) -> dict[str, Any]:
     result["backend"] = backend
     out.trace(f"gevent.get_hub().loop.backend == {backend!r}")
     watches: dict[str, list[int]] = {}
-    for name, module in PROGRAMS:
-        proc, port = start_program(module)
-        try:
+    counted: dict[str, dict[str, float] | str] = {}
+    for name, module in PROGRAMS:  # each started once, looked at in both ways
+        with running_program(module) as (proc, port, _):
             clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
             time.sleep(0.3)
             watches[name] = epoll_watches(proc.pid)
-            out.trace(f"{name} with 3 clients: its epoll instance(s) watch {watches[name]} "
-                      "descriptors (/proc/PID/fdinfo)")  # fmt: skip
             for sock in clients:
                 sock.close()
-        finally:
-            proc.terminate()
-            proc.wait(10)
+            counted[name] = syscalls_per_message(proc.pid, port, round_trips)
+    for name, watched in watches.items():
+        out.trace(f"{name} with 3 clients: its epoll instance(s) watch {watched} "
+                  "descriptors (/proc/PID/fdinfo)")  # fmt: skip
     result["watches"] = watches
     out.say("""
         The listener and each connection are registered with an epoll instance in
@@ -342,15 +331,7 @@ def run(out: Narrator, round_trips: int = 300) -> dict[str, Any]:
     """)
 
     out.step("System calls per message, counted (perf, or strace where perf cannot)")
-    counted: dict[str, Any] = {}
-    for name, module in PROGRAMS:
-        proc, port = start_program(module)
-        try:
-            counted[name] = syscalls_per_message(proc.pid, port, round_trips)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-        figures = counted[name]
+    for name, figures in counted.items():
         if isinstance(figures, str):
             out.trace(f"{name}: not counted here: {figures}")
         else:

@@ -40,11 +40,6 @@ def two_workers() -> None:
     gevent.joinall([a, b])  # main waits too: switch to the hub
 
 
-def trace_switches(program: Any) -> list[tuple[str, str, str]]:
-    """Run ``program`` with a switch tracer; return ``(event, origin, target)`` names."""
-    return [(event, origin, target) for _, event, origin, target in record(program).switches]
-
-
 def record(program: Any) -> Timeline:
     """Run ``program`` under a :class:`SwitchRecorder`: every switch, with its time."""
     with SwitchRecorder("two greenlets that each sleep once") as timeline:
