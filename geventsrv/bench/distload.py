@@ -200,8 +200,8 @@ class LocustRun:
         return subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_running(self, seconds: float = 30.0) -> None:
-        """Block until the users' first requests are recorded... as far as one can see:
-        until locust's workers have connected and spawned (the first CSV row)."""
+        """Block until locust has connected its workers and spawned its users (its
+        first stats row); raise, pointing at locust's log, if it exits or never does."""
         deadline = time.monotonic() + seconds
         stats = self.directory / "locust_stats_history.csv"
         while time.monotonic() < deadline:
