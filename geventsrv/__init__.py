@@ -26,7 +26,7 @@ _EXPORTS = {
     "EchoServer": "geventsrv.server",
     "ListenError": "geventsrv.listen",
     "NotPatchedError": "geventsrv.server",
-    "serve": "geventsrv.runner",
+    "serve": "geventsrv.service",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from geventsrv.config import Config as Config
     from geventsrv.config import ConfigError as ConfigError
     from geventsrv.listen import ListenError as ListenError
-    from geventsrv.runner import serve as serve
     from geventsrv.server import EchoServer as EchoServer
     from geventsrv.server import NotPatchedError as NotPatchedError
+    from geventsrv.service import serve as serve
 
 
 def __getattr__(name: str) -> Any:

@@ -24,8 +24,8 @@ from geventsrv.flags import PROG, parse_config
 from geventsrv.listen import ListenError
 from geventsrv.logs import configure_logging
 from geventsrv.metrics import require_prometheus
-from geventsrv.runner import serve
 from geventsrv.server import NotPatchedError
+from geventsrv.service import serve
 from geventsrv.supervisor import supervise
 from geventsrv.tls import server_context
 

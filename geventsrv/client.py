@@ -24,7 +24,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from geventsrv import commands, exitcodes
+from geventsrv import cmdline, exitcodes
 from geventsrv.addresses import format_address, strip_brackets
 from geventsrv.config import DEFAULT_HOST, DEFAULT_PORT
 
@@ -51,7 +51,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = commands.Parser(prog=PROG, description=DESCRIPTION)
+    parser = cmdline.Parser(prog=PROG, description=DESCRIPTION)
     parser.add_argument(
         "--host",
         type=strip_brackets,
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             relay(sock, sys.stdin.fileno(), sys.stdout.fileno())
         except OutputClosed:
-            raise  # commands.run() ends quietly
+            raise  # cmdline.run() ends quietly
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             print(f"{PROG}: error: connection to {where} failed: {reason}", file=sys.stderr)
@@ -146,4 +146,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    commands.run(main)
+    cmdline.run(main)

@@ -10,9 +10,9 @@ Contract for every handler:
 * return normally when the client has closed its sending side (``recv``
   returned ``b""``); the server then closes the socket, which sends FIN after
   every byte already written;
-* let ``OSError`` (resets, broken pipes) and ``TimeoutError`` (the idle timeout,
-  which the server raises inside whichever call is waiting)
-  propagate: the server turns them into one debug log line;
+* let ``OSError`` (resets, broken pipes) and :class:`IdleTimeout` (which the
+  server's idle reaper raises inside whichever call is waiting) propagate: the
+  server turns them into one debug log line and a close reason;
 * count the bytes it echoed in ``conn.bytes_echoed`` as it goes, so the count
   is right even when the connection dies half way;
 * make every wait a blocking socket call, and show progress: the server's idle
@@ -20,8 +20,8 @@ Contract for every handler:
   for the idle timeout. A handler that moves data without echoing it (chat)
   bumps ``conn.progress``.
 
-The echo and upper handlers live here; chat, which needs more, lives in
-:mod:`geventsrv.chat`. :mod:`geventsrv.modes` maps mode names to handlers.
+The handlers live in :mod:`geventsrv.modes`, one module per mode, beside the
+table that names them.
 """
 
 from __future__ import annotations
@@ -30,16 +30,8 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gevent import sleep
-
 if TYPE_CHECKING:
     from geventsrv.proxyproto import ProxyHeader
-
-#: Full buffers in a row (256 KiB) after which a bulk sender steps aside.
-FULL_BUFFERS_BEFORE_YIELD = 4
-#: How long it steps aside: any positive value means "until the event loop's
-#: next turn".
-YIELD_SECONDS = 1e-6
 
 #: Most bytes taken from the kernel by one ``recv``. 64 KiB matches the usual
 #: loopback segment size, so a large upload is echoed in few system calls.
@@ -97,38 +89,5 @@ class Connection:
 Handler = Callable[[Connection], None]
 
 
-def relay(conn: Connection, transform: Callable[[bytes], bytes] | None = None) -> None:
-    """Send back every chunk received, through ``transform`` if given, until EOF."""
-    recv = conn.sock.recv
-    sendall = conn.sock.sendall
-    full_buffers = 0
-    while True:
-        data = recv(RECV_SIZE)
-        if not data:
-            return
-        sendall(data if transform is None else transform(data))
-        conn.bytes_echoed += len(data)
-        # A full buffer means more was already waiting. A bulk sender that also
-        # reads fast never makes recv() or sendall() wait, so this loop would
-        # never give the hub a turn and every other connection would stall
-        # behind it (measured: pings waited up to 1.5 s). After a run of full
-        # buffers, step aside: a timer, unlike sleep(0), lets the hub poll for
-        # I/O first. Not after every full buffer: that cost 30% of the
-        # throughput at 100 KiB messages.
-        if len(data) < RECV_SIZE:
-            full_buffers = 0
-        else:
-            full_buffers += 1
-            if full_buffers == FULL_BUFFERS_BEFORE_YIELD:
-                full_buffers = 0
-                sleep(YIELD_SECONDS)
-
-
-def echo(conn: Connection) -> None:
-    """RFC 862 echo: send back every byte received, unchanged, until EOF."""
-    relay(conn)
-
-
-def upper(conn: Connection) -> None:
-    """Echo with ASCII letters upper-cased; every other byte passes unchanged."""
-    relay(conn, bytes.upper)  # bytes.upper() touches only a-z
+class IdleTimeout(TimeoutError):
+    """Raised in a connection's greenlet when it made no progress for the idle timeout."""

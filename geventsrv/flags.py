@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from geventsrv import exitcodes, modes
 from geventsrv.addresses import strip_brackets
-from geventsrv.commands import Parser
+from geventsrv.cmdline import Parser
 from geventsrv.config import (
     DEFAULT_PORT,
     IO_PATHS,

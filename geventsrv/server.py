@@ -5,7 +5,7 @@ because ``gevent.monkey.patch_all()`` has replaced the ``socket`` module's
 blocking calls with ones that park the calling greenlet; :meth:`EchoServer.start`
 refuses to run without that, since unpatched it would serve one client at a time.
 Binding lives in :mod:`geventsrv.listen`, the process around a server
-(signals, limits) in :mod:`geventsrv.runner`.
+(signals, limits) in :mod:`geventsrv.service`.
 
 Error handling
     A connection's failure (reset, broken pipe, idle timeout, even a bug in a
@@ -55,7 +55,7 @@ from geventsrv.cooperative import CooperativeSocket
 from geventsrv.limits import AccessList, Gate, TokenBuckets, parse_rate
 from geventsrv.listen import ListenError, Sockets, open_sockets
 from geventsrv.prologue import OpeningFailed, Prologue
-from geventsrv.starter import GreenletStarter
+from geventsrv.spawner import GreenletSpawner
 from geventsrv.stats import ServerStats
 from geventsrv.udp import DatagramEcho, reflector_warning
 
@@ -168,7 +168,7 @@ class EchoServer:
         """
         self.config = (config or Config()).validate()
         self.mode = modes.get(self.config.mode)
-        self.handler = handler or self.mode.make_handler(self.config.worker_id)
+        self.handler = handler or self.mode.make_handler(self.config)
         config = self.config
         #: Who may connect and how much each client may take.
         self.gate = Gate(
@@ -193,7 +193,7 @@ class EchoServer:
         self.udp: DatagramEcho | None = None
         self._datagrams: gevent.Greenlet[[], None] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
-        self._starter = GreenletStarter()
+        self._spawner = GreenletSpawner()
         #: Plain TCP on the fast path: connections are accepted and served by
         #: geventsrv's own cooperative sockets (TLS and PROXY use gevent's).
         self._cooperative = self.config.io == "fast" and self._prologue is None
@@ -378,7 +378,7 @@ class EchoServer:
         self._finished = True
         if self._reaper is not None:
             self._reaper.kill()
-        self._starter.close()
+        self._spawner.close()
         stats = self.stats
         if self._sockets.tcp is not None or self.config.tcp:
             log.info(
@@ -459,7 +459,7 @@ class EchoServer:
         conn.limit_key = limit_key
         greenlet = gevent.Greenlet(self._serve_connection, conn)
         self._connections[greenlet] = conn
-        self._starter.start(greenlet)
+        self._spawner.start(greenlet)
 
     def _refuse(self, sock: socket.socket, addr: tuple[str, int], reason: str) -> None:
         """Close a connection the gate turned away, before any greenlet work is spent on it."""

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from geventsrv import commands, exitcodes
+from geventsrv import cmdline, exitcodes
 from geventsrv.stats import CLOSE_REASONS as REASONS
 
 PROG = "python -m geventsrv.top"
@@ -201,7 +201,7 @@ def live(url: str, interval: float) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = commands.Parser(
+    parser = cmdline.Parser(
         prog=PROG, description="A live view of a running geventsrv, from its /metrics."
     )
     parser.add_argument("url", help="the server's --metrics address: HOST:PORT or a URL")
@@ -234,4 +234,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    commands.run(main)
+    cmdline.run(main)

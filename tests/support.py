@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv.bench import process
-from geventsrv.bench.process import CLIENT_TIMEOUT
-from geventsrv.bench.process import connect as connect  # re-exported for the tests
-from geventsrv.bench.process import recv_exactly as recv_exactly
+from geventsrv.testing import process
+from geventsrv.testing.process import CLIENT_TIMEOUT
+from geventsrv.testing.process import connect as connect  # re-exported for the tests
+from geventsrv.testing.process import recv_exactly as recv_exactly
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServerProcess(process.ServerProcess):
     """``python -m geventsrv ARGS`` run from the project root, every warning shown.
 
-    The harness itself is :class:`geventsrv.bench.process.ServerProcess`,
+    The harness itself is :class:`geventsrv.testing.process.ServerProcess`,
     shared with the lab and the soak.
     """
 

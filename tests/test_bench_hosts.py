@@ -12,7 +12,7 @@ import pytest
 from support import require_tool
 
 from geventsrv.bench import hosts
-from geventsrv.bench.process import GEVENTSRV, ServerProcess
+from geventsrv.testing.process import GEVENTSRV, ServerProcess
 
 
 def net(text: str) -> ipaddress.IPv4Network:

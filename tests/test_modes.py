@@ -11,13 +11,13 @@ from geventsrv.flags import build_parser
 
 @pytest.mark.parametrize("name", modes.MODE_NAMES)
 def test_every_mode_builds_a_handler(name):
-    handler = modes.get(name).make_handler(0)
+    handler = modes.get(name).make_handler(Config())
     assert callable(handler)
 
 
 def test_chat_gets_a_fresh_room_per_server():
     """Two servers in one process must not share one chat room."""
-    first, second = (modes.get("chat").make_handler(0) for _ in range(2))
+    first, second = (modes.get("chat").make_handler(Config()) for _ in range(2))
     assert first.__self__ is not second.__self__  # type: ignore[attr-defined]
 
 

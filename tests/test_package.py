@@ -94,8 +94,8 @@ def test_the_api_serves_as_a_context_manager():
 
 
 def test_console_script_entry_point_runs_the_server():
-    """``geventsrv`` (the installed script) imports geventsrv.launch and calls main()."""
-    wrapper = "import sys; from geventsrv.launch import main; sys.argv[0] = 'geventsrv'; main()"
+    """``geventsrv`` (the installed script) imports geventsrv.script and calls main()."""
+    wrapper = "import sys; from geventsrv.script import main; sys.argv[0] = 'geventsrv'; main()"
     server = ServerProcess("--port", "0", command=(sys.executable, "-W", "always", "-c", wrapper))
     server.wait_listening()
     assert server.stop() == 0

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv import commands, exitcodes
+from geventsrv import cmdline, exitcodes
 from geventsrv.bench import cload, lab, machine, syscalls
 from geventsrv.bench.load import CLIENTS, choose_client
 
@@ -61,7 +61,7 @@ def missing_extras() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = commands.Parser(
+    parser = cmdline.Parser(
         prog=PROG,
         description="Run every server under test on the same closed-loop workload, round by "
         "round, interleaved, and report medians: a table, JSON, CSV and PNG charts. Exits 1 "
@@ -293,4 +293,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    commands.run(main)
+    cmdline.run(main)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv import commands, exitcodes
+from geventsrv import cmdline, exitcodes
 from geventsrv.bench import cload, lab, machine
 
 PROG = "python -m geventsrv.bench capacity"
@@ -35,8 +35,8 @@ GROWTH = 1.5
 REFINEMENTS = 3
 
 
-def build_parser() -> commands.Parser:
-    parser = commands.Parser(
+def build_parser() -> cmdline.Parser:
+    parser = cmdline.Parser(
         prog=PROG,
         description="Find the highest rate each server sustains with p99 latency under a "
         "target, offering requests on a schedule (open loop, coordinated omission corrected).",

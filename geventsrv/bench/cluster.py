@@ -30,7 +30,7 @@ from geventsrv import procstats
 from geventsrv.bench import hosts
 from geventsrv.bench.distload import LocustRun
 from geventsrv.bench.haproxy import Backend, HAProxy, free_port, render
-from geventsrv.bench.process import GEVENTSRV, ServerProcess
+from geventsrv.testing.process import GEVENTSRV, ServerProcess
 
 ECHO_PORT = 7007
 METRICS_PORT = 9100

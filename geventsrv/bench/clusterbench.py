@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from geventsrv import commands, exitcodes
+from geventsrv import cmdline, exitcodes
 from geventsrv.bench import cluster, hosts, machine
 from geventsrv.bench.haproxy import HAProxyError
 
@@ -54,7 +54,7 @@ def _scenarios(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = commands.Parser(
+    parser = cmdline.Parser(
         prog=PROG,
         description="Several geventsrv hosts behind HAProxy, driven by distributed locust: "
         "steady share, rolling restart, failover. Exits 1 if a target is missed.",
@@ -239,4 +239,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    commands.run(main)
+    cmdline.run(main)

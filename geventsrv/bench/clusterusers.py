@@ -33,8 +33,8 @@ from typing import Any
 from locust import User, constant, events, task
 
 from geventsrv.bench.distload import Recorder
-from geventsrv.bench.process import recv_exactly
 from geventsrv.proxyproto import ProxyHeader, encode
+from geventsrv.testing.process import recv_exactly
 
 TIMEOUT = 10.0
 INFO_LIMIT = 8192

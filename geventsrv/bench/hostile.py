@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv import commands
+from geventsrv import cmdline
 from geventsrv.bench import machine
-from geventsrv.bench.process import ServerProcess
+from geventsrv.testing.process import ServerProcess
 
 ATTACKER, VICTIM = "127.0.0.2", "127.0.0.3"
 #: Linux: choose the source port at connect(), not bind(), so one source
@@ -158,7 +158,7 @@ def run_scenario(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = commands.Parser(
+    parser = cmdline.Parser(
         prog="python -m geventsrv.bench hostile",
         description="A second client's connect-to-echo time while one address attacks.",
     )

@@ -20,8 +20,8 @@ from typing import Any
 from geventsrv.bench import cload, syscalls
 from geventsrv.bench.load import LoadGenerator, start_load
 from geventsrv.bench.loadgen import Histogram, WorkerResult
-from geventsrv.bench.process import ServerProcess, connect, recv_exactly
 from geventsrv.procstats import process_tree
+from geventsrv.testing.process import ServerProcess, connect, recv_exactly
 
 PY = sys.executable
 _SERVERS = "geventsrv.bench.servers."

@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv import commands
+from geventsrv import cmdline
 from geventsrv.bench import machine
 from geventsrv.bench.lab import GEVENTSRV_LAB, ServerSpec, start_server, warm_up
-from geventsrv.bench.process import connect, recv_exactly
+from geventsrv.testing.process import connect, recv_exactly
 
 VARIANTS = {
     "plain": (),
@@ -141,7 +141,7 @@ def churn(variant: str, duration: float) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = commands.Parser(
+    parser = cmdline.Parser(
         prog="python -m geventsrv.bench ops",
         description="geventsrv's CPU per request with metrics on and with the access log.",
     )

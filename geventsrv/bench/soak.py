@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geventsrv import commands
+from geventsrv import cmdline
 from geventsrv.bench import cload
 from geventsrv.bench.load import CLIENTS, choose_client, start_load
-from geventsrv.bench.process import ServerProcess
+from geventsrv.testing.process import ServerProcess
 
 PROG = "python -m geventsrv.bench soak"
 DESCRIPTION = (
@@ -70,7 +70,7 @@ class Tally:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = commands.Parser(prog=PROG, description=DESCRIPTION)
+    parser = cmdline.Parser(prog=PROG, description=DESCRIPTION)
     parser.add_argument("--minutes", type=float, default=10.0, help="how long (default: 10)")
     parser.add_argument(
         "--connections", type=int, default=200, help="echo load connections (default: 200)"

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geventsrv import commands
+from geventsrv import cmdline
 from geventsrv.bench import machine
 from geventsrv.bench.haproxy import Backend, HAProxy, HAProxyError
 from geventsrv.bench.lab import warm_up
 from geventsrv.bench.load import choose_client, start_load
-from geventsrv.bench.process import ServerProcess
 from geventsrv.procstats import cpu_seconds
+from geventsrv.testing.process import ServerProcess
 
 VARIANTS = ("plain", "tls")
 
@@ -95,7 +95,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = commands.Parser(
+    parser = cmdline.Parser(
         prog="python -m geventsrv.bench tls",
         description="geventsrv's CPU per request with and without TLS, HAProxy as the client.",
     )

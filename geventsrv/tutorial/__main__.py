@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from geventsrv import commands
+from geventsrv import cmdline
 from geventsrv.tutorial._narrate import Narrator, stopwatch
 from geventsrv.tutorial.catalog import LESSONS, UnknownLesson, load, summaries
 
@@ -27,7 +27,7 @@ def listing() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = commands.Parser(prog=PROG, description="Run the geventsrv tutorial.")
+    parser = cmdline.Parser(prog=PROG, description="Run the geventsrv tutorial.")
     parser.add_argument("lesson", nargs="?", help="a lesson's name or number")
     parser.add_argument("--all", action="store_true", help="run every lesson in order")
     parser.add_argument(
@@ -80,4 +80,4 @@ def _draws(module: str) -> bool:
 
 
 if __name__ == "__main__":
-    commands.run(main)
+    cmdline.run(main)

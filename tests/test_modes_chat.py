@@ -229,7 +229,7 @@ def test_a_listener_stays_while_the_room_talks_and_idles_out_when_it_is_silent(s
 
 
 def test_outbox_holds_at_most_its_limit_and_hands_everything_over_at_once():
-    from geventsrv.chat import Outbox
+    from geventsrv.modes.chat import Outbox
 
     box = Outbox(limit=10)
     assert box.put(b"hello") and box.put(b"world")
@@ -245,7 +245,7 @@ def test_outbox_holds_at_most_its_limit_and_hands_everything_over_at_once():
 def test_outbox_take_waits_for_a_put_from_another_greenlet():
     import gevent
 
-    from geventsrv.chat import Outbox
+    from geventsrv.modes.chat import Outbox
 
     box = Outbox()
     taker = gevent.spawn(box.take)

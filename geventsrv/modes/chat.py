@@ -30,11 +30,15 @@ import contextlib
 import itertools
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
 
-from geventsrv.connection import RECV_SIZE, Connection
+from geventsrv.connection import RECV_SIZE, Connection, Handler
+
+if TYPE_CHECKING:
+    from geventsrv.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +200,8 @@ class ChatRoom:
                 member.conn.progress += 1
         except OSError as exc:
             log.debug("%s: write failed: %s", member.name, exc)
+
+
+def chat_handler(config: Config) -> Handler:
+    """``--mode chat``'s handler: one room per server."""
+    return ChatRoom().handle

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from geventsrv.connection import Connection
 
 
-class GreenletStarter:
+class GreenletSpawner:
     """Starts new connections' greenlets from the hub, up to a time budget per loop turn.
 
     Why not ``gevent.spawn()``: it queues each start as a hub callback, and the

@@ -10,7 +10,7 @@ import time
 import pytest
 from support import connect, echo_through, recv_exactly, send_chunks_in_thread
 
-from geventsrv.runner import raise_open_file_limit
+from geventsrv.service import raise_open_file_limit
 
 MiB = 1 << 20
 

@@ -1,19 +1,24 @@
-"""The server's modes: for each, its TCP handler, what UDP does, and where it can run.
+"""The handler family: one module per mode, and the table that names them.
 
-The one table every part reads: :mod:`geventsrv.config` validates a mode name
-and its combinations (UDP, workers) against it, :class:`~geventsrv.server.EchoServer`
-asks it for a handler, and the UDP service for its transform. Handlers are
-imported only when a server asks for one, so reading the table stays cheap
+Each mode is a module here (:mod:`~geventsrv.modes.echo`, :mod:`~geventsrv.modes.info`,
+:mod:`~geventsrv.modes.chat`) whose handler keeps the contract of
+:mod:`geventsrv.connection`. :data:`MODES` is the one table every other part
+reads: :mod:`geventsrv.config` validates a mode name and its combinations
+(UDP, workers) against it, :class:`~geventsrv.server.EchoServer` asks it for a
+handler, the UDP service for its transform. A handler's module is imported
+only when a server asks for it, so reading the table stays cheap
 (``geventsrv.config`` imports it before the process is monkey-patched).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from geventsrv.config import Config
     from geventsrv.connection import Handler
 
 
@@ -24,9 +29,9 @@ class Mode:
     name: str
     #: One line for ``--help`` and the docs.
     summary: str
-    #: Builds the TCP handler, given the worker's id (0 alone; info mode names
-    #: it); called once per server (chat's room lives in it).
-    make_handler: Callable[[int], Handler]
+    #: ``module:factory``: the factory, given the server's :class:`~geventsrv.config.Config`,
+    #: builds the TCP handler; called once per server (chat's room lives in it).
+    factory: str
     #: Whether UDP echo is served in this mode, and what it does to a datagram
     #: (``None``: sent back unchanged).
     serves_udp: bool
@@ -35,29 +40,13 @@ class Mode:
     #: service (chat cannot: each worker would hold a room of its own).
     across_workers: bool
 
-
-def _echo(worker_id: int) -> Handler:
-    from geventsrv.connection import echo
-
-    return echo
-
-
-def _upper(worker_id: int) -> Handler:
-    from geventsrv.connection import upper
-
-    return upper
-
-
-def _chat(worker_id: int) -> Handler:
-    from geventsrv.chat import ChatRoom
-
-    return ChatRoom().handle
-
-
-def _info(worker_id: int) -> Handler:
-    from geventsrv.info import InfoHandler
-
-    return InfoHandler(worker_id)
+    def make_handler(self, config: Config) -> Handler:
+        """The handler for a server configured by ``config``."""
+        module, _, name = self.factory.partition(":")
+        factory: Callable[[Config], Handler] = getattr(
+            importlib.import_module(f"geventsrv.modes.{module}"), name
+        )
+        return factory(config)
 
 
 MODES: dict[str, Mode] = {
@@ -66,7 +55,7 @@ MODES: dict[str, Mode] = {
         Mode(
             "echo",
             "bytes back unchanged (RFC 862)",
-            _echo,
+            "echo:echo_handler",
             serves_udp=True,
             udp_transform=None,
             across_workers=True,
@@ -74,7 +63,7 @@ MODES: dict[str, Mode] = {
         Mode(
             "upper",
             "ASCII letters upper-cased, every other byte unchanged",
-            _upper,
+            "echo:upper_handler",
             serves_udp=True,
             udp_transform=bytes.upper,
             across_workers=True,
@@ -82,7 +71,7 @@ MODES: dict[str, Mode] = {
         Mode(
             "info",
             "one JSON line describing the connection as the server saw it, then echo",
-            _info,
+            "info:InfoHandler",
             serves_udp=False,
             udp_transform=None,
             across_workers=True,
@@ -90,7 +79,7 @@ MODES: dict[str, Mode] = {
         Mode(
             "chat",
             "each line to every other client",
-            _chat,
+            "chat:chat_handler",
             serves_udp=False,
             udp_transform=None,
             across_workers=False,

@@ -8,7 +8,8 @@ import threading
 import pytest
 from support import recv_until_eof
 
-from geventsrv.connection import Connection, echo, upper
+from geventsrv.connection import Connection
+from geventsrv.modes.echo import echo, upper
 
 
 def run_handler(handler, payload: bytes) -> tuple[bytes, Connection]:

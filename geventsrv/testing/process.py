@@ -1,4 +1,4 @@
-"""Start, watch, inspect and stop a server process: one harness for the lab, soak and tests.
+"""Start, watch, inspect and stop a server process: one harness for the tests, the lab and the soak.
 
 :class:`ServerProcess` runs a command (by default ``python -m geventsrv``),
 collects its output line by line, and knows its port once the server says

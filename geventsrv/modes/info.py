@@ -31,10 +31,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from geventsrv.addresses import format_address
-from geventsrv.connection import Connection, relay
+from geventsrv.connection import Connection
+from geventsrv.modes.echo import relay
 from geventsrv.proxyproto import ProxyHeader
+
+if TYPE_CHECKING:
+    from geventsrv.config import Config
 
 
 def _address(address: tuple[str, int] | None) -> str | None:
@@ -58,8 +63,8 @@ def describe_proxy(header: ProxyHeader | None) -> dict[str, object] | None:
 class InfoHandler:
     """The info mode's handler; knows the process-wide fields once."""
 
-    def __init__(self, worker_id: int) -> None:
-        self.worker = worker_id
+    def __init__(self, config: Config) -> None:
+        self.worker = config.worker_id
         self.pid = os.getpid()
         self.host = socket.gethostname()
 

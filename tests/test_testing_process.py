@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from geventsrv.bench.process import ServerProcess, parse_listening
+from geventsrv.testing.process import ServerProcess, parse_listening
 
 
 @pytest.mark.parametrize(
