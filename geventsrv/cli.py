@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from geventsrv import exitcodes
 from geventsrv.config import ConfigError
-from geventsrv.flags import PROG, parse_config
+from geventsrv.flags import PROG, fail, parse_config
 from geventsrv.listen import ListenError
 from geventsrv.logs import configure_logging
 from geventsrv.metrics import require_prometheus
@@ -43,15 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_prometheus()
         if config.workers > 1 and os.environ.get("LISTEN_PID") == str(os.getpid()):
             raise ConfigError(
+                "workers",
                 "socket activation hands its sockets to one process: use --workers 1 "
-                "(for more cores, one service instance per CPU)"
+                "(for more cores, one service instance per CPU)",
             )
         if config.workers > 1:
             return supervise(config)
-        clean = serve(config)
+        return serve(config)
     except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exitcodes.USAGE
+        fail(exc)
     except ListenError as exc:
         print(f"{PROG}: error: {exc.strerror}", file=sys.stderr)
         return exitcodes.CANNOT_LISTEN
@@ -60,4 +60,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.INTERNAL_ERROR
     except KeyboardInterrupt:  # interrupted before the signal handlers were in place
         return exitcodes.FORCED
-    return exitcodes.OK if clean else exitcodes.FORCED

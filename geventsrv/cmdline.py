@@ -22,6 +22,9 @@ class Parser(argparse.ArgumentParser):
     """argparse with a one-line usage error (exit 2) and a ``--version`` flag."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        # No abbreviations: a flag misspelt as a prefix of another (--scenario for
+        # --scenarios) is an error, not silently the other flag.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # "geventsrv 0.1.0", "python -m geventsrv.client (geventsrv) 0.1.0"
         package = "" if self.prog == "geventsrv" else " (geventsrv)"

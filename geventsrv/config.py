@@ -1,16 +1,23 @@
-"""The one typed description of a server: every tunable, its default and its limits.
+"""The one typed description of a server: every setting, declared once.
+
+Each field of :class:`Config` is declared with :func:`setting`: its default,
+the help line ``--help`` shows, how its value is written on a command line
+(its *kind*) and its group there. :mod:`geventsrv.flags` derives the parser,
+the ``GEVENTSRV_<FLAG>`` variables and the inverse, :func:`~geventsrv.flags.to_argv`,
+from these declarations, so a new setting is one field here and nothing else.
 
 The command line and the Python API build the same :class:`Config`, so a value
 means the same thing whichever way it arrives. :meth:`Config.validate` is the
-single place where a value is judged; it raises :class:`ConfigError` with a
-message fit to show a user as it is.
+single place where a value is judged; it raises :class:`ConfigError` naming the
+setting, which the command line shows as ``argument --flag: ...``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from geventsrv import modes
 from geventsrv.limits import parse_rate
@@ -28,6 +35,14 @@ LOG_FORMATS = ("text", "json")
 IO_PATHS = ("fast", "patched")
 
 MAX_PORT = 65535
+#: Most connections one process may serve at once: Linux's own ceiling on a
+#: process's descriptors (``fs.nr_open``'s default), one per connection.
+MAX_CONNS = 1 << 20
+#: Most worker processes a supervisor starts.
+MAX_WORKERS = 1024
+#: Largest listen backlog that ``listen()`` takes (a C int); the kernel caps it
+#: further at ``net.core.somaxconn``, and so does :mod:`geventsrv.listen`.
+MAX_BACKLOG = (1 << 31) - 1
 
 #: The default per-client connection limit is never below this.
 PER_CLIENT_FLOOR = 100
@@ -35,9 +50,58 @@ PER_CLIENT_FLOOR = 100
 #: Who may send a PROXY header unless ``--proxy-allow-from`` says otherwise.
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
+#: Groups of ``--help``, in order (settings without one come first).
+GROUPS = {
+    "tls": "TLS (TCP only; every mode)",
+    "proxy": "PROXY protocol (HAProxy's send-proxy, send-proxy-v2)",
+    "operations": "operations",
+    "limits": "per-client limits and access (see docs/security.md)",
+}
+
 
 class ConfigError(ValueError):
-    """A configuration value is out of range; ``str()`` is a message for the user."""
+    """A setting's value cannot be used; ``str()`` is a message for the user.
+
+    ``setting`` names the :class:`Config` field at fault (``None`` when no
+    single one is), and ``problem`` says what is wrong with it, so that the
+    command line can say ``argument --port: must be ...`` as argparse does.
+    """
+
+    def __init__(self, setting: str | None, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}" if setting else problem)
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one :class:`Config` field appears on the command line (see :func:`setting`)."""
+
+    help: str
+    #: How the value is written: a key of :data:`geventsrv.flags.KINDS`.
+    kind: str = "text"
+    group: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    #: What ``--help`` says the default is, when ``%(default)s`` would not say it well.
+    default_text: str | None = None
+    #: Set by the supervisor for its workers, never by a person: not in ``--help``.
+    hidden: bool = False
+
+
+def setting(default: Any, help: str, **how: Any) -> Any:
+    """A :class:`Config` field with its default and its :class:`Setting`."""
+    return field(default=default, metadata={"setting": Setting(help, **how)})
+
+
+def setting_of(name: str) -> Setting:
+    """The :class:`Setting` of the field ``name``."""
+    return FIELDS[name].metadata["setting"]  # type: ignore[no-any-return]
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of the field ``name``: ``idle_timeout`` -> ``--idle-timeout``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -50,82 +114,228 @@ class Config:
     until a slot frees.
     """
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    mode: str = "echo"
+    host: str = setting(
+        DEFAULT_HOST, "address to bind, IPv4 or IPv6, with or without brackets", kind="host"
+    )
+    port: int = setting(
+        DEFAULT_PORT, "port; 0 lets the system pick one, logged at start", kind="integer"
+    )
+    mode: str = setting(
+        "echo",
+        "; ".join(f"{m.name}: {m.summary}" for m in modes.MODES.values()),
+        choices=modes.MODE_NAMES,
+    )
     #: Length of the kernel accept queue. The kernel caps it at
     #: ``net.core.somaxconn``. A deep queue absorbs connection storms; when it
     #: overflows the kernel drops handshakes and those clients retry after 1,
     #: then 3 s. Measured with 10,000 connects back to back: Python's default
     #: listen() backlog (128) left 1% of clients waiting 1-1.9 s for a first
     #: echo, 2048 did once in three runs (2.1 s), 4096 never (<= 0.5 s).
-    backlog: int = 4096
-    max_conns: int = 10000
+    backlog: int = setting(
+        4096, "listen queue length, capped by net.core.somaxconn", kind="integer", metavar="N"
+    )
+    max_conns: int = setting(
+        10000,
+        "connections served at once; further clients wait in the listen backlog until a slot frees",
+        kind="integer",
+        metavar="N",
+    )
     #: Seconds without progress (nothing received, or a reply that cannot be
     #: sent) after which a connection is closed.
-    idle_timeout: float | None = 300.0
+    idle_timeout: float | None = setting(
+        300.0,
+        "close a connection after this many seconds without progress; 0 never",
+        kind="seconds_or_never",
+        metavar="SECONDS",
+    )
     #: Seconds that open connections get to finish after a stop is requested.
-    drain_timeout: float = 10.0
-    log_level: str = "info"
-    #: Serve TCP on ``host:port``.
-    tcp: bool = True
-    #: Serve UDP echo on the same ``host:port`` (modes echo and upper).
-    udp: bool = False
+    drain_timeout: float = setting(
+        10.0,
+        "seconds open connections get to finish after SIGINT/SIGTERM",
+        kind="seconds",
+        metavar="SECONDS",
+    )
     #: Processes serving the port together (SO_REUSEPORT) under a supervisor.
-    workers: int = 1
-    #: Set SO_REUSEPORT on the listener, so that several processes can share
-    #: the port and the kernel spreads connections over them.
-    reuse_port: bool = False
+    workers: int = setting(
+        1,
+        "worker processes sharing the port (SO_REUSEPORT) under a supervisor that restarts "
+        "any that die; 'auto' = one per CPU",
+        kind="workers",
+        metavar="N",
+    )
     #: What sits under the handlers' blocking calls: ``fast``, geventsrv's own
     #: cooperative socket (two system calls per echo), or ``patched``, the
-    #: monkey-patched stdlib socket (four): the textbook path, kept to compare.
-    io: str = "fast"
+    #: monkey-patched stdlib socket (three or four): the textbook path, kept to compare.
+    io: str = setting(
+        "fast",
+        "fast: geventsrv's own cooperative socket, 2 system calls per echo; patched: "
+        "gevent's monkey-patched socket, the textbook path, 3 or 4",
+        choices=IO_PATHS,
+    )
+    #: Set SO_REUSEPORT on the listener, so that several processes can share
+    #: the port and the kernel spreads connections over them.
+    reuse_port: bool = setting(
+        False, "set SO_REUSEPORT, so that other processes can serve the same port", kind="switch"
+    )
+    #: Serve UDP echo on the same ``host:port`` (modes echo and upper).
+    udp: bool = setting(False, "also serve UDP echo on the same host and port", kind="transport")
+    #: Serve TCP on ``host:port`` (off with ``--udp-only``).
+    tcp: bool = setting(True, "serve UDP echo, no TCP", kind="transport")
+    log_level: str = setting("info", "debug logs every connection", choices=LOG_LEVELS)
     #: Which worker of a supervisor this process is (1..workers), 0 for a
     #: server on its own. Named in every log line.
-    worker_id: int = 0
+    worker_id: int = setting(0, "", kind="integer", hidden=True)
     #: TLS on the TCP port: the certificate chain (PEM) and its key (PEM; may
     #: sit in the certificate's file, then ``tls_key`` may be left out).
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    tls_cert: str | None = setting(
+        None, "serve TLS with this PEM certificate chain", group="tls", metavar="FILE"
+    )
+    tls_key: str | None = setting(
+        None,
+        "its PEM private key",
+        group="tls",
+        metavar="FILE",
+        default_text="in the --tls-cert file",
+    )
     #: CA certificates (PEM) that client certificates must chain to: mutual TLS.
-    tls_ca: str | None = None
+    tls_ca: str | None = setting(
+        None,
+        "require client certificates that chain to these PEM CA certificates (mutual TLS)",
+        group="tls",
+        metavar="FILE",
+    )
     #: Seconds a client gets to complete the TLS handshake, from its accept.
-    tls_handshake_timeout: float = 10.0
+    tls_handshake_timeout: float = setting(
+        10.0,
+        "close a client that has not completed its handshake by then",
+        kind="seconds",
+        group="tls",
+        metavar="SECONDS",
+    )
     #: ALPN protocols the server offers to select, in order of preference.
-    tls_alpn: tuple[str, ...] = ()
+    tls_alpn: tuple[str, ...] = setting(
+        (),
+        "ALPN protocols to accept, in order of preference",
+        kind="words",
+        group="tls",
+        metavar="PROTO[,PROTO...]",
+        default_text="none",
+    )
     #: Require a PROXY protocol header (``v1``, ``v2`` or ``any``) on every
     #: TCP connection; ``None``: no header expected.
-    proxy_protocol: str | None = None
+    proxy_protocol: str | None = setting(
+        None,
+        "every connection must start with a PROXY header of this version; its source "
+        "address becomes the client's",
+        group="proxy",
+        choices=tuple(ACCEPTED_VERSIONS),
+        default_text="off",
+    )
     #: Networks a PROXY header is accepted from (CIDR); anyone else is closed.
-    proxy_allow_from: tuple[str, ...] = LOOPBACK_NETWORKS
+    proxy_allow_from: tuple[str, ...] = setting(
+        LOOPBACK_NETWORKS,
+        "who may send a PROXY header; others are closed",
+        kind="words",
+        group="proxy",
+        metavar="CIDR[,CIDR...]",
+        default_text="loopback",
+    )
     #: Seconds a client gets to send its whole PROXY header, from its accept.
-    proxy_timeout: float = 5.0
+    proxy_timeout: float = setting(
+        5.0,
+        "close a client whose PROXY header is not complete by then",
+        kind="positive_seconds",
+        group="proxy",
+        metavar="SECONDS",
+    )
     #: Serve ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP on this
     #: ``HOST:PORT`` (port 0 picks one); ``None``: no HTTP endpoint.
-    metrics: str | None = None
+    metrics: str | None = setting(
+        None,
+        "serve Prometheus /metrics, /healthz and /readyz over HTTP here; port 0 picks one, "
+        "logged at start",
+        group="operations",
+        metavar="HOST:PORT",
+        default_text="off",
+    )
     #: Where a worker serves its metrics for the supervisor to gather (a Unix
     #: socket path the supervisor chooses); ``None`` on a server alone.
-    metrics_socket: str | None = None
+    metrics_socket: str | None = setting(None, "", group="operations", hidden=True)
     #: Seconds between the first SIGTERM (``/readyz`` turns 503 at once) and
     #: the drain: long enough for a balancer polling readiness to stop
     #: sending new clients before any is refused.
-    shutdown_delay: float = 0.0
+    shutdown_delay: float = setting(
+        0.0,
+        "on SIGTERM, /readyz turns 503 at once and the server keeps accepting this long "
+        "before it drains",
+        kind="seconds",
+        group="operations",
+        metavar="SECONDS",
+    )
     #: ``text``: one line per event for people; ``json``: one JSON object per line.
-    log_format: str = "text"
+    log_format: str = setting(
+        "text", "json: one JSON object per line", group="operations", choices=LOG_FORMATS
+    )
     #: Log one line per closed connection (logger ``geventsrv.access``).
-    access_log: bool = False
+    access_log: bool = setting(
+        False,
+        "log one line per closed connection: client, duration, bytes, reason",
+        kind="switch",
+        group="operations",
+    )
     #: Connections one client may hold at once; ``None``: a tenth of
-    #: ``max_conns``, at least 100 (see :attr:`per_client_limit`); 0: no limit.
-    max_conns_per_client: int | None = None
+    #: ``max_conns``, at least 100, for every client but loopback ones (see
+    #: :attr:`per_client_limit`); 0: no limit.
+    max_conns_per_client: int | None = setting(
+        None,
+        "connections one client may hold at once; past it, new ones are closed at once; "
+        "0: no limit",
+        kind="integer",
+        group="limits",
+        metavar="N",
+        default_text="a tenth of --max-conns, at least 100, for every client but loopback "
+        "ones, which only this flag limits",
+    )
     #: IPv6 clients count per network of this prefix length (a host owns its /64).
-    ipv6_client_prefix: int = 64
+    ipv6_client_prefix: int = setting(
+        64,
+        "IPv6 clients count per network of this prefix",
+        kind="integer",
+        group="limits",
+        metavar="BITS",
+    )
     #: Networks served (with any, only those) and refused (deny wins), TCP and UDP.
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
+    allow: tuple[str, ...] = setting(
+        (),
+        "serve only these networks (repeatable; TCP and UDP)",
+        kind="networks",
+        group="limits",
+        metavar="CIDR[,CIDR...]",
+    )
+    deny: tuple[str, ...] = setting(
+        (),
+        "refuse these networks; deny wins over allow (repeatable; TCP and UDP)",
+        kind="networks",
+        group="limits",
+        metavar="CIDR[,CIDR...]",
+    )
     #: New connections per second one client may open, ``RATE[:BURST]``; ``None``: no limit.
-    accept_rate_per_client: str | None = None
+    accept_rate_per_client: str | None = setting(
+        None,
+        "new connections per second one client may open; past it they are closed at once",
+        kind="rate",
+        group="limits",
+        metavar="RATE[:BURST]",
+        default_text="no limit",
+    )
     #: UDP datagrams per second echoed to one source, ``RATE[:BURST]``; ``None``: no limit.
-    udp_rate_per_client: str | None = "100:200"
+    udp_rate_per_client: str | None = setting(
+        "100:200",
+        "UDP datagrams per second echoed to one source; 0: no limit",
+        kind="rate",
+        group="limits",
+        metavar="RATE[:BURST]",
+    )
 
     @property
     def per_client_limit(self) -> int:
@@ -134,49 +344,52 @@ class Config:
         By default a tenth of ``max_conns`` (1,000 of 10,000): more than one
         ordinary client opens, and nine others of the same appetite still fit.
         Never below 100, so that a small ``max_conns`` on a test bench does not
-        turn the second connection of a client away.
+        turn the second connection of a client away. The default spares
+        loopback clients (:attr:`per_client_limit_spares_loopback`).
         """
         if self.max_conns_per_client is None:
             return max(PER_CLIENT_FLOOR, self.max_conns // 10)
         return self.max_conns_per_client
 
+    @property
+    def per_client_limit_spares_loopback(self) -> bool:
+        """Whether loopback clients go uncounted: yes unless the limit was given.
+
+        On loopback every client is 127.0.0.1 (or ::1): a load test from the same
+        machine would meet the default limit as a global cap of a tenth. A
+        server exposed to a network still limits every remote address; a limit
+        given explicitly applies to loopback too.
+        """
+        return self.max_conns_per_client is None
+
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
-        if not isinstance(self.port, int) or not 0 <= self.port <= MAX_PORT:
-            raise ConfigError(f"port must be an integer from 0 to {MAX_PORT}, got {self.port!r}")
+        _integer(self, "port", 0, MAX_PORT)
         if self.mode not in modes.MODES:
-            choices = ", ".join(modes.MODE_NAMES)
-            raise ConfigError(f"mode must be one of {choices}, got {self.mode!r}")
+            raise ConfigError(
+                "mode", f"must be one of {', '.join(modes.MODE_NAMES)}, got {self.mode!r}"
+            )
         mode = modes.get(self.mode)
-        if self.backlog < 1:
-            raise ConfigError(f"backlog must be at least 1, got {self.backlog}")
-        if self.max_conns < 1:
-            raise ConfigError(f"max-conns must be at least 1, got {self.max_conns}")
-        if self.idle_timeout is not None and not self.idle_timeout > 0:
-            raise ConfigError(
-                f"idle-timeout must be a positive number of seconds, got {self.idle_timeout}"
-            )
-        if not self.drain_timeout >= 0:
-            raise ConfigError(f"drain-timeout must be 0 or more seconds, got {self.drain_timeout}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(
-                f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
-            )
-        if self.io not in IO_PATHS:
-            raise ConfigError(f"io must be one of {', '.join(IO_PATHS)}, got {self.io!r}")
+        _integer(self, "backlog", 1, MAX_BACKLOG)
+        _integer(self, "max_conns", 1, MAX_CONNS)
+        if self.idle_timeout is not None:
+            _seconds(self, "idle_timeout", positive=True)
+        _seconds(self, "drain_timeout")
+        _choice(self, "log_level", LOG_LEVELS)
+        _choice(self, "io", IO_PATHS)
         if not (self.tcp or self.udp):
-            raise ConfigError("nothing to serve: enable TCP, UDP or both")
+            raise ConfigError(None, "nothing to serve: enable TCP, UDP or both")
         if self.udp and not mode.serves_udp:
             served = " and ".join(name for name, m in modes.MODES.items() if m.serves_udp)
-            raise ConfigError(f"UDP serves the {served} modes, not {self.mode}")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be at least 1, got {self.workers!r}")
+            raise ConfigError("udp", f"serves the {served} modes, not {self.mode}")
+        _integer(self, "workers", 1, MAX_WORKERS)
         if self.workers > 1 and not mode.across_workers:
-            raise ConfigError(f"{self.mode} mode keeps its state in one process; use --workers 1")
-        if not isinstance(self.worker_id, int) or not self.worker_id >= 0:
-            raise ConfigError(f"worker-id must be 0 or more, got {self.worker_id!r}")
+            raise ConfigError(
+                "workers", f"{self.mode} mode keeps its state in one process; use --workers 1"
+            )
+        _integer(self, "worker_id", 0, MAX_WORKERS)
         if self.workers > 1 and self.udp:
-            raise ConfigError("UDP echo runs in one process; use --workers 1 with --udp")
+            raise ConfigError("workers", "UDP echo runs in one process; use --workers 1 with --udp")
         self._validate_front()
         self._validate_operations()
         self._validate_limits()
@@ -184,83 +397,87 @@ class Config:
 
     def _validate_limits(self) -> None:
         """Per-client limits and the access list."""
-        per_client = self.max_conns_per_client
-        if per_client is not None and per_client < 0:
-            raise ConfigError(
-                f"max-conns-per-client must be 0 (no limit) or more, got {per_client}"
-            )
-        if not 0 <= self.ipv6_client_prefix <= 128:
-            raise ConfigError(
-                f"ipv6-client-prefix must be from 0 to 128, got {self.ipv6_client_prefix}"
-            )
-        for flag, networks in (("allow", self.allow), ("deny", self.deny)):
-            for network in networks:
-                try:
-                    ipaddress.ip_network(network, strict=False)
-                except ValueError:
-                    raise ConfigError(
-                        f"{flag} takes networks such as 10.0.0.0/8 or ::1, got {network!r}"
-                    ) from None
-        for flag, rate in (
-            ("accept-rate-per-client", self.accept_rate_per_client),
-            ("udp-rate-per-client", self.udp_rate_per_client),
-        ):
+        if self.max_conns_per_client is not None:
+            _integer(self, "max_conns_per_client", 0, MAX_CONNS, "0 (no limit)")
+        _integer(self, "ipv6_client_prefix", 0, 128)
+        for name in ("allow", "deny"):
+            _networks(self, name)
+        for name in ("accept_rate_per_client", "udp_rate_per_client"):
+            rate = getattr(self, name)
             if rate is not None:
                 try:
                     parse_rate(rate)
                 except ValueError as exc:
-                    raise ConfigError(f"{flag} {exc}") from None
+                    raise ConfigError(name, str(exc)) from None
 
     def _validate_operations(self) -> None:
         """Metrics, shutdown delay and logs."""
         if self.metrics is not None:
             parse_host_port(self.metrics, "metrics")
-        if not self.shutdown_delay >= 0:
-            raise ConfigError(
-                f"shutdown-delay must be 0 or more seconds, got {self.shutdown_delay}"
-            )
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigError(
-                f"log-format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}"
-            )
+        _seconds(self, "shutdown_delay")
+        _choice(self, "log_format", LOG_FORMATS)
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""
-        if self.tls_cert is None and (self.tls_key is not None or self.tls_ca is not None):
-            raise ConfigError("tls-key and tls-ca need tls-cert")
-        if not self.tls_handshake_timeout > 0:
-            raise ConfigError(
-                f"tls-handshake-timeout must be a positive number of seconds, "
-                f"got {self.tls_handshake_timeout}"
-            )
-        if self.proxy_protocol is not None and self.proxy_protocol not in ACCEPTED_VERSIONS:
-            raise ConfigError(
-                f"proxy-protocol must be one of {', '.join(ACCEPTED_VERSIONS)}, "
-                f"got {self.proxy_protocol!r}"
-            )
-        if not self.proxy_timeout > 0:
-            raise ConfigError(
-                f"proxy-timeout must be a positive number of seconds, got {self.proxy_timeout}"
-            )
-        for network in self.proxy_allow_from:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"proxy-allow-from takes networks such as 10.0.0.0/8 or ::1, got {network!r}"
-                ) from None
+        for name in ("tls_key", "tls_ca"):
+            if self.tls_cert is None and getattr(self, name) is not None:
+                raise ConfigError(name, "needs --tls-cert")
+        _seconds(self, "tls_handshake_timeout", positive=True)
+        if self.proxy_protocol is not None:
+            _choice(self, "proxy_protocol", tuple(ACCEPTED_VERSIONS))
+        _seconds(self, "proxy_timeout", positive=True)
+        _networks(self, "proxy_allow_from")
         if not self.tcp and (self.tls_cert is not None or self.proxy_protocol is not None):
-            raise ConfigError("TLS and the PROXY protocol are for TCP; drop --udp-only")
+            raise ConfigError(
+                "tls_cert" if self.tls_cert else "proxy_protocol",
+                "TLS and the PROXY protocol are for TCP; drop --udp-only",
+            )
 
     def replace(self, **changes: object) -> Config:
         """Return a copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes).validate()  # type: ignore[arg-type]
 
 
-def parse_host_port(text: str, what: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> ``(host, port)``; :class:`ConfigError` naming ``what``."""
+#: Every field of :class:`Config` by name, with its :class:`Setting` in ``metadata``.
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _integer(config: Config, name: str, low: int, high: int, low_text: str = "") -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            name, f"must be a whole number from {low_text or low} to {high}, got {value!r}"
+        )
+
+
+def _seconds(config: Config, name: str, positive: bool = False) -> None:
+    value = getattr(config, name)
+    ok = isinstance(value, (int, float)) and (value > 0 if positive else value >= 0)
+    if not ok or not value < float("inf"):
+        what = "a positive number" if positive else "a number, 0 or more,"
+        raise ConfigError(name, f"must be {what} of seconds, got {value!r}")
+
+
+def _choice(config: Config, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _networks(config: Config, name: str) -> None:
+    for network in getattr(config, name):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                name, f"takes networks such as 10.0.0.0/8 or ::1, got {network!r}"
+            ) from None
+
+
+def parse_host_port(text: str, name: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> ``(host, port)``; :class:`ConfigError` for ``name``."""
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or int(port) > MAX_PORT:
-        raise ConfigError(f"{what} must be HOST:PORT (port 0 picks one), got {text!r}")
+        raise ConfigError(name, f"must be HOST:PORT (port 0 picks one), got {text!r}")
     return host, int(port)

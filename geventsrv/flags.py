@@ -1,9 +1,15 @@
-"""The server's flags: argv in, a validated :class:`Config` out, and back again.
+"""The server's flags, derived from :class:`~geventsrv.config.Config`'s declarations.
 
-:func:`parse_config` is what ``python -m geventsrv`` parses; a bad flag or
-value ends in one line on stderr and exit code 2, never a traceback.
-:func:`to_argv` is its inverse: the supervisor hands each worker its
-:class:`Config` as the flags that rebuild it exactly.
+:func:`build_parser` makes one flag per field (its help, group and kind come
+from the field's :class:`~geventsrv.config.Setting`), :func:`apply_environment`
+one ``GEVENTSRV_<FLAG>`` variable per flag, and :func:`to_argv` the inverse of
+:func:`parse_config`: the supervisor hands each worker its :class:`Config` as
+the flags that rebuild it exactly.
+
+Flags only convert text to values (a number, a list); whether a value is
+usable is :meth:`Config.validate`'s to judge, and its :class:`ConfigError`
+is shown as argparse shows its own errors: ``geventsrv: error: argument
+--port: must be ... (see --help)``, exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,21 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from geventsrv import exitcodes, modes
 from geventsrv.addresses import strip_brackets
 from geventsrv.cmdline import Parser
-from geventsrv.config import (
-    DEFAULT_PORT,
-    IO_PATHS,
-    LOG_FORMATS,
-    LOG_LEVELS,
-    MAX_PORT,
-    Config,
-    ConfigError,
-)
-from geventsrv.proxyproto import ACCEPTED_VERSIONS
+from geventsrv.config import FIELDS, GROUPS, Config, ConfigError, flag_of, setting_of
 
 PROG = "geventsrv"
 #: Every flag may also come from the environment: ``--idle-timeout`` from
@@ -33,58 +31,22 @@ PROG = "geventsrv"
 #: on the command line wins.
 ENV_PREFIX = "GEVENTSRV_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+#: The flag that turns TCP off (the ``tcp`` field's flag is named for what it does).
+UDP_ONLY = "--udp-only"
 
 
-def _port(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
-        port = int(text)
+        return int(text)
     except ValueError:
-        port = -1
-    if not 0 <= port <= MAX_PORT:
-        raise argparse.ArgumentTypeError(
-            f"port must be an integer from 0 to {MAX_PORT}, got {text!r}"
-        )
-    return port
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
 
 
-def _positive_int(text: str) -> int:
+def _number(text: str) -> float:
     try:
-        value = int(text)
+        return float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -96,16 +58,52 @@ def _workers(text: str) -> int:
     if text == "auto":
         return os.cpu_count() or 1
     try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
+        return int(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be a whole number of at least 1 or 'auto', got {text!r}"
         ) from None
 
 
+def _rate(text: str) -> str | None:
+    """``RATE[:BURST]``, or ``0``/``off``/``none`` for no limit (judged by Config)."""
+    return None if text.strip().lower() in ("0", "off", "none") else text.strip()
+
+
+def _plain(value: Any) -> list[str]:
+    return [] if value is None else [str(value)]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a kind of value is read from a flag (``parse``) and written back (``write``)."""
+
+    parse: Callable[[str], Any] | None
+    #: The value as the flag's arguments: ``[]`` leaves the flag out.
+    write: Callable[[Any], list[str]] = _plain
+
+
+#: Every kind a :class:`~geventsrv.config.Setting` may name.
+KINDS = {
+    "text": Kind(None),
+    "host": Kind(strip_brackets),
+    "integer": Kind(_whole_number),
+    "workers": Kind(_workers),
+    "seconds": Kind(_number, lambda v: [repr(v)]),
+    "positive_seconds": Kind(_number, lambda v: [repr(v)]),
+    # 0 on the command line means "never": None in the Config.
+    "seconds_or_never": Kind(_number, lambda v: [repr(v or 0)]),
+    "words": Kind(_words, lambda v: [",".join(v)]),
+    # Repeatable; written back as one comma-separated flag.
+    "networks": Kind(_words, lambda v: [",".join(v)] if v else []),
+    "rate": Kind(_rate, lambda v: [v or "off"]),
+    "switch": Kind(None),
+    "transport": Kind(None),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser behind ``--help``; defaults come from :class:`Config`."""
-    defaults = Config()
+    """The parser behind ``--help``: one flag per :class:`Config` field, defaults from it."""
     parser = Parser(
         prog=PROG,
         description="An echo server (RFC 862, TCP and UDP) and group chat: plain "
@@ -114,195 +112,49 @@ def build_parser() -> argparse.ArgumentParser:
         "signal closes them at once; SIGUSR1 logs a status line. Exit codes: 0 clean "
         "stop, 1 internal error, 2 bad arguments, 3 cannot listen, 4 forced stop.",
     )
-    add = parser.add_argument
-    add(
-        "--host",
-        type=strip_brackets,
-        default=defaults.host,
-        help="address to bind, IPv4 or IPv6, with or without brackets (default: %(default)s)",
-    )
-    add(
-        "--port",
-        type=_port,
-        default=DEFAULT_PORT,
-        help="port; 0 lets the system pick one, logged at start (default: %(default)s)",
-    )
-    add(
-        "--mode",
-        choices=modes.MODE_NAMES,
-        default=defaults.mode,
-        help="; ".join(f"{m.name}: {m.summary}" for m in modes.MODES.values())
-        + " (default: %(default)s)",
-    )
-    add(
-        "--backlog",
-        type=_positive_int,
-        default=defaults.backlog,
-        help="listen queue length, capped by net.core.somaxconn (default: %(default)s)",
-    )
-    add(
-        "--max-conns",
-        type=_positive_int,
-        default=defaults.max_conns,
-        help="connections served at once; further clients wait in the listen backlog "
-        "until a slot frees (default: %(default)s)",
-    )
-    add(
-        "--idle-timeout",
-        type=_seconds,
-        default=defaults.idle_timeout,
-        help="close a connection after this many seconds without progress; 0 never "
-        "(default: %(default)s)",
-    )
-    add(
-        "--drain-timeout",
-        type=_seconds,
-        default=defaults.drain_timeout,
-        help="seconds open connections get to finish after SIGINT/SIGTERM (default: %(default)s)",
-    )
-    add(
-        "--workers",
-        type=_workers,
-        default=defaults.workers,
-        metavar="N",
-        help="worker processes sharing the port (SO_REUSEPORT) under a supervisor that "
-        "restarts any that die; 'auto' = one per CPU (default: %(default)s)",
-    )
-    add(
-        "--io",
-        choices=IO_PATHS,
-        default=defaults.io,
-        help="fast: geventsrv's own cooperative socket, 2 system calls per echo; patched: "
-        "gevent's monkey-patched socket, the textbook path, 4 (default: %(default)s)",
-    )
-    add(
-        "--reuse-port",
-        action="store_true",
-        help="set SO_REUSEPORT, so that other processes can serve the same port",
-    )
-    # Set by the supervisor for its workers: names the worker in every log line.
-    add("--worker-id", type=int, default=defaults.worker_id, help=argparse.SUPPRESS)
+    groups: dict[str | None, Any] = {None: parser}
+    groups.update({key: parser.add_argument_group(title) for key, title in GROUPS.items()})
     transport = parser.add_mutually_exclusive_group()
-    transport.add_argument(
-        "--udp", action="store_true", help="also serve UDP echo on the same host and port"
-    )
-    transport.add_argument("--udp-only", action="store_true", help="serve UDP echo, no TCP")
-    add(
-        "--log-level",
-        choices=LOG_LEVELS,
-        default=defaults.log_level,
-        help="debug logs every connection (default: %(default)s)",
-    )
-    _add_front_flags(parser, defaults)
-    _add_operations_flags(parser, defaults)
-    _add_limit_flags(parser, defaults)
+    for name, field in FIELDS.items():
+        how = setting_of(name)
+        target = groups[how.group]
+        help_text = argparse.SUPPRESS if how.hidden else how.help
+        if how.kind == "transport":  # --udp and --udp-only, one or the other
+            flag = UDP_ONLY if name == "tcp" else flag_of(name)
+            transport.add_argument(flag, action="store_true", help=help_text)
+            continue
+        if how.kind == "switch":
+            target.add_argument(flag_of(name), action="store_true", help=help_text)
+            continue
+        if not how.hidden:
+            shown = how.default_text or ("%(default)s" if field.default is not None else "off")
+            help_text = f"{how.help} (default: {shown})"
+        kind = KINDS[how.kind]
+        target.add_argument(
+            flag_of(name),
+            dest=name,
+            type=kind.parse,
+            choices=how.choices,
+            default=None if how.kind == "networks" else field.default,
+            action="extend" if how.kind == "networks" else "store",
+            metavar=how.metavar,
+            help=help_text,
+        )
     return parser
 
 
-def _rate(text: str) -> str | None:
-    """``RATE[:BURST]``, or ``0``/``off`` for no limit."""
-    from geventsrv.limits import parse_rate
-
-    if text.strip().lower() in ("0", "off", "none"):
-        return None
-    try:
-        parse_rate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text.strip()
-
-
-def _add_limit_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
-    """Who may connect and how much one client may take (see docs/security.md)."""
-    limits = parser.add_argument_group("per-client limits and access (see docs/security.md)")
-    limits.add_argument(
-        "--max-conns-per-client",
-        type=_non_negative_int,
-        default=defaults.max_conns_per_client,
-        metavar="N",
-        help="connections one client may hold at once; past it, new ones are closed at "
-        "once; 0: no limit (default: a tenth of --max-conns)",
-    )
-    limits.add_argument(
-        "--ipv6-client-prefix",
-        type=_non_negative_int,
-        default=defaults.ipv6_client_prefix,
-        metavar="BITS",
-        help="IPv6 clients count per network of this prefix (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--allow",
-        type=_words,
-        action="extend",
-        metavar="CIDR[,CIDR...]",
-        help="serve only these networks (repeatable; TCP and UDP)",
-    )
-    limits.add_argument(
-        "--deny",
-        type=_words,
-        action="extend",
-        metavar="CIDR[,CIDR...]",
-        help="refuse these networks; deny wins over allow (repeatable; TCP and UDP)",
-    )
-    limits.add_argument(
-        "--accept-rate-per-client",
-        type=_rate,
-        default=defaults.accept_rate_per_client,
-        metavar="RATE[:BURST]",
-        help="new connections per second one client may open; past it they are closed at "
-        "once (default: no limit)",
-    )
-    limits.add_argument(
-        "--udp-rate-per-client",
-        type=_rate,
-        default=defaults.udp_rate_per_client,
-        metavar="RATE[:BURST]",
-        help="UDP datagrams per second echoed to one source; 0: no limit (default: %(default)s)",
-    )
-
-
-def _add_operations_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
-    """Metrics, health, shutdown delay and logs: running it as a service."""
-    ops = parser.add_argument_group("operations")
-    ops.add_argument(
-        "--metrics",
-        metavar="HOST:PORT",
-        help="serve Prometheus /metrics, /healthz and /readyz over HTTP here; port 0 "
-        "picks one, logged at start (default: off)",
-    )
-    ops.add_argument(
-        "--shutdown-delay",
-        type=_seconds,
-        default=defaults.shutdown_delay,
-        metavar="SECONDS",
-        help="on SIGTERM, /readyz turns 503 at once and the server keeps accepting this "
-        "long before it drains (default: %(default)s)",
-    )
-    ops.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=defaults.log_format,
-        help="json: one JSON object per line (default: %(default)s)",
-    )
-    ops.add_argument(
-        "--access-log",
-        action="store_true",
-        help="log one line per closed connection: client, duration, bytes, reason",
-    )
-    # Set by the supervisor: where a worker serves its metrics for it to gather.
-    ops.add_argument("--metrics-socket", help=argparse.SUPPRESS)
-
-
-def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> set[str]:
     """Take defaults from ``GEVENTSRV_<FLAG>`` variables; a bad value names its variable.
 
-    Values are judged by the flag's own type and choices, so a variable means
+    Values are read by the flag's own kind and choices, so a variable means
     exactly what the flag would. On/off flags take 1/true/yes/on or 0/false/no/off.
+    Returns the destinations the environment set.
     """
+    taken: set[str] = set()
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help", "version"):
             continue
-        name = ENV_PREFIX + action.dest.upper()
+        name = env_name(action)
         if name not in environ:
             continue
         text = environ[name].strip()
@@ -320,55 +172,18 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) 
                 choices = ", ".join(map(str, action.choices))
                 parser.error(f"{name} must be one of {choices}, got {text!r}")
         parser.set_defaults(**{action.dest: value})
+        if value:
+            taken.add(action.dest)
+    for group in parser._mutually_exclusive_groups:
+        clash = [env_name(a) for a in group._group_actions if a.dest in taken]
+        if len(clash) > 1:
+            parser.error(f"{' and '.join(clash)}: not allowed together (like their flags)")
+    return taken
 
 
-def _add_front_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
-    """TLS and the PROXY protocol: for testing what sits in front of a server."""
-    tls = parser.add_argument_group("TLS (TCP only; every mode)")
-    tls.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate chain")
-    tls.add_argument(
-        "--tls-key", metavar="FILE", help="its PEM private key (default: in the --tls-cert file)"
-    )
-    tls.add_argument(
-        "--tls-ca",
-        metavar="FILE",
-        help="require client certificates that chain to these PEM CA certificates (mutual TLS)",
-    )
-    tls.add_argument(
-        "--tls-handshake-timeout",
-        type=_positive_seconds,
-        default=defaults.tls_handshake_timeout,
-        metavar="SECONDS",
-        help="close a client that has not completed its handshake by then (default: %(default)s)",
-    )
-    tls.add_argument(
-        "--tls-alpn",
-        type=_words,
-        default=defaults.tls_alpn,
-        metavar="PROTO[,PROTO...]",
-        help="ALPN protocols to accept, in order of preference (default: none)",
-    )
-    proxy = parser.add_argument_group("PROXY protocol (HAProxy's send-proxy, send-proxy-v2)")
-    proxy.add_argument(
-        "--proxy-protocol",
-        choices=tuple(ACCEPTED_VERSIONS),
-        help="every connection must start with a PROXY header of this version; its "
-        "source address becomes the client's (default: off)",
-    )
-    proxy.add_argument(
-        "--proxy-allow-from",
-        type=_words,
-        default=defaults.proxy_allow_from,
-        metavar="CIDR[,CIDR...]",
-        help="who may send a PROXY header; others are closed (default: loopback)",
-    )
-    proxy.add_argument(
-        "--proxy-timeout",
-        type=_positive_seconds,
-        default=defaults.proxy_timeout,
-        metavar="SECONDS",
-        help="close a client whose PROXY header is not complete by then (default: %(default)s)",
-    )
+def env_name(action: argparse.Action) -> str:
+    """The variable that sets ``action``'s flag: ``--udp-only`` -> ``GEVENTSRV_UDP_ONLY``."""
+    return ENV_PREFIX + action.option_strings[0].lstrip("-").replace("-", "_").upper()
 
 
 def parse_config(
@@ -377,100 +192,54 @@ def parse_config(
     """Parse ``argv`` (over ``GEVENTSRV_*`` in ``environ``, default ``os.environ``) into a
     validated :class:`Config`; bad input exits with code 2."""
     parser = build_parser()
-    apply_environment(parser, dict(os.environ if environ is None else environ))
-    return _config(parser.parse_args(argv))
-
-
-def _config(args: argparse.Namespace) -> Config:
+    from_env = apply_environment(parser, dict(os.environ if environ is None else environ))
+    args = parser.parse_args(argv)
+    values = vars(args)
+    udp_only = values.pop("udp_only")
+    values["tcp"], values["udp"] = not udp_only, values["udp"] or udp_only
+    values["idle_timeout"] = values["idle_timeout"] or None
+    for name in ("allow", "deny"):
+        values[name] = tuple(values[name] or ())
     try:
-        return Config(
-            host=args.host,
-            port=args.port,
-            mode=args.mode,
-            backlog=args.backlog,
-            max_conns=args.max_conns,
-            idle_timeout=args.idle_timeout or None,
-            drain_timeout=args.drain_timeout,
-            log_level=args.log_level,
-            tcp=not args.udp_only,
-            udp=args.udp or args.udp_only,
-            workers=args.workers,
-            reuse_port=args.reuse_port,
-            worker_id=args.worker_id,
-            io=args.io,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_ca=args.tls_ca,
-            tls_handshake_timeout=args.tls_handshake_timeout,
-            tls_alpn=args.tls_alpn,
-            proxy_protocol=args.proxy_protocol,
-            proxy_allow_from=args.proxy_allow_from,
-            proxy_timeout=args.proxy_timeout,
-            metrics=args.metrics,
-            metrics_socket=args.metrics_socket,
-            shutdown_delay=args.shutdown_delay,
-            log_format=args.log_format,
-            access_log=args.access_log,
-            max_conns_per_client=args.max_conns_per_client,
-            ipv6_client_prefix=args.ipv6_client_prefix,
-            allow=tuple(args.allow or ()),
-            deny=tuple(args.deny or ()),
-            accept_rate_per_client=args.accept_rate_per_client,
-            udp_rate_per_client=args.udp_rate_per_client,
-        ).validate()
+        return Config(**values).validate()
     except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        raise SystemExit(exitcodes.USAGE) from None
+        given = argv if argv is not None else sys.argv[1:]
+        env_only = exc.setting in from_env and flag_of(exc.setting or "") not in given
+        fail(exc, parser, via_environment=env_only)
+
+
+def fail(
+    exc: ConfigError,
+    parser: argparse.ArgumentParser | None = None,
+    via_environment: bool = False,
+) -> NoReturn:
+    """Show ``exc`` as argparse shows a bad argument (``argument --flag: ...``); exit 2."""
+    parser = parser or build_parser()
+    if exc.setting is None:
+        parser.error(exc.problem)
+    flag = UDP_ONLY if exc.setting == "tcp" else flag_of(exc.setting)
+    where = f"{ENV_PREFIX}{flag[2:].replace('-', '_').upper()}" if via_environment else None
+    parser.error(f"{where or 'argument ' + flag}: {exc.problem}")
 
 
 def to_argv(config: Config) -> list[str]:
     """Flags that make :func:`parse_config` build ``config`` again, field for field.
 
-    ``tests/test_cli.py`` checks ``parse_config(to_argv(c)) == c`` with every
-    field changed, so a new field without a flag here fails there.
+    ``tests/test_flags.py`` checks ``parse_config(to_argv(c)) == c`` with every
+    field changed.
     """
-    argv = [
-        *("--host", config.host),
-        *("--port", str(config.port)),
-        *("--mode", config.mode),
-        *("--backlog", str(config.backlog)),
-        *("--max-conns", str(config.max_conns)),
-        *("--idle-timeout", repr(config.idle_timeout or 0)),
-        *("--drain-timeout", repr(config.drain_timeout)),
-        *("--workers", str(config.workers)),
-        *("--log-level", config.log_level),
-        *("--worker-id", str(config.worker_id)),
-        *("--io", config.io),
-        *("--tls-handshake-timeout", repr(config.tls_handshake_timeout)),
-        *("--tls-alpn", ",".join(config.tls_alpn)),
-        *("--proxy-allow-from", ",".join(config.proxy_allow_from)),
-        *("--proxy-timeout", repr(config.proxy_timeout)),
-        *("--shutdown-delay", repr(config.shutdown_delay)),
-        *("--log-format", config.log_format),
-        *("--ipv6-client-prefix", str(config.ipv6_client_prefix)),
-        *("--accept-rate-per-client", config.accept_rate_per_client or "off"),
-        *("--udp-rate-per-client", config.udp_rate_per_client or "off"),
-    ]
-    if config.max_conns_per_client is not None:
-        argv += ["--max-conns-per-client", str(config.max_conns_per_client)]
-    for network in config.allow:
-        argv += ["--allow", network]
-    for network in config.deny:
-        argv += ["--deny", network]
-    if config.access_log:
-        argv.append("--access-log")
-    for flag, value in (
-        ("--tls-cert", config.tls_cert),
-        ("--tls-key", config.tls_key),
-        ("--tls-ca", config.tls_ca),
-        ("--proxy-protocol", config.proxy_protocol),
-        ("--metrics", config.metrics),
-        ("--metrics-socket", config.metrics_socket),
-    ):
-        if value is not None:
-            argv += [flag, value]
-    if config.reuse_port:
-        argv.append("--reuse-port")
-    if config.udp:
-        argv.append("--udp" if config.tcp else "--udp-only")
+    argv: list[str] = []
+    for name in FIELDS:
+        how = setting_of(name)
+        value = getattr(config, name)
+        if how.kind == "transport":
+            if name == "udp" and value:
+                argv.append("--udp" if config.tcp else UDP_ONLY)
+            continue
+        if how.kind == "switch":
+            argv += [flag_of(name)] if value else []
+            continue
+        written = KINDS[how.kind].write(value)
+        if written:
+            argv += [flag_of(name), *written]
     return argv

@@ -40,7 +40,7 @@ def require_prometheus() -> None:
         import prometheus_client  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "--metrics needs prometheus_client: pip install 'geventsrv[metrics]'"
+            "metrics", "needs prometheus_client: pip install 'geventsrv[metrics]'"
         ) from None
 
 

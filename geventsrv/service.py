@@ -17,7 +17,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from geventsrv import modes
+from geventsrv import exitcodes, modes
 from geventsrv.addresses import format_address
 from geventsrv.config import Config, ConfigError
 from geventsrv.server import EchoServer
@@ -98,7 +98,8 @@ class ShutdownSignals:
                 )
                 if self._force.wait(delay):
                     return  # a second signal took over
-            log.info("%s received: shutting down (send again to force)", name)
+            else:
+                log.info("%s received: shutting down (send again to force)", name)
             self.server.stop()
         else:
             self.forced = True
@@ -107,13 +108,15 @@ class ShutdownSignals:
             self.server.stop(0)
 
 
-def serve(config: Config | None = None) -> bool:
-    """Run a server until SIGINT or SIGTERM, as ``python -m geventsrv`` does.
+def serve(config: Config | None = None) -> int:
+    """Run a server until SIGINT or SIGTERM, as ``python -m geventsrv`` does; the exit code.
 
     The first signal stops accepting and drains open connections for up to
     ``config.drain_timeout`` seconds; a second one closes them at once.
-    Returns ``True`` if the shutdown was clean, ``False`` if a second signal
-    forced it. Raises :class:`~geventsrv.listen.ListenError` or
+    Returns 0 (:data:`~geventsrv.exitcodes.OK`) if the shutdown was clean, 4
+    (:data:`~geventsrv.exitcodes.FORCED`) if a second signal forced it, so that
+    ``sys.exit(serve(config))`` ends a program as the command line does.
+    Raises :class:`~geventsrv.listen.ListenError` or
     :class:`~geventsrv.server.NotPatchedError` if the server cannot start.
     """
     config = (config or Config()).validate()
@@ -128,7 +131,9 @@ def serve(config: Config | None = None) -> bool:
         )
     sockets = activated_sockets()
     if sockets is not None and sockets.udp is not None and not modes.get(config.mode).serves_udp:
-        raise ConfigError(f"socket activation passed a UDP socket; {config.mode} mode is TCP only")
+        raise ConfigError(
+            "mode", f"socket activation passed a UDP socket; {config.mode} mode is TCP only"
+        )
     server = EchoServer(config, sockets=sockets)
     notifier = Notifier()
     # Handlers go in before the socket is bound: a caller that sees the
@@ -144,7 +149,7 @@ def serve(config: Config | None = None) -> bool:
                 status.kill()
             if endpoint is not None:
                 endpoint.close()
-    return not signals.forced
+    return exitcodes.FORCED if signals.forced else exitcodes.OK
 
 
 #: Seconds between two STATUS= updates to systemd.

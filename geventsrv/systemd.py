@@ -45,16 +45,20 @@ def activated_sockets(environ: dict[str, str] | None = None) -> Sockets | None:
     for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + count):
         sock = socket.socket(fileno=fd)
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            raise ConfigError(f"socket activation passed descriptor {fd}, not an IP socket")
+            raise ConfigError(None, f"socket activation passed descriptor {fd}, not an IP socket")
         if sock.type == socket.SOCK_STREAM:
             if found.tcp is not None:
-                raise ConfigError("socket activation passed two TCP sockets; geventsrv serves one")
+                raise ConfigError(
+                    None, "socket activation passed two TCP sockets; geventsrv serves one"
+                )
             if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                raise ConfigError(f"socket activation passed descriptor {fd} not listening")
+                raise ConfigError(None, f"socket activation passed descriptor {fd} not listening")
             found.tcp = sock
         elif sock.type == socket.SOCK_DGRAM:
             if found.udp is not None:
-                raise ConfigError("socket activation passed two UDP sockets; geventsrv serves one")
+                raise ConfigError(
+                    None, "socket activation passed two UDP sockets; geventsrv serves one"
+                )
             found.udp = sock
     if found.tcp is None and found.udp is None:
         return None

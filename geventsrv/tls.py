@@ -32,46 +32,61 @@ _SUBJECT_NAMES = {
 }
 
 
-def _read_pem(path: str, flag: str, marker: str, what: str) -> str:
+def _read_pem(path: str, setting: str) -> str:
     try:
         with open(path, encoding="ascii", errors="replace") as file:
-            text = file.read()
+            return file.read()
     except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from None
-    if f"{marker}-----" not in text:  # also "EC PRIVATE KEY", "RSA PRIVATE KEY"
-        raise ConfigError(f"{flag} {path}: no PEM {what} in the file")
-    return text
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(setting, f"cannot read {path}: {reason}") from None
+
+
+def _has_pem(text: str, marker: str) -> bool:
+    return f"{marker}-----" in text  # also "EC PRIVATE KEY", "RSA PRIVATE KEY"
 
 
 def server_context(config: Config) -> ssl.SSLContext | None:
     """The TLS context ``config`` asks for, or ``None`` when TLS is off.
 
-    Raises :class:`~geventsrv.config.ConfigError` with a message naming the
+    Raises :class:`~geventsrv.config.ConfigError` naming the setting and the
     file at fault. With ``tls_ca`` every client must present a certificate
     that chains to it (mutual TLS).
     """
     if config.tls_cert is None:
         return None
     cert = config.tls_cert
-    key = config.tls_key or cert
-    _read_pem(cert, "--tls-cert", "CERTIFICATE", "certificate")
-    key_text = _read_pem(key, "--tls-key", "PRIVATE KEY", "private key")
+    cert_text = _read_pem(cert, "tls_cert")
+    if not _has_pem(cert_text, "CERTIFICATE"):
+        raise ConfigError("tls_cert", f"no PEM certificate in {cert}")
+    if config.tls_key is None:
+        key, key_setting, key_text = cert, "tls_cert", cert_text
+        if not _has_pem(key_text, "PRIVATE KEY"):
+            raise ConfigError(
+                "tls_cert",
+                f"no private key in {cert}: give it with --tls-key, or add it to the file",
+            )
+    else:
+        key, key_setting = config.tls_key, "tls_key"
+        key_text = _read_pem(key, key_setting)
+        if not _has_pem(key_text, "PRIVATE KEY"):
+            raise ConfigError("tls_key", f"no PEM private key in {key}")
     if "ENCRYPTED" in key_text:
-        raise ConfigError(f"--tls-key {key}: the key is encrypted; give an unencrypted key")
+        raise ConfigError(key_setting, f"the key in {key} is encrypted; give an unencrypted key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, config.tls_key)
     except ssl.SSLError:
         raise ConfigError(
-            f"--tls-key {key}: the key does not match the certificate in {cert}"
+            key_setting, f"the key in {key} does not match the certificate in {cert}"
         ) from None
     if config.tls_ca is not None:
-        _read_pem(config.tls_ca, "--tls-ca", "CERTIFICATE", "CA certificate")
+        if not _has_pem(_read_pem(config.tls_ca, "tls_ca"), "CERTIFICATE"):
+            raise ConfigError("tls_ca", f"no PEM CA certificate in {config.tls_ca}")
         try:
             context.load_verify_locations(cafile=config.tls_ca)
         except ssl.SSLError:
             raise ConfigError(
-                f"--tls-ca {config.tls_ca}: not a PEM file of CA certificates"
+                "tls_ca", f"{config.tls_ca} is not a PEM file of CA certificates"
             ) from None
         context.verify_mode = ssl.CERT_REQUIRED
     if config.tls_alpn:

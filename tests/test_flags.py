@@ -128,20 +128,32 @@ def test_every_option_has_its_variable():
 @pytest.mark.parametrize(
     ("variable", "value", "needle"),
     [
-        ("GEVENTSRV_PORT", "70000", "GEVENTSRV_PORT: port must be an integer from 0 to 65535"),
+        ("GEVENTSRV_PORT", "70000", "GEVENTSRV_PORT: must be a whole number from 0 to 65535"),
+        ("GEVENTSRV_PORT", "x", "GEVENTSRV_PORT: must be a whole number, got 'x'"),
         ("GEVENTSRV_MODE", "shout", "GEVENTSRV_MODE must be one of echo, upper, info, chat"),
         ("GEVENTSRV_UDP", "maybe", "GEVENTSRV_UDP takes 1/true/yes/on or 0/false/no/off"),
         ("GEVENTSRV_IDLE_TIMEOUT", "soon", "GEVENTSRV_IDLE_TIMEOUT: must be a number of seconds"),
     ],
 )
 def test_a_bad_variable_is_named_in_one_line_and_exit_2(variable, value, needle):
-    result = subprocess.run(
+    result = run_with_environment({variable: value})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
+
+
+def run_with_environment(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "geventsrv"],
         capture_output=True,
         text=True,
         timeout=20,
         cwd=ROOT,
-        env=dict(os.environ, **{variable: value}),
+        env=dict(os.environ, **variables),
     )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
+
+
+def test_variables_of_flags_that_exclude_each_other_are_refused_together():
+    """``--udp --udp-only`` is an error; so is setting both their variables."""
+    result = run_with_environment({"GEVENTSRV_UDP": "1", "GEVENTSRV_UDP_ONLY": "1"})
+    assert result.returncode == 2, result.stderr
+    assert "GEVENTSRV_UDP and GEVENTSRV_UDP_ONLY: not allowed together" in result.stderr

@@ -186,5 +186,6 @@ def test_missing_prometheus_client_is_one_clear_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "geventsrv: error: --metrics needs prometheus_client: pip install 'geventsrv[metrics]'"
+        "geventsrv: error: argument --metrics: needs prometheus_client: "
+        "pip install 'geventsrv[metrics]' (see --help)"
     )

@@ -108,7 +108,7 @@ def test_sigterm_drains_every_worker_then_exits_0(two_workers, rng):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "0"], "at least 1 or 'auto'"),
+        (["--workers", "0"], "argument --workers: must be a whole number from 1 to 1024"),
         (["--workers", "many"], "at least 1 or 'auto'"),
         (["--workers", "2", "--mode", "chat"], "chat mode keeps its state in one process"),
         (["--workers", "2", "--udp"], "UDP echo runs in one process"),

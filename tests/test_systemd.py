@@ -61,8 +61,8 @@ def test_workers_with_activation_are_refused_in_one_line(request):
     assert server.wait(10) == 2
     errors = [line for line in server.lines if line.startswith("geventsrv")]
     assert errors == [
-        "geventsrv: error: socket activation hands its sockets to one process: use "
-        "--workers 1 (for more cores, one service instance per CPU)\n"
+        "geventsrv: error: argument --workers: socket activation hands its sockets to one "
+        "process: use --workers 1 (for more cores, one service instance per CPU) (see --help)\n"
     ]
 
 

@@ -45,6 +45,14 @@ def test_certificate_that_is_not_pem(tmp_path, certs):
     assert_one_line_error(result, USAGE, "--tls-cert", str(junk), "no PEM certificate")
 
 
+def test_certificate_without_its_key_blames_the_certificate_file(certs):
+    """No --tls-key: the key must be in the --tls-cert file, and the message says that."""
+    result = run_cli("--port", "0", "--tls-cert", certs.server_cert)
+    assert_one_line_error(
+        result, USAGE, "argument --tls-cert:", certs.server_cert, "no private key", "--tls-key"
+    )
+
+
 def test_key_that_does_not_match_the_certificate(certs):
     result = run_cli(
         "--port", "0", "--tls-cert", certs.server_cert, "--tls-key", certs.unrelated_key

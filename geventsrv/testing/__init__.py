@@ -1,4 +1,4 @@
-"""Tools for testing geventsrv and what sits in front of it, shared by the tests, the lab and the soak.
+"""Tools for testing geventsrv and what sits in front of it: the tests', the lab's, the soak's.
 
 :mod:`geventsrv.testing.process` starts a server process, waits for it to
 listen, reads its figures from outside and stops it; it also holds the
