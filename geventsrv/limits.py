@@ -24,16 +24,22 @@ import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from geventsrv.stats import Refusal
+
+#: A network of ``--allow``, ``--deny`` or ``--proxy-allow-from``.
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: An IP address as :func:`client_ip` returns it.
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: Sources a rate table remembers at most; the least recently seen go first.
 MAX_TRACKED = 65536
 
 
 @functools.lru_cache(maxsize=4096)
-def client_ip(host: str) -> Address:
+def client_ip(host: str) -> IPAddress:
     """The address a socket reports (``fe80::1%eth0``, ``::ffff:1.2.3.4``...) as an IP.
 
     Cached: parsing costs microseconds, and a client that reconnects (or
@@ -45,7 +51,7 @@ def client_ip(host: str) -> Address:
     return ip
 
 
-def client_key(ip: Address, ipv6_prefix: int = 64) -> str:
+def client_key(ip: IPAddress, ipv6_prefix: int = 64) -> str:
     """The client ``ip`` counts as: itself for IPv4, its ``/ipv6_prefix`` network for IPv6."""
     if ip.version == 4:
         return str(ip)
@@ -65,7 +71,7 @@ class AccessList:
     def active(self) -> bool:
         return bool(self.allow or self.deny)
 
-    def permits(self, ip: Address) -> bool:
+    def permits(self, ip: IPAddress) -> bool:
         if any(ip in network for network in self.deny):
             return False
         return not self.allow or any(ip in network for network in self.allow)
@@ -152,7 +158,9 @@ class Gate:
 
     :meth:`admit` says why a client is refused (``"denied"``, ``"rate"``,
     ``"limit"``) or ``None``, and the key counted for it, which :meth:`release`
-    gives back when the connection closes.
+    gives back when the connection closes. With ``spare_loopback``, loopback
+    clients are not counted against the per-client limit (the default limit
+    spares them: on loopback every local client is the same address).
     """
 
     def __init__(
@@ -161,17 +169,19 @@ class Gate:
         per_client_limit: int = 0,
         accept_rate: tuple[float, float] | None = None,
         ipv6_prefix: int = 64,
+        spare_loopback: bool = False,
     ) -> None:
         self.access = access
         self.counts = ClientCounts(per_client_limit)
         self.accept_rate = TokenBuckets(*accept_rate) if accept_rate else None
         self.ipv6_prefix = ipv6_prefix
+        self.spare_loopback = spare_loopback
 
     @property
     def active(self) -> bool:
         return self.access.active or bool(self.counts.limit) or self.accept_rate is not None
 
-    def admit(self, host: str) -> tuple[str | None, str | None]:
+    def admit(self, host: str) -> tuple[Refusal | None, str | None]:
         """``(refusal, key)`` for a client at ``host``; ``key`` is ``None`` when refused."""
         try:
             ip = client_ip(host)
@@ -182,6 +192,8 @@ class Gate:
         key = client_key(ip, self.ipv6_prefix)
         if self.accept_rate is not None and not self.accept_rate.allow(key):
             return "rate", None
+        if self.spare_loopback and ip.is_loopback:
+            return None, None
         if not self.counts.take(key):
             return "limit", None
         return None, key

@@ -18,6 +18,15 @@ from geventsrv.config import Config
 SAME_PORT_ATTEMPTS = 5
 
 
+def somaxconn() -> int:
+    """The kernel's cap on a listen backlog (``net.core.somaxconn``)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
 class ListenError(OSError):
     """The server could not bind or listen; ``str()`` names the address and the cause."""
 
@@ -48,7 +57,9 @@ def open_listener(config: Config, listen: bool = True) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
         if listen:
-            sock.listen(config.backlog)
+            # The kernel would cap a longer backlog silently; capping it here
+            # keeps any value Config accepts within what listen() takes.
+            sock.listen(min(config.backlog, somaxconn()))
     except OSError as exc:
         sock.close()
         raise ListenError(exc.errno, f"cannot listen on {where}: {_reason(exc)}") from None

@@ -1,5 +1,10 @@
 """Between accept() and the handler: who may speak, the PROXY header, the TLS handshake.
 
+The one owner of what a handler's ``conn.sock`` is: :meth:`Prologue.open`
+takes the accepted socket and returns the stream that serves it (geventsrv's
+cooperative socket on the fast path, the patched socket otherwise, a TLS
+stream over TLS). With no step configured it only does that.
+
 Runs in the connection's own greenlet, so a slow or hostile client parks
 only itself. Each step has a deadline for the whole step, not per read: a
 client that trickles one byte a second cannot stretch a handshake past it.
@@ -20,12 +25,11 @@ import gevent
 from geventsrv import tls
 from geventsrv.addresses import format_address
 from geventsrv.config import Config
-from geventsrv.connection import Connection
+from geventsrv.connection import Connection, StreamSocket
 from geventsrv.cooperative import CooperativeSocket
-from geventsrv.limits import Gate, client_ip
+from geventsrv.limits import Gate, Network, client_ip
 from geventsrv.proxyproto import ACCEPTED_VERSIONS, ProxyProtocolError, read_header
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from geventsrv.stats import CloseReason
 
 
 class OpeningFailed(Exception):
@@ -35,7 +39,7 @@ class OpeningFailed(Exception):
     ``denied``/``limit``/``rate`` for a client named by a PROXY header).
     """
 
-    def __init__(self, message: str, reason: str = "refused") -> None:
+    def __init__(self, message: str, reason: CloseReason = "refused") -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -68,13 +72,8 @@ class Prologue:
         )
         self.proxy_timeout = config.proxy_timeout
 
-    @property
-    def needed(self) -> bool:
-        """Whether any step applies (without one, connections go straight to the handler)."""
-        return self.tls_context is not None or self.proxy_versions is not None
-
-    def open(self, conn: Connection, sock: socket.socket) -> None:
-        """Run the steps on ``sock``, the accepted socket; set ``conn.sock`` to what serves it.
+    def open(self, conn: Connection, sock: socket.socket) -> StreamSocket:
+        """Run the steps on ``sock``, the accepted socket; return the stream that serves it.
 
         Also sets ``conn.client`` and ``conn.proxy`` from a PROXY header, and
         ``conn.tls`` from the TLS handshake.
@@ -90,10 +89,11 @@ class Prologue:
                     stream = tls.handshake(self.tls_context, sock)
                 except OSError as exc:
                     raise OpeningFailed(f"TLS handshake failed: {_reason(exc)}") from None
-            conn.sock = stream
             conn.tls = stream.describe()
-        elif self.fast_io:
-            conn.sock = CooperativeSocket.adopt(sock)
+            return stream
+        # The PROXY header (if any) was read through the patched socket, exactly;
+        # the cooperative socket takes over the descriptor for what follows.
+        return CooperativeSocket.adopt(sock) if self.fast_io else sock
 
     def _read_proxy_header(
         self, conn: Connection, sock: socket.socket, versions: tuple[int, ...]

@@ -65,7 +65,8 @@ _SSL_TEXT_SUBTYPES = {
     PP2_SUBTYPE_SSL_KEY_ALG: "key_alg",
 }
 
-Address = tuple[str, int]
+#: A socket address as the header carries it: ``(host, port)``.
+HostPort = tuple[str, int]
 
 
 class ProxyProtocolError(ValueError):
@@ -86,8 +87,8 @@ class ProxyHeader:
     version: int
     command: str
     transport: str
-    source: Address | None = None
-    destination: Address | None = None
+    source: HostPort | None = None
+    destination: HostPort | None = None
     tlvs: tuple[tuple[int, bytes], ...] = ()
 
     def tlv_fields(self) -> dict[str, object]:

@@ -1,15 +1,20 @@
 """The accept loop: one greenlet per connection, limits, back-off, idle reaping and drain.
 
-Everything here is ordinary blocking-socket code. It becomes concurrent only
-because ``gevent.monkey.patch_all()`` has replaced the ``socket`` module's
-blocking calls with ones that park the calling greenlet; :meth:`EchoServer.start`
-refuses to run without that, since unpatched it would serve one client at a time.
-Binding lives in :mod:`geventsrv.listen`, the process around a server
-(signals, limits) in :mod:`geventsrv.service`.
+Everything here is ordinary blocking-socket code: ``accept()`` in a loop, and
+per connection a handler that calls ``recv()`` and ``sendall()``. The calls
+park only their own greenlet because of what sits under them: by default
+geventsrv's own cooperative socket (:mod:`geventsrv.cooperative`, on gevent's
+hub), with ``--io patched`` the socket ``gevent.monkey.patch_all()`` put in
+the standard library's place. The accept loop itself always uses the patched
+socket, so :meth:`EchoServer.start` refuses to run in an unpatched process,
+where it would serve one client at a time. Binding lives in
+:mod:`geventsrv.listen`, the process around a server (signals, limits) in
+:mod:`geventsrv.service`.
 
 Error handling
-    A connection's failure (reset, broken pipe, idle timeout, even a bug in a
-    handler) ends that connection only, with one debug line in the log.
+    A connection's failure (reset, broken pipe, idle timeout) ends that
+    connection only, with one debug line in the log; a bug in a handler ends
+    its connection too, with one error line (the traceback at debug level).
     ``accept()`` failures are sorted by errno (:mod:`geventsrv.accepting`): ones
     that concern the single connection being accepted are retried at once;
     running out of descriptors or memory backs off (doubling from
@@ -30,8 +35,9 @@ Resource handling
     At most ``max_conns`` connections are served at once: the accept loop
     takes a slot before it calls ``accept()``, so further clients wait in the
     kernel's listen backlog and are served, oldest first, as slots free.
-    Every accepted socket is closed exactly once, by the greenlet that serves
-    it or, for a greenlet killed before it ran, by :meth:`EchoServer.stop`.
+    Every accepted socket is closed exactly once: by :meth:`EchoServer._release`,
+    run by the greenlet that serves it or, for a greenlet killed before it
+    first ran, by :meth:`EchoServer.stop`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import logging
 import socket
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
@@ -50,13 +57,12 @@ from geventsrv import modes, procstats
 from geventsrv.accepting import AcceptErrors, RateLimitedLog
 from geventsrv.addresses import format_address
 from geventsrv.config import Config
-from geventsrv.connection import Connection, Handler, StreamSocket
-from geventsrv.cooperative import CooperativeSocket
+from geventsrv.connection import Connection, Handler, IdleTimeout
 from geventsrv.limits import AccessList, Gate, TokenBuckets, parse_rate
 from geventsrv.listen import ListenError, Sockets, open_sockets
 from geventsrv.prologue import OpeningFailed, Prologue
 from geventsrv.spawner import GreenletSpawner
-from geventsrv.stats import ServerStats
+from geventsrv.stats import CloseReason, Refusal, ServerStats
 from geventsrv.udp import DatagramEcho, reflector_warning
 
 log = logging.getLogger(__name__)
@@ -66,7 +72,7 @@ ACCEPTS_PER_TURN = 64
 access_log = logging.getLogger("geventsrv.access")
 
 #: Why the gate turned a client away, as logged (rate-limited).
-REFUSALS = {
+REFUSALS: dict[Refusal, str] = {
     "denied": "not allowed by --allow/--deny",
     "limit": "it holds --max-conns-per-client connections already",
     "rate": "it opens connections faster than --accept-rate-per-client",
@@ -74,9 +80,9 @@ REFUSALS = {
 
 __all__ = ["EchoServer", "IdleTimeout", "ListenError", "NotPatchedError"]
 
-
-class IdleTimeout(TimeoutError):
-    """Raised in a connection's greenlet when it made no progress for the idle timeout."""
+if TYPE_CHECKING:
+    #: A connection's greenlet: the prologue on the accepted socket, then the handler.
+    ConnectionGreenlet = gevent.Greenlet[[Connection, socket.socket], None]
 
 
 class NotPatchedError(RuntimeError):
@@ -104,9 +110,7 @@ class IdleReaper:
     of the timeout.
     """
 
-    def __init__(
-        self, timeout: float, connections: dict[gevent.Greenlet[[Connection], None], Connection]
-    ) -> None:
+    def __init__(self, timeout: float, connections: dict[ConnectionGreenlet, Connection]) -> None:
         self.timeout = timeout
         self.connections = connections
         #: greenlet -> (the last ``bytes_echoed + progress`` seen, when first seen).
@@ -176,14 +180,14 @@ class EchoServer:
             config.per_client_limit,
             parse_rate(config.accept_rate_per_client) if config.accept_rate_per_client else None,
             config.ipv6_client_prefix,
+            spare_loopback=config.per_client_limit_spares_loopback,
         )
         # Behind a PROXY header the socket's peer is the proxy: the client is
         # judged once its header says who it is (in the prologue), not here.
         self._gate_at_accept = self.gate.active and config.proxy_protocol is None
-        #: What runs before the handler (PROXY header, TLS), if anything.
+        #: What runs before the handler (PROXY header, TLS) and makes its stream.
         #: Built here so that a bad TLS file fails before anything is bound.
-        prologue = Prologue(config, self.gate if self.gate.active else None)
-        self._prologue = prologue if prologue.needed else None
+        self._prologue = Prologue(config, self.gate if self.gate.active else None)
         self._refusals = RateLimitedLog(self.accept_error_log_interval)
         self.stats = ServerStats()
         self._sockets = Sockets()
@@ -194,12 +198,9 @@ class EchoServer:
         self._datagrams: gevent.Greenlet[[], None] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
         self._spawner = GreenletSpawner()
-        #: Plain TCP on the fast path: connections are accepted and served by
-        #: geventsrv's own cooperative sockets (TLS and PROXY use gevent's).
-        self._cooperative = self.config.io == "fast" and self._prologue is None
         self._started = False
         self._slots = Semaphore(self.config.max_conns)
-        self._connections: dict[gevent.Greenlet[[Connection], None], Connection] = {}
+        self._connections: dict[ConnectionGreenlet, Connection] = {}
         self._stopping = False
         self._leaving = False
         self._closed_at_stop = 0
@@ -454,37 +455,39 @@ class EchoServer:
                 self.gate.release(limit_key)
             self._slots.release()
             return
-        stream: StreamSocket = CooperativeSocket.adopt(sock) if self._cooperative else sock
-        conn = Connection(stream, format_address(addr[0], addr[1]), self.stats.accepted)
+        # Until the prologue hands over its stream, conn.sock is the accepted
+        # socket: what _release() closes if the greenlet never runs.
+        conn = Connection(sock, format_address(addr[0], addr[1]), self.stats.accepted)
         conn.limit_key = limit_key
-        greenlet = gevent.Greenlet(self._serve_connection, conn)
+        greenlet = gevent.Greenlet(self._serve_connection, conn, sock)
         self._connections[greenlet] = conn
         self._spawner.start(greenlet)
 
-    def _refuse(self, sock: socket.socket, addr: tuple[str, int], reason: str) -> None:
+    def _refuse(self, sock: socket.socket, addr: tuple[str, int], reason: Refusal) -> None:
         """Close a connection the gate turned away, before any greenlet work is spent on it."""
         sock.close()
         self._slots.release()
         self.stats.closed[reason] += 1
-        self._refusals(
-            logging.INFO,
-            "%s: refused (%s)",
-            format_address(addr[0], addr[1]),
-            REFUSALS[reason],
-        )
+        self._log_refusal(format_address(addr[0], addr[1]), reason)
+
+    def _log_refusal(self, client: str, reason: Refusal) -> None:
+        """One rate-limited line per refusal, at accept() or after a PROXY header alike."""
+        self._refusals(logging.INFO, "%s: refused (%s)", client, REFUSALS[reason])
 
     # -- serving ---------------------------------------------------------
 
-    def _serve_connection(self, conn: Connection) -> None:
-        reason = "eof"
+    def _serve_connection(self, conn: Connection, accepted: socket.socket) -> None:
+        reason: CloseReason = "eof"
         try:
-            if self._prologue is not None:
-                self._prologue.open(conn, conn.sock)  # type: ignore[arg-type]
+            conn.sock = self._prologue.open(conn, accepted)
             self.handler(conn)
         except OpeningFailed as exc:
             reason = exc.reason
-            log.debug("%s: closed before serving: %s", conn.client, exc)
-        except TimeoutError:
+            if exc.reason in REFUSALS:  # the gate, judging the client its PROXY header named
+                self._log_refusal(conn.client, exc.reason)
+            else:
+                log.debug("%s: closed before serving: %s", conn.client, exc)
+        except IdleTimeout:
             reason = "idle"
             log.debug(
                 "%s: closed after %g s without progress", conn.client, self.config.idle_timeout
@@ -502,7 +505,7 @@ class EchoServer:
         finally:
             self._release(gevent.getcurrent(), conn, reason)
 
-    def _release(self, greenlet: object, conn: Connection, reason: str) -> None:
+    def _release(self, greenlet: object, conn: Connection, reason: CloseReason) -> None:
         conn.sock.close()
         if conn.limit_key is not None:
             self.gate.release(conn.limit_key)
@@ -515,7 +518,7 @@ class EchoServer:
         self._slots.release()
         if self._stopping and not self._connections:
             self._drained.set()
-        if reason not in REFUSALS and reason != "refused":  # refused ones had their one line
+        if reason not in REFUSALS and reason != "refused":  # refused ones had their line
             log.debug("%s: closed after %d byte(s)", conn.client, conn.bytes_echoed)
         if self._access_log:
             # Every echoed byte was received and sent: one count serves both.

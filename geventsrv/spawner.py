@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 
 if TYPE_CHECKING:
-    from geventsrv.connection import Connection
+    pass
 
 
 class GreenletSpawner:
@@ -35,10 +35,10 @@ class GreenletSpawner:
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
-        self._pending: collections.deque[gevent.Greenlet[[Connection], None]] = collections.deque()
+        self._pending: collections.deque[gevent.Greenlet[..., None]] = collections.deque()
         self._timer: Any = gevent.get_hub().loop.timer(0.0)
 
-    def start(self, greenlet: gevent.Greenlet[[Connection], None]) -> None:
+    def start(self, greenlet: gevent.Greenlet[..., None]) -> None:
         """Run ``greenlet`` (created, not started) in the next loop turn with time to spare."""
         self._pending.append(greenlet)
         if not self._timer.active:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 #: Why connections end. ``eof``: the client closed its side; ``reset``: the
 #: connection broke (reset, broken pipe, a TLS error mid-stream); ``idle``: no
@@ -19,9 +20,13 @@ from dataclasses import dataclass, field
 #: the client held ``--max-conns-per-client`` already; ``rate``: the client
 #: opened connections faster than ``--accept-rate-per-client``; ``shutdown``:
 #: still open at the drain deadline.
-CLOSE_REASONS = (
-    "eof", "reset", "idle", "error", "refused", "denied", "limit", "rate", "shutdown",
-)  # fmt: skip
+CloseReason = Literal[
+    "eof", "reset", "idle", "error", "refused", "denied", "limit", "rate", "shutdown"
+]  # fmt: skip
+#: Why the gate turns a client away: the close reasons it gives.
+Refusal = Literal["denied", "limit", "rate"]
+CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
+REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 
 #: Upper bounds (seconds) of the connection-duration buckets: 1 ms to 1 hour.
 DURATION_BUCKETS = (
@@ -60,7 +65,7 @@ class ServerStats:
     #: Bytes echoed by connections already closed (open ones hold their own count).
     bytes_echoed: int = 0
     #: Connections closed, by reason (:data:`CLOSE_REASONS`).
-    closed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLOSE_REASONS, 0))
+    closed: dict[CloseReason, int] = field(default_factory=lambda: dict.fromkeys(CLOSE_REASONS, 0))
     #: Failures of accept() that were not about one queued connection.
     accept_errors: int = 0
     #: Every failure of accept(), by errno name (``EMFILE``...), queued connections' included.

@@ -88,11 +88,24 @@ def test_an_exception_thrown_into_a_waiter_stops_its_watcher(pair):
     sock, peer = pair
     reader = gevent.spawn(sock.recv, 10)
     gevent.sleep(0.01)
+    assert sock._read.active  # parked on its read watcher
     reader.kill(TimeoutError, block=True, timeout=5)
     assert isinstance(reader.exception, TimeoutError)
+    # Left started, the watcher would fire later into a greenlet that moved on.
+    assert not sock._read.active
     peer.send(b"later")
     gevent.sleep(0.01)  # a watcher left running would switch into the dead greenlet here
     assert gevent.spawn(sock.recv, 10).get(timeout=5) == b"later"
+
+
+def test_an_exception_thrown_into_a_blocked_sender_stops_its_write_watcher(pair):
+    sock, _ = pair
+    sender = gevent.spawn(sock.sendall, b"x" * 3_000_000)  # more than the buffers hold
+    gevent.sleep(0.05)
+    assert sock._write is not None and sock._write.active
+    sender.kill(TimeoutError, block=True, timeout=5)
+    assert isinstance(sender.exception, TimeoutError)
+    assert not sock._write.active
 
 
 def test_close_from_another_greenlet_wakes_the_waiter_with_an_error(pair):

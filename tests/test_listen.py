@@ -58,3 +58,25 @@ def test_bound_only_with_reuse_port_lets_a_second_socket_share_the_port():
         worker.close()
     finally:
         reservation.close()
+
+
+def test_a_backlog_past_somaxconn_is_capped_not_refused():
+    """listen() takes a C int; any backlog Config accepts is capped at net.core.somaxconn."""
+    import shutil
+    import subprocess
+
+    from geventsrv.config import MAX_BACKLOG
+    from geventsrv.listen import somaxconn
+
+    listener = open_listener(Config(port=0, backlog=MAX_BACKLOG))
+    try:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        if shutil.which("ss"):
+            shown = subprocess.run(
+                ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10
+            ).stdout.split()
+            assert int(shown[2]) == somaxconn(), shown  # Send-Q of a listener: its backlog
+    finally:
+        listener.close()

@@ -93,6 +93,15 @@ def test_binary_bytes_pass_through_unharmed(chat_server):
     b.close()
 
 
+def test_a_line_of_exactly_64_kib_is_delivered(chat_server):
+    a, b = ChatClient(chat_server.address), ChatClient(chat_server.address)
+    a.line()  # b's join
+    a.say(b"w" * 65_536 + b"\n")
+    assert b.line() == f"{a.name} ".encode() + b"w" * 65_536 + b"\n"
+    a.close()
+    b.close()
+
+
 def test_a_line_is_delivered_only_once_complete(chat_server):
     a, b = ChatClient(chat_server.address), ChatClient(chat_server.address)
     a.line()  # b's join
@@ -117,12 +126,20 @@ def test_a_last_line_without_newline_is_delivered_when_its_sender_leaves(chat_se
     b.close()
 
 
-def test_an_over_long_line_gets_an_error_and_a_close(chat_server):
+@pytest.mark.parametrize(
+    "payload",
+    [b"x" * 70_000, b"y" * 70_000 + b"\nafter\n", b"ok\n" + b"z" * 65_537 + b"\n"],
+    ids=["unfinished", "complete-in-one-write", "after-a-short-line"],
+)
+def test_an_over_long_line_gets_an_error_and_a_close(chat_server, payload):
+    """However the bytes arrive, no line over 64 KiB reaches anyone (lines before it do)."""
     a, b = ChatClient(chat_server.address), ChatClient(chat_server.address)
     a.line()  # b's join
-    a.say(b"x" * 70_000)
+    a.say(payload)
     assert a.line() == b"<error> line longer than 65536 bytes; closing.\n"
     assert a.sock.recv(1) == b""
+    if payload.startswith(b"ok\n"):
+        assert b.line() == f"{a.name} ok\n".encode()
     assert b.line() == f"<announce> {a.name} is disconnected.\n".encode()
     b.say(b"still here\n")  # the room goes on
     c = ChatClient(chat_server.address)

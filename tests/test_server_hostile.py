@@ -50,15 +50,44 @@ def test_one_client_cannot_take_every_slot(start_server):
             sock.close()
 
 
-def test_default_limit_is_a_tenth_of_max_conns_at_least_100(start_server):
-    server = start_server("--max-conns", "2000")  # limit: 200
+def via_proxy(server, source: str) -> socket.socket:
+    """A connection whose PROXY v1 header names ``source`` as the client."""
+    sock = socket.create_connection(server.address, timeout=CLIENT_TIMEOUT)
+    sock.sendall(encode(ProxyHeader(1, "PROXY", "TCP4", (source, 4000), ("127.0.0.1", 7))))
+    return sock
+
+
+def test_default_limit_is_a_tenth_of_max_conns_for_a_remote_client(start_server, descriptors):
+    """A client from the network (here named by a PROXY header) gets a tenth of --max-conns."""
+    server = start_server("--max-conns", "2000", "--proxy-protocol", "v1")  # limit: 200
     held = []
     try:
         for _ in range(200):
-            held.append(from_address(ATTACKER, server))
+            held.append(via_proxy(server, "198.51.100.1"))
         assert served(held[-1])
-        with from_address(ATTACKER, server) as extra:
+        with via_proxy(server, "198.51.100.1") as extra:
             assert not served(extra)
+        with via_proxy(server, "198.51.100.2") as other:
+            assert served(other)
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_the_default_limit_spares_loopback_clients(start_server, descriptors):
+    """A local load test of 1,200 connections is not cut to a tenth of --max-conns.
+
+    On loopback every local client is the same address: the default limit
+    would be a global cap (here 200). Given explicitly, it applies to loopback
+    too (test_one_client_cannot_take_every_slot).
+    """
+    server = start_server("--max-conns", "2000")
+    held = []
+    try:
+        for _ in range(1200):
+            held.append(from_address(ATTACKER, server))
+        assert all(served(sock) for sock in held)
+        assert server.status()["connections"] == 1200
     finally:
         for sock in held:
             sock.close()
@@ -76,7 +105,7 @@ def descriptors():
 
 def test_a_held_maximum_costs_the_bystander_nothing(start_server, descriptors):
     """One address holds all it may (and tries for every slot); the other is served at once."""
-    server = start_server("--max-conns", "1000")
+    server = start_server("--max-conns", "1000", "--max-conns-per-client", "100")
     baseline = server.status()
     held = []
     try:
@@ -169,20 +198,15 @@ def test_udp_flood_gets_at_most_its_bucket(start_server):
 
 def test_limits_apply_to_the_client_a_proxy_names(start_server):
     server = start_server("--proxy-protocol", "v1", "--max-conns-per-client", "1")
-
-    def via_proxy(source: str) -> socket.socket:
-        sock = socket.create_connection(server.address, timeout=CLIENT_TIMEOUT)
-        header = ProxyHeader(1, "PROXY", "TCP4", (source, 4000), ("127.0.0.1", 7))
-        sock.sendall(encode(header))
-        return sock
-
-    first = via_proxy("198.51.100.1")
+    first = via_proxy(server, "198.51.100.1")
     try:
         assert served(first)
-        with via_proxy("198.51.100.1") as second:  # same client, through the same proxy
+        with via_proxy(server, "198.51.100.1") as second:  # same client, same proxy
             assert not served(second)
-        with via_proxy("198.51.100.2") as other:  # another client, same proxy
+        with via_proxy(server, "198.51.100.2") as other:  # another client, same proxy
             assert served(other)
+        # Refused after its PROXY header, logged as a refusal at accept() is.
+        server.wait_for_log(r"198\.51\.100\.1:4000: refused \(it holds --max-conns-per-client")
     finally:
         first.close()
 

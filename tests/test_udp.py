@@ -120,7 +120,7 @@ def test_ipv6_udp(start_server):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--udp", "--mode", "chat"], "UDP serves the echo and upper modes, not chat"),
+        (["--udp", "--mode", "chat"], "argument --udp: serves the echo and upper modes, not chat"),
         (["--udp", "--udp-only"], "not allowed with argument"),
     ],
 )

@@ -179,6 +179,11 @@ class ChatRoom:
                 return None
             pending += data
             *lines, pending = pending.split(b"\n")
+            # A complete line can be over the limit too: all of it may arrive
+            # in the recv() that also brings its newline.
+            too_long = next((n for n, line in enumerate(lines) if len(line) > self.max_line), None)
+            if too_long is not None:
+                del lines[too_long:]
             if lines:
                 member.conn.bytes_echoed += sum(len(line) + 1 for line in lines)
                 self.broadcast(b"".join(prefix + line + b"\n" for line in lines), member)
@@ -186,7 +191,7 @@ class ChatRoom:
                 # greenlet would never give the writers a turn and every outbox
                 # would fill: let the greenlets that are ready run first.
                 gevent.sleep(0)
-            if len(pending) > self.max_line:
+            if too_long is not None or len(pending) > self.max_line:
                 notice = f"<error> line longer than {self.max_line} bytes; closing."
                 log.info("%s (%s): %s", member.name, member.conn.client, notice)
                 return notice.encode() + b"\n"
