@@ -1,8 +1,14 @@
 """System calls per echoed request, counted by the kernel: the fast path makes two.
 
-Counts, not timings: how many system calls a request costs does not depend on
-how fast the machine is. Skips, with the reason, where perf cannot read the
-syscall tracepoints (not installed, or not permitted).
+Counted per reply sent (each echo is one ``send`` on both paths), not per
+request the client counted: perf's window and the client's are a few
+milliseconds apart, which moves a count per request by several percent. What
+is asserted holds however busy the machine is: the calls every echo makes
+whatever the timing (one receive and one send; on the patched path gevent's
+``getsockopt`` too), and a bound on the one call that depends on timing (the
+patched path's receive that fails with EAGAIN when the next request has not
+arrived yet). Skips, with the reason, where perf cannot read the syscall
+tracepoints (not installed, or not permitted).
 """
 
 from __future__ import annotations
@@ -18,33 +24,34 @@ pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
 SPECS = {spec.name: spec for spec in lab.catalog()}
 
 
-def per_request(name: str) -> dict[str, float]:
+def per_reply(name: str, settle: bool = True) -> dict[str, float]:
+    """Each system call's count divided by the replies sent (``sendto``)."""
     run = lab.measure(
         SPECS[name], 1024, 50, duration=1.0, warmup=0.3, client=choose_client("auto"),
-        count_syscalls=True,
+        count_syscalls=True, settle=settle,
     )  # fmt: skip
     assert run["mismatches"] == 0 and run["errors"] == 0
-    return run["syscalls"]
+    counts = run["syscalls"]
+    assert counts.get("sendto"), counts
+    return {call: value / counts["sendto"] for call, value in counts.items()}
 
 
 def test_fast_path_two_system_calls_per_echo():
-    calls = per_request("geventsrv")
-    assert 1.8 <= calls["total"] <= 2.3, calls
+    calls = per_reply("geventsrv")
+    assert 1.0 <= calls["recvfrom"] <= 1.1, calls  # it waits first, so recv seldom fails
     assert calls.get("getsockopt", 0) < 0.01, calls  # no SO_SNDBUF query per reply
 
 
-def test_patched_path_four_system_calls_per_echo():
-    calls = per_request("geventsrv-patched")
-    assert calls["total"] >= 3.5, calls
-    assert calls["recvfrom"] >= 1.8 * calls["sendto"], calls  # one recv fails with EAGAIN
-    assert calls.get("getsockopt", 0) >= 0.9, calls
+def test_patched_path_three_or_four_system_calls_per_echo():
+    calls = per_reply("geventsrv-patched")
+    assert calls.get("getsockopt", 0) >= 0.99, calls  # gevent's sendall asks every time
+    # recv first, then wait: it fails with EAGAIN unless the next request is already in.
+    # How often is timing: measured 1.3-1.9 per echo on an idle machine.
+    assert 1.0 <= calls["recvfrom"] <= 2.01, calls
 
 
 def test_the_warm_up_spares_asyncio_an_mmap_per_request():
-    unsettled = lab.measure(
-        SPECS["asyncio-protocol"], 1024, 50, duration=1.0, warmup=0.3,
-        client=choose_client("auto"), count_syscalls=True, settle=False,
-    )["syscalls"]  # fmt: skip
-    settled = per_request("asyncio-protocol")
+    unsettled = per_reply("asyncio-protocol", settle=False)
+    settled = per_reply("asyncio-protocol")
     assert unsettled.get("mmap", 0) >= 0.9, unsettled  # a 256 KiB read buffer mapped each time
     assert settled.get("mmap", 0) < 0.05, settled
