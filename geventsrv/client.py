@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=cmdline.positive_number,
         default=10.0,
         help="seconds to wait for the connection (default: %(default)s)",
     )
@@ -146,4 +146,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cmdline.run(main)
+    cmdline.run(main, PROG)

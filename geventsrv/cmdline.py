@@ -4,7 +4,10 @@
   usage block, and gives every command ``--version``;
 * :func:`run` runs a command's ``main`` and ends quietly when the reader of
   standard output goes away (``| head``), as ``cat`` would, instead of a
-  ``BrokenPipeError`` traceback.
+  ``BrokenPipeError`` traceback; and on Ctrl-C with one line saying so and
+  exit code 130, not a ``KeyboardInterrupt`` traceback. What the command
+  started (servers, load generators) is stopped on the way out by the
+  context managers that started it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from geventsrv import __version__, exitcodes
 
@@ -34,11 +37,40 @@ class Parser(argparse.ArgumentParser):
         self.exit(exitcodes.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def run(main: Callable[[], int]) -> NoReturn:
-    """``sys.exit(main())``, but a closed standard output ends the command quietly."""
+def _number(text: str, kind: type[int] | type[float], low: float, strictly: bool, what: str) -> Any:
+    """``text`` as ``kind``, above ``low`` (or at least ``low``) and finite; else a usage error."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not (value > low if strictly else value >= low) or not value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (seconds, rates)."""
+    return _number(text, float, 0.0, True, "a positive number")  # type: ignore[no-any-return]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return _number(text, int, 1, False, "a whole number of at least 1")  # type: ignore[no-any-return]
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (0 usually skips something)."""
+    return _number(text, int, 0, False, "a whole number, 0 or more")  # type: ignore[no-any-return]
+
+
+def run(main: Callable[[], int], prog: str) -> NoReturn:
+    """``sys.exit(main())``, but a closed standard output or Ctrl-C ends ``prog`` in one line."""
     try:
         code = main()
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; what it had started is stopped", file=sys.stderr)
+        code = exitcodes.INTERRUPTED
     except BrokenPipeError:
         # Python would complain again when it flushes stdout at exit: point
         # stdout at /dev/null first (the recipe of the signal module's docs).

@@ -18,6 +18,9 @@ USAGE = 2
 CANNOT_LISTEN = 3
 #: A second signal forced the shutdown before open connections had drained.
 FORCED = 4
+#: Conventional for a command stopped by Ctrl-C (128 + SIGINT): it says what
+#: it stopped, in one line, and ends with this.
+INTERRUPTED = 130
 #: Conventional for a process stopped by SIGPIPE (128 + 13): what a command
 #: returns when its reader closed standard output early (``| head``).
 BROKEN_PIPE = 141

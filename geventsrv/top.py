@@ -16,6 +16,7 @@ waits for it); 2 for bad arguments.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import select
 import sys
@@ -105,6 +106,10 @@ def fetch(url: str, timeout: float = 2.0) -> Scrape:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise Unreachable(f"{url} does not answer: {reason}") from None
+    except http.client.HTTPException:  # an echo port, say, sends back what it got
+        raise Unreachable(
+            f"{url} does not answer HTTP: not a metrics endpoint (give the --metrics address)"
+        ) from None
     if "geventsrv_" not in text:
         raise Unreachable(f"{url} answers, but not with geventsrv's metrics")
     return parse(text, time.monotonic())
@@ -114,15 +119,28 @@ def _rate(now: float, before: float, seconds: float) -> float:
     return max(now - before, 0.0) / seconds if seconds > 0 else 0.0
 
 
-def render(now: Scrape, before: Scrape | None, url: str, note: str = "") -> Any:
-    """The view of one scrape (rates against ``before``) as a rich renderable."""
+def render(now: Scrape, before: Scrape | None, url: str, note: str = "", live: bool = True) -> Any:
+    """The view of one scrape (rates against ``before``) as a rich renderable.
+
+    Fits an 80-column terminal: tables without vertical rules, one space
+    between columns. ``live`` adds the "q quits" hint of the live view.
+    """
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     seconds = now.at - before.at if before else 0.0
-    load = Table(header_style="bold", title="now", title_justify="left")
-    closed = Table(header_style="bold", title="closed so far, by reason", title_justify="left")
+    compact = {
+        "box": box.SIMPLE_HEAD, "pad_edge": False, "collapse_padding": True,
+        "padding": (0, 1), "header_style": "bold",
+    }  # fmt: skip
+    load = Table(title="now", title_justify="left", **compact)  # type: ignore[arg-type]
+    closed = Table(
+        title="closed so far, by reason",
+        title_justify="left",
+        **compact,  # type: ignore[arg-type]
+    )
     columns = ("worker", "ready", "open", "accepts/s", "MB/s in", "RSS MiB", "mean lag", "blocked")
     for column in columns:
         load.add_column(column, justify="left" if column == "worker" else "right", no_wrap=True)
@@ -151,7 +169,7 @@ def render(now: Scrape, before: Scrape | None, url: str, note: str = "") -> Any:
         ("geventsrv ", "bold"),
         (url, "cyan"),
         f"  {total_open:,.0f} connection(s) open  ",
-        (note, "red") if note else ("q or Ctrl-C quits", "dim"),
+        (note, "red") if note else ("q or Ctrl-C quits" if live else "", "dim"),
     )
     return Group(header, load, closed)
 
@@ -206,7 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("url", help="the server's --metrics address: HOST:PORT or a URL")
     parser.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between refreshes (default: 1)"
+        "--interval",
+        type=cmdline.positive_number,
+        default=1.0,
+        help="seconds between refreshes (default: 1)",
     )
     parser.add_argument("--once", action="store_true", help="print one view and exit")
     args = parser.parse_args(argv)
@@ -225,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             before = fetch(url)
             time.sleep(args.interval)
-            Console().print(render(fetch(url), before, url))
+            Console().print(render(fetch(url), before, url, live=False))
             return exitcodes.OK
         return live(url, args.interval)
     except Unreachable as exc:
@@ -234,4 +255,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cmdline.run(main)
+    cmdline.run(main, PROG)

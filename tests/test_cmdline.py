@@ -65,3 +65,50 @@ def test_a_closed_stdout_ends_a_command_quietly():
     code = proc.wait(60)
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert code == 141
+
+
+INTERRUPTIBLE = [
+    ("geventsrv.bench", "--quick", "--out", "{out}"),
+    ("geventsrv.bench", "soak", "--minutes", "1", "--out", "{out}"),
+    ("geventsrv.bench", "tls", "--out", "{out}/tls.json"),
+    ("geventsrv.bench", "capacity", "--out", "{out}"),
+    ("geventsrv.bench", "hostile", "--out", "{out}/hostile.json"),
+    ("geventsrv.bench", "ops", "--out", "{out}/ops.json"),
+    ("geventsrv.tutorial", "--all"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", INTERRUPTIBLE, ids=lambda c: " ".join(c[:2]))
+def test_ctrl_c_says_what_stopped_in_one_line_and_exits_130(command, tmp_path):
+    """Ctrl-C reaches the command's whole process group, as a terminal sends it."""
+    import os
+    import signal
+    import time
+
+    if "tls" in command:
+        from support import require_tool
+
+        require_tool("haproxy", "haproxy")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *(part.format(out=tmp_path) for part in command)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True, cwd=ROOT, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(3)  # servers and load running
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].endswith(": interrupted; what it had started is stopped")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # nothing it started outlives it
+        left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+        if not left.stdout.strip():
+            break
+        time.sleep(0.2)
+    assert not left.stdout.strip(), left.stdout

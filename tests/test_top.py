@@ -14,6 +14,7 @@ import time
 import pytest
 from support import ROOT
 
+from geventsrv.stats import CLOSE_REASONS as REASONS
 from geventsrv.top import metrics_url, parse
 
 
@@ -75,7 +76,7 @@ def test_live_view_shows_every_worker_and_quits_on_q(start_server, terminal):
         server.round_trip()
     screen = view.read_until(b"closed so far").decode()
     assert "accepts/s" in screen and "q or Ctrl-C quits" in screen
-    view.read_until(b"\xe2\x94\x82 2 ")  # a row for worker 2 ("│ 2 ")
+    view.read_until(b"\n 2 ")  # a row for worker 2
     os.write(view.master, b"q")
     assert view.proc.wait(5) == 0
     assert b"Traceback" not in view.screen
@@ -112,18 +113,43 @@ def test_once_counts_accepts_per_second(start_server):
     trickle = threading.Thread(target=clients)
     trickle.start()
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "geventsrv.top", base, "--once", "--interval", "1"],
-            capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, COLUMNS="100"),
-            timeout=20,
-        ).stdout  # fmt: skip
+        out = once(base, interval=1.0)
     finally:
         done.set()
         trickle.join(10)
-    row = next(line for line in out.splitlines() if line.startswith("│ -"))
-    accepts_per_s = float(row.split("│")[4].replace(",", ""))
+    row = next(line.split() for line in out.splitlines() if line.startswith(" -"))
+    accepts_per_s = float(row[3].replace(",", ""))  # worker, ready, open, accepts/s
     # About one connection per 10 ms, fewer on a busy machine; never more than were made.
     assert 5 <= accepts_per_s <= len(made)
+
+
+def once(url: str, columns: int = 100, interval: float = 0.2) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "geventsrv.top", url, "--once", "--interval", str(interval)],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, COLUMNS=str(columns)),
+        timeout=20,
+    ).stdout  # fmt: skip
+
+
+def test_once_fits_80_columns_with_every_heading_whole(start_server):
+    server = start_server("--metrics", "127.0.0.1:0", "--workers", "2", listeners=2)
+    out = once(metrics_base(server), columns=80)
+    assert "…" not in out, out
+    for heading in ("accepts/s", "mean lag", "blocked", *REASONS):
+        assert heading in out, (heading, out)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "quits" not in out  # --once does not wait for a key
+
+
+def test_an_echo_port_is_not_a_metrics_endpoint(start_server):
+    """The echo port sends back the GET: one line saying so, exit 1, not BadStatusLine."""
+    server = start_server()
+    result = subprocess.run(
+        [sys.executable, "-m", "geventsrv.top", f"127.0.0.1:{server.port}", "--once"],
+        capture_output=True, text=True, cwd=ROOT, timeout=20,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "not a metrics endpoint" in result.stderr
 
 
 def test_url_forms():

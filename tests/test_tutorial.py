@@ -290,8 +290,15 @@ def test_plot_for_a_lesson_without_pictures_is_one_line_and_exit_2(args, tmp_pat
     result = run_tutorial(*args)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "python -m geventsrv.tutorial: error: --plot works with one of: tracing, scheduling"
+        "python -m geventsrv.tutorial: error: argument --plot: works with one of: tracing, "
+        "scheduling (see --help)"
     )
+
+
+def test_plot_to_a_format_matplotlib_cannot_write_is_refused_before_the_lesson(tmp_path):
+    result = run_tutorial("tracing", "--plot", str(tmp_path / "x.txt"))
+    assert result.returncode == 2 and result.stdout == ""  # refused before anything ran
+    assert result.stderr.count("\n") == 1 and "the file must end in .png" in result.stderr
 
 
 def test_strace_counts_the_same_calls_where_perf_cannot():

@@ -99,20 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connections", type=_ints, help="concurrency levels (default: 1,10,100,1000,10000)"
     )
-    parser.add_argument("--duration", type=float, help="seconds measured per point (default: 2)")
     parser.add_argument(
-        "--warmup", type=float, help="seconds of load before measuring (default: 0.5)"
+        "--duration", type=cmdline.positive_number, help="seconds measured per point (default: 2)"
     )
-    parser.add_argument("--rounds", type=int, help="rounds; medians are reported (default: 3)")
+    parser.add_argument(
+        "--warmup",
+        type=cmdline.positive_number,
+        help="seconds of load before measuring (default: 0.5)",
+    )
+    parser.add_argument(
+        "--rounds", type=cmdline.positive_int, help="rounds; medians are reported (default: 3)"
+    )
     parser.add_argument(
         "--storm",
-        type=int,
+        type=cmdline.count,
         help="connections for the connection-storm measurement, 0 to skip; needs the C "
         "client (default: 10000; --quick: 500)",
     )
     parser.add_argument(
         "--client-processes",
-        type=int,
+        type=cmdline.count,
         default=0,
         help="load processes per point (default: 1 per 2,500 connections)",
     )
@@ -293,4 +299,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cmdline.run(main)
+    cmdline.run(main, PROG)

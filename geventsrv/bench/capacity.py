@@ -47,12 +47,27 @@ def build_parser() -> cmdline.Parser:
         type=lambda t: t.split(","),
         help=f"comma-separated subset of: {', '.join(names)} (default: all)",
     )
-    parser.add_argument("--connections", type=int, default=100, help="default: 100")
-    parser.add_argument("--size", type=int, default=1024, help="message bytes (default: 1024)")
-    parser.add_argument("--p99-ms", type=float, default=10.0, help="latency target (default: 10)")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per rate (default: 2)")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each window")
-    parser.add_argument("--max-rate", type=float, default=1e6, help="stop the search here")
+    parser.add_argument(
+        "--connections", type=cmdline.positive_int, default=100, help="default: 100"
+    )
+    parser.add_argument(
+        "--size", type=cmdline.positive_int, default=1024, help="message bytes (default: 1024)"
+    )
+    parser.add_argument(
+        "--p99-ms", type=cmdline.positive_number, default=10.0, help="latency target (default: 10)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=cmdline.positive_number,
+        default=2.0,
+        help="seconds per rate (default: 2)",
+    )
+    parser.add_argument(
+        "--warmup", type=cmdline.positive_number, default=0.5, help="seconds before each window"
+    )
+    parser.add_argument(
+        "--max-rate", type=cmdline.positive_number, default=1e6, help="stop the search here"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/capacity"))
     parser.add_argument("--no-charts", action="store_true")
     return parser

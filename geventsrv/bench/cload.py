@@ -121,6 +121,9 @@ class LoadProcess:
     def _expect(self, tag: str) -> list[str]:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
+        if not line:  # it died (killed, or stopped by Ctrl-C with the rest of its group)
+            code = self.proc.wait()
+            raise RuntimeError(f"C load generator ended (exit code {code}) before {tag!r}")
         word, *values = line.split()
         if word != tag:
             self.proc.kill()

@@ -62,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--scenarios", type=_scenarios, default=list(SCENARIOS), help="(steady,rolling,failover)")
     add("--quick", action="store_true", help="seconds per scenario instead of tens")
-    add("--hosts", type=int, default=3, help="backend hosts (3)")
-    add("--workers", type=int, default=2, help="geventsrv --workers on each host (2)")
+    add("--hosts", type=cmdline.positive_int, default=3, help="backend hosts (3)")
+    add(
+        "--workers",
+        type=cmdline.positive_int,
+        default=2,
+        help="geventsrv --workers on each host (2)",
+    )
     add(
         "--network",
         choices=("auto", "netns", "loopback"),
@@ -80,27 +85,87 @@ def build_parser() -> argparse.ArgumentParser:
         "that served them (every scenario); c: the lab's C load generator for raw rate "
         "(steady only, hosts in echo mode, shares from /metrics) (locust)",
     )
-    add("--connections", type=int, default=100, help="with --load c: connections (100)")
-    add("--users", type=int, default=30, help="locust users, each one connection at a time (30)")
-    add("--load-workers", type=int, default=2, help="locust worker processes (2)")
-    add("--size", type=int, default=1024, help="bytes per echo (1024)")
+    add(
+        "--connections",
+        type=cmdline.positive_int,
+        default=100,
+        help="with --load c: connections (100)",
+    )
+    add(
+        "--users",
+        type=cmdline.positive_int,
+        default=30,
+        help="locust users, each one connection at a time (30)",
+    )
+    add("--load-workers", type=cmdline.positive_int, default=2, help="locust worker processes (2)")
+    add("--size", type=cmdline.positive_int, default=1024, help="bytes per echo (1024)")
     add(
         "--requests-per-connection",
-        type=int,
+        type=cmdline.positive_int,
         default=50,
         help="echoes before a user closes and reconnects (50)",
     )
-    add("--steady", type=float, default=20.0, help="seconds of steady load (20)")
-    add("--cost-rounds", type=int, default=3, help="balancer vs direct pairs, 0 to skip (3)")
-    add("--cost-duration", type=float, default=5.0, help="seconds per cost window (5)")
-    add("--warm", type=float, default=3.0, help="seconds of load before the first event (3)")
-    add("--settle", type=float, default=3.0, help="seconds of load after each restart (3)")
-    add("--down-for", type=float, default=5.0, help="seconds a killed host stays down (5)")
-    add("--shutdown-delay", type=float, default=2.0, help="geventsrv --shutdown-delay (2)")
-    add("--drain-timeout", type=float, default=10.0, help="geventsrv --drain-timeout (10)")
-    add("--check-interval", type=float, default=0.5, help="HAProxy's check inter, seconds (0.5)")
-    add("--fall", type=int, default=2, help="failed checks before HAProxy marks a host down (2)")
-    add("--rise", type=int, default=2, help="passed checks before it is up again (2)")
+    add("--steady", type=cmdline.positive_number, default=20.0, help="seconds of steady load (20)")
+    add(
+        "--cost-rounds",
+        type=cmdline.count,
+        default=3,
+        help="balancer vs direct pairs, 0 to skip (3)",
+    )
+    add(
+        "--cost-duration",
+        type=cmdline.positive_number,
+        default=5.0,
+        help="seconds per cost window (5)",
+    )
+    add(
+        "--warm",
+        type=cmdline.positive_number,
+        default=3.0,
+        help="seconds of load before the first event (3)",
+    )
+    add(
+        "--settle",
+        type=cmdline.positive_number,
+        default=3.0,
+        help="seconds of load after each restart (3)",
+    )
+    add(
+        "--down-for",
+        type=cmdline.positive_number,
+        default=5.0,
+        help="seconds a killed host stays down (5)",
+    )
+    add(
+        "--shutdown-delay",
+        type=cmdline.positive_number,
+        default=2.0,
+        help="geventsrv --shutdown-delay (2)",
+    )
+    add(
+        "--drain-timeout",
+        type=cmdline.positive_number,
+        default=10.0,
+        help="geventsrv --drain-timeout (10)",
+    )
+    add(
+        "--check-interval",
+        type=cmdline.positive_number,
+        default=0.5,
+        help="HAProxy's check inter, seconds (0.5)",
+    )
+    add(
+        "--fall",
+        type=cmdline.positive_int,
+        default=2,
+        help="failed checks before HAProxy marks a host down (2)",
+    )
+    add(
+        "--rise",
+        type=cmdline.positive_int,
+        default=2,
+        help="passed checks before it is up again (2)",
+    )
     add("--out", type=Path, default=Path("reports/cluster"), help="output directory")
     add("--no-charts", action="store_true", help="skip the PNG chart")
     return parser
@@ -214,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results, verdicts, labels, kind = run_scenarios(args, settings, args.out)
     except KeyboardInterrupt:
         say("interrupted; everything started was stopped and removed")
-        return 130
+        return exitcodes.INTERRUPTED
     except (HAProxyError, hosts.NetworkError, RuntimeError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exitcodes.INTERNAL_ERROR
@@ -239,4 +304,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cmdline.run(main)
+    cmdline.run(main, PROG)

@@ -162,10 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m geventsrv.bench hostile",
         description="A second client's connect-to-echo time while one address attacks.",
     )
-    parser.add_argument("--max-conns", type=int, default=10_000, help="(10000)")
-    parser.add_argument("--attempts", type=int, default=20_000, help="storm size (20000)")
-    parser.add_argument("--patience", type=float, default=2.0, help="seconds per try (2)")
-    parser.add_argument("--stormers", type=int, default=1, help="storm processes (1)")
+    parser.add_argument("--max-conns", type=cmdline.positive_int, default=10_000, help="(10000)")
+    parser.add_argument(
+        "--attempts", type=cmdline.positive_int, default=20_000, help="storm size (20000)"
+    )
+    parser.add_argument(
+        "--patience", type=cmdline.positive_number, default=2.0, help="seconds per try (2)"
+    )
+    parser.add_argument(
+        "--stormers", type=cmdline.positive_int, default=1, help="storm processes (1)"
+    )
     parser.add_argument("--code", type=Path, help="run the geventsrv package found here")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     parser.add_argument("flags", nargs="*", help="geventsrv flags, after --")

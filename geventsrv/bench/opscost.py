@@ -145,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m geventsrv.bench ops",
         description="geventsrv's CPU per request with metrics on and with the access log.",
     )
-    parser.add_argument("--connections", type=int, default=100, help="(100)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per window (5)")
-    parser.add_argument("--rounds", type=int, default=5, help="(5)")
+    parser.add_argument("--connections", type=cmdline.positive_int, default=100, help="(100)")
+    parser.add_argument(
+        "--duration", type=cmdline.positive_number, default=5.0, help="seconds per window (5)"
+    )
+    parser.add_argument("--rounds", type=cmdline.positive_int, default=5, help="(5)")
     parser.add_argument("--out", type=Path, help="write the runs and medians here (JSON)")
     args = parser.parse_args(argv)
     runs: list[dict[str, Any]] = []

@@ -71,14 +71,21 @@ class Tally:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cmdline.Parser(prog=PROG, description=DESCRIPTION)
-    parser.add_argument("--minutes", type=float, default=10.0, help="how long (default: 10)")
     parser.add_argument(
-        "--connections", type=int, default=200, help="echo load connections (default: 200)"
+        "--minutes", type=cmdline.positive_number, default=10.0, help="how long (default: 10)"
     )
-    parser.add_argument("--sample", type=float, default=2.0, help="seconds between samples")
+    parser.add_argument(
+        "--connections",
+        type=cmdline.positive_int,
+        default=200,
+        help="echo load connections (default: 200)",
+    )
+    parser.add_argument(
+        "--sample", type=cmdline.positive_number, default=2.0, help="seconds between samples"
+    )
     parser.add_argument(
         "--warmup",
-        type=float,
+        type=cmdline.positive_number,
         default=0.2,
         help="fraction of the run ignored by the trend check (default: 0.2)",
     )
@@ -110,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(0.3)
         baseline = _sample(server, started)
         threads = [
-            threading.Thread(target=_echo_load, args=(server, args, client, tally, deadline)),
+            threading.Thread(target=_echo_load, args=(server, args, client, tally, stop, deadline)),
             threading.Thread(target=_faults, args=(server.port, tally, stop, deadline)),
         ]
         for thread in threads:
@@ -156,17 +163,32 @@ def _progress(sample: dict[str, float], tally: Tally) -> str:
 
 
 def _echo_load(
-    server: ServerProcess, args: argparse.Namespace, client: str, tally: Tally, deadline: float
+    server: ServerProcess,
+    args: argparse.Namespace,
+    client: str,
+    tally: Tally,
+    stop: threading.Event,
+    deadline: float,
 ) -> None:
-    """Closed-loop 1 KiB echo load in waves of fresh connections until ``deadline``."""
+    """Closed-loop 1 KiB echo load in waves of fresh connections until ``deadline``.
+
+    A load generator that dies is a finding, recorded in the tally, unless the
+    soak is stopping (Ctrl-C reaches the generator too).
+    """
     seed = 0
-    while (left := deadline - time.monotonic()) > 1:
+    while (left := deadline - time.monotonic()) > 1 and not stop.is_set():
         seed += 1
-        load = start_load(client, server.address, args.connections, 1024, seed)
-        connect_errors = load.ready()
-        start = time.monotonic() + 0.3
-        load.run(start, start + min(WAVE_SECONDS, left))
-        result = load.result()
+        try:
+            load = start_load(client, server.address, args.connections, 1024, seed)
+            connect_errors = load.ready()
+            start = time.monotonic() + 0.3
+            load.run(start, start + min(WAVE_SECONDS, left))
+            result = load.result()
+        except (RuntimeError, OSError) as exc:
+            if not stop.is_set():
+                with tally.lock:
+                    tally.lost.append(f"echo load: {exc}")
+            return
         with tally.lock:
             tally.requests += result.requests
             tally.load_errors += result.errors + connect_errors

@@ -16,6 +16,8 @@ from geventsrv.tutorial._narrate import Narrator, stopwatch
 from geventsrv.tutorial.catalog import LESSONS, UnknownLesson, load, summaries
 
 PROG = "python -m geventsrv.tutorial"
+#: What --plot can write (matplotlib picks the format from the name).
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def listing() -> str:
@@ -38,8 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.all and args.lesson:
-        print(f"{PROG}: error: give a lesson or --all, not both", file=sys.stderr)
-        return 2
+        parser.error("give a lesson or --all, not both")
     if not args.all and not args.lesson:
         print(listing())
         return 0
@@ -47,17 +48,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lessons = [load(name) for name in names]
     except UnknownLesson as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        parser.error(str(exc))
     if args.plot is not None:
         if args.all or not hasattr(lessons[0][1], "draw"):
             drawn = ", ".join(name for name, module in LESSONS if _draws(module))
-            print(f"{PROG}: error: --plot works with one of: {drawn}", file=sys.stderr)
-            return 2
+            parser.error(f"argument --plot: works with one of: {drawn}")
+        if args.plot.suffix.lower() not in PLOT_FORMATS:
+            formats = ", ".join(PLOT_FORMATS)
+            parser.error(f"argument --plot: the file must end in {formats}, got {str(args.plot)!r}")
         if importlib.util.find_spec("matplotlib") is None:
-            print(f"{PROG}: error: --plot needs matplotlib: pip install matplotlib",
-                  file=sys.stderr)  # fmt: skip
-            return 2
+            parser.error("argument --plot: needs matplotlib: pip install matplotlib")
+    _quiet_ctrl_c_in_greenlets()
     narrator = Narrator()
     with stopwatch() as elapsed:
         for _, module in lessons:
@@ -74,10 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _quiet_ctrl_c_in_greenlets() -> None:
+    """Ctrl-C during a lesson's greenlets ends the tutorial in one line, not a traceback.
+
+    Python raises KeyboardInterrupt in whichever greenlet is running; gevent's
+    hub prints that greenlet's traceback, then passes the interrupt on to the
+    main greenlet. The lessons' greenlets are this process's own: an interrupt
+    there is not an error to report, only the end of the run.
+    """
+    from gevent.hub import Hub
+
+    if KeyboardInterrupt not in Hub.NOT_ERROR:
+        Hub.NOT_ERROR = (*Hub.NOT_ERROR, KeyboardInterrupt)
+
+
 def _draws(module: str) -> bool:
     """Whether a lesson can draw its run (has ``draw``), without importing the others twice."""
     return hasattr(importlib.import_module(module), "draw")
 
 
 if __name__ == "__main__":
-    cmdline.run(main)
+    cmdline.run(main, PROG)

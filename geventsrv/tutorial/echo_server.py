@@ -138,8 +138,9 @@ def run(out: Narrator, clients: int = 200) -> dict[str, Any]:
         Python builds a BlockingIOError, and only then does the greenlet wait on the
         hub. gevent's sendall() also asks the kernel for the send buffer size on
         every call. So each echo costs three system calls (recv, send, getsockopt),
-        and a fourth, a failing recv, whenever the next request is not in yet. geventsrv serves the same blocking calls from a socket of its
-        own (geventsrv/cooperative.py): after a short read it waits for readability
+        and a fourth, a failing recv, whenever the next request is not in yet.
+        geventsrv serves the same blocking calls from a socket of its own
+        (geventsrv/cooperative.py): after a short read it waits for readability
         first, and it sends with one plain send(). Two system calls per echo, the
         same as asyncio's and a hand-written epoll loop's. `--io patched` runs the
         server on the monkey-patched socket instead, to compare; the lab's
