@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = report.medians(runs)
     # Wide enough for every column even when the output is a file or a pipe.
     output = Console(width=None if sys.stdout.isatty() else 160)
-    output.print(report.table(rows))
+    output.print(report.table(rows, output.width))
     if storms:
         output.print(report.storm_table(report.storm_medians(storms)))
     meta = {

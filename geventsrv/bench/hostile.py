@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -173,7 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stormers", type=cmdline.positive_int, default=1, help="storm processes (1)"
     )
     parser.add_argument("--code", type=Path, help="run the geventsrv package found here")
-    parser.add_argument("--out", type=Path, help="write the results here (JSON)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports/hostile.json"), help="results, JSON (%(default)s)"
+    )
     parser.add_argument("flags", nargs="*", help="geventsrv flags, after --")
     args = parser.parse_args(argv)
     results = []
@@ -188,8 +191,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.stormers,
         )
         results.append(result)
-        print(json.dumps(result), flush=True)
-    if args.out:
-        record = {"machine": machine.fingerprint(), "flags": args.flags, "results": results}
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        print(describe(result), flush=True)
+    record = {"machine": machine.fingerprint(), "flags": args.flags, "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line per scenario: what the attacker did and what the bystander saw."""
+    what = (
+        f"attacker held {result['held']:,} connections"
+        if result["scenario"] == "hold"
+        else f"attacker stormed for {result['seconds']:g} s"
+    )
+    if result["p50_ms"] is None:
+        seen = "never served"
+    else:
+        seen = (
+            f"echo in {result['p50_ms']:.1f} ms median, {result['p99_ms']:.1f} ms p99, "
+            f"{result['worst_ms']:.1f} ms worst"
+        )
+    return (
+        f"{result['scenario']:5}: {what}; the bystander's {result['tries']:,} tries: {seen}, "
+        f"{result['unserved']:,} unserved"
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import statistics
+import sys
 import threading
 import time
 import urllib.request
@@ -150,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--duration", type=cmdline.positive_number, default=5.0, help="seconds per window (5)"
     )
     parser.add_argument("--rounds", type=cmdline.positive_int, default=5, help="(5)")
-    parser.add_argument("--out", type=Path, help="write the runs and medians here (JSON)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports/ops.json"), help="runs and medians (%(default)s)"
+    )
     args = parser.parse_args(argv)
     runs: list[dict[str, Any]] = []
     names = list(VARIANTS)
@@ -185,9 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"median {name:22} {figures['requests_per_s']:9.0f} req/s  "
             f"{figures['cpu_us']:6.1f} us/request  {figures['cpu_vs_plain']:.3f}x plain"
         )
-    if args.out:
-        record = {"machine": machine.fingerprint(), "settings": vars(args) | {"out": str(args.out)}}
-        args.out.write_text(
-            json.dumps(record | {"runs": runs, "medians": medians}, indent=2) + "\n"
-        )
+    record = {"machine": machine.fingerprint(), "settings": vars(args) | {"out": str(args.out)}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record | {"runs": runs, "medians": medians}, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ import csv
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,29 @@ def storm_medians(storms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def storm_table(rows: list[dict[str, Any]]) -> Any:
-    """A rich Table of the storm medians."""
+def _grid(title: str, headings: Sequence[str], rows: list[dict[str, Any]]) -> Any:
+    """A rich Table without vertical rules; server names never cut short."""
+    from rich import box
     from rich.table import Table
 
-    grid = Table(title="Connection storm: connections opened back to back, one echo each")
+    grid = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    longest = max((len(row["server"]) for row in rows), default=6)
+    for heading in headings:
+        if heading == "server":
+            grid.add_column(heading, no_wrap=True, min_width=longest)
+        else:
+            grid.add_column(heading, justify="right")
+    return grid
+
+
+def storm_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich Table of the storm medians."""
     headings = ("server", "conns", "connect s", "first echo p50 s", "p99 s", "max s")
-    for heading in (*headings, "idle KiB/conn", "failed"):
-        grid.add_column(heading, justify="left" if heading == "server" else "right")
+    grid = _grid(
+        "Connection storm: connections opened back to back, one echo each",
+        (*headings, "idle KiB/conn", "failed"),
+        rows,
+    )
     for row in rows:
         grid.add_row(
             row["server"],
@@ -219,30 +235,22 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table(rows: list[dict[str, Any]]) -> Any:
-    """A rich Table of the medians."""
-    from rich.table import Table
+#: The medians table's columns, and the ones a narrow terminal shows.
+COLUMNS = (
+    "size", "conns", "server", "req/s", "MB/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU µs/req",
+    "RSS MiB", "KiB/conn", "unserved", "longest wait s", "syscalls/req", "client CPU", "errors",
+)  # fmt: skip
+NARROW_COLUMNS = ("size", "conns", "server", "req/s", "p99 µs", "CPU µs/req", "KiB/conn", "errors")
+#: Below this many columns of terminal, the medians table shows NARROW_COLUMNS.
+WIDE_ENOUGH = 150
 
-    grid = Table(title="Echo servers: medians over rounds", show_lines=False)
-    for heading in (
-        "size",
-        "conns",
-        "server",
-        "req/s",
-        "MB/s",
-        "p50 µs",
-        "p99 µs",
-        "p99.9 µs",
-        "CPU µs/req",
-        "RSS MiB",
-        "KiB/conn",
-        "unserved",
-        "longest wait s",
-        "syscalls/req",
-        "client CPU",
-        "errors",
-    ):
-        grid.add_column(heading, justify="left" if heading == "server" else "right")
+
+def table(rows: list[dict[str, Any]], width: int = WIDE_ENOUGH) -> Any:
+    """A rich Table of the medians; narrower than ``WIDE_ENOUGH``, the main columns only."""
+    shown = COLUMNS if width >= WIDE_ENOUGH else NARROW_COLUMNS
+    grid = _grid("Echo servers: medians over rounds", shown, rows)
+    if shown is NARROW_COLUMNS:
+        grid.caption = "every column: summary.md and medians.csv beside the charts"
     previous = None
     for row in rows:
         point = (row["size"], row["connections"])
@@ -254,24 +262,31 @@ def table(rows: list[dict[str, Any]]) -> Any:
             flags = f"[bold red]{row['mismatches']} MISMATCHED[/]"
         elif row["errors"]:
             flags = f"[yellow]{row['errors']}[/]"
-        grid.add_row(
-            f"{row['size']:,}",
-            f"{row['connections']:,}",
-            row["server"],
-            _fmt(row["requests_per_s"]),
-            _fmt(row["mb_per_s"], 1),
-            _fmt(row["p50_us"]),
-            _fmt(row["p99_us"]),
-            _fmt(row["p999_us"]),
-            _fmt(row["server_cpu_us_per_request"], 1),
-            _fmt(row["server_rss_mib"], 1),
-            _fmt(row["rss_per_connection_kib"], 1),
-            f"[bold red]{row['unserved']:,}[/]" if row["unserved"] else "0",
-            _fmt(row.get("longest_wait_s"), 2),
-            _fmt(row.get("syscalls_per_request"), 2),
-            f"{row['client_cpu_share']:.0%}{' (bound)' if row['client_bound'] else ''}",
-            flags or "0",
+        cells = dict(
+            zip(
+                COLUMNS,
+                (
+                    f"{row['size']:,}",
+                    f"{row['connections']:,}",
+                    row["server"],
+                    _fmt(row["requests_per_s"]),
+                    _fmt(row["mb_per_s"], 1),
+                    _fmt(row["p50_us"]),
+                    _fmt(row["p99_us"]),
+                    _fmt(row["p999_us"]),
+                    _fmt(row["server_cpu_us_per_request"], 1),
+                    _fmt(row["server_rss_mib"], 1),
+                    _fmt(row["rss_per_connection_kib"], 1),
+                    f"[bold red]{row['unserved']:,}[/]" if row["unserved"] else "0",
+                    _fmt(row.get("longest_wait_s"), 2),
+                    _fmt(row.get("syscalls_per_request"), 2),
+                    f"{row['client_cpu_share']:.0%}{' (bound)' if row['client_bound'] else ''}",
+                    flags or "0",
+                ),
+                strict=True,
+            )
         )
+        grid.add_row(*(cells[heading] for heading in shown))
     return grid
 
 

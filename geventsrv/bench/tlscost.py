@@ -109,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=cmdline.positive_int, default=5, help="plain/TLS pairs (5)"
     )
-    parser.add_argument("--out", type=Path, help="write the runs and medians here (JSON)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports/tls.json"), help="runs and medians (%(default)s)"
+    )
     args = parser.parse_args(argv)
     runs = []
     try:
@@ -138,12 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"median {variant:9}: "
             + ", ".join(f"{key} {value:.3g}" for key, value in figures.items())
         )
-    if args.out:
-        record = {
-            "machine": machine.fingerprint(),
-            "settings": vars(args) | {"out": str(args.out)},
-            "runs": runs,
-            "medians": medians,
-        }
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    record = {
+        "machine": machine.fingerprint(),
+        "settings": vars(args) | {"out": str(args.out)},
+        "runs": runs,
+        "medians": medians,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
