@@ -9,7 +9,9 @@ bytes, compares them, and fires locust's ``request`` event with the time taken
 reply that differs by one byte, a short read, a reset, a timeout, a refused
 connection) is recorded as a failure with a message that says which; nothing is
 raised into the user. After a failure the connection is dropped, and the next
-exchange opens a new one.
+exchange opens a new one; while connecting keeps failing (no server, a full
+backlog), each attempt waits longer first, from 50 ms doubling to 2 s, so a
+user against a closed port records a few failures a second, not thousands.
 
 Hosts are ``tcp://HOST:PORT`` or, for a server behind TLS (geventsrv's
 ``--tls-cert``, or a TLS terminator in front of it), ``tls://HOST:PORT``: the
@@ -21,7 +23,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gevent import socket, ssl
+from gevent import sleep, socket, ssl
+
+#: First pause before a reconnect after a failed connect; doubled while it
+#: keeps failing, up to RETRY_MAX; a connect that succeeds ends it.
+RETRY_MIN = 0.05
+RETRY_MAX = 2.0
 
 
 class EchoMismatch(Exception):
@@ -45,12 +52,14 @@ def parse_host(host: str | None) -> tuple[str, int]:
     if "://" in text:
         scheme, text = text.split("://", 1)
         if scheme not in SCHEMES:
-            raise BadHost(f"host must be tcp://HOST:PORT or tls://HOST:PORT, got {host!r}")
+            raise BadHost(
+                f"host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT, got {host!r}"
+            )
     text = text.rstrip("/")
     name, sep, port = text.rpartition(":")
     name = name.strip("[]")
     if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadHost(f"host must be tcp://HOST:PORT or tls://HOST:PORT, got {host!r}")
+        raise BadHost(f"host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT, got {host!r}")
     return name, int(port)
 
 
@@ -102,6 +111,8 @@ class EchoClient:
         self.timeout = timeout
         self.request_type = request_type
         self.sock: socket.socket | None = None
+        #: Seconds to wait before the next connect: 0 until one fails.
+        self.retry_delay = 0.0
         self._buffer = bytearray()
         self._resolved: tuple[int, Any] | None = None
 
@@ -116,7 +127,12 @@ class EchoClient:
         return self._resolved
 
     def connect(self) -> bool:
-        """Open the connection (timed, reported as ``CONNECT``); ``False`` if it failed."""
+        """Open the connection (timed, reported as ``CONNECT``); ``False`` if it failed.
+
+        After a failure the next call first waits :attr:`retry_delay` (untimed).
+        """
+        if self.retry_delay:
+            sleep(self.retry_delay)
         start = time.perf_counter()
         sock = None
         try:
@@ -132,7 +148,9 @@ class EchoClient:
             if sock is not None:
                 sock.close()
             self._report("CONNECT", "connect", start, 0, exc)
+            self.retry_delay = min(max(self.retry_delay * 2, RETRY_MIN), RETRY_MAX)
             return False
+        self.retry_delay = 0.0
         self.sock = sock
         self._report("CONNECT", "connect", start, 0, None)
         return True

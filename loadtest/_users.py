@@ -11,6 +11,7 @@ from typing import Any
 
 import gevent
 from _echo_client import BadHost, EchoClient, parse_host, tls_context, uses_tls
+from gevent import ssl
 from locust import User, constant, events
 
 log = logging.getLogger("loadtest")
@@ -58,9 +59,42 @@ def add_echo_options(parser: Any) -> None:
     )
 
 
+#: TLS client contexts, one per (verify, CA file): built once, shared by every user.
+_contexts: dict[tuple[bool, str | None], Any] = {}
+
+
+def shared_tls_context(verify: bool, cafile: str | None) -> Any:
+    """The client context for these settings (built on first use; see :func:`tls_context`)."""
+    key = (verify, cafile)
+    if key not in _contexts:
+        _contexts[key] = tls_context(verify=verify, cafile=cafile)
+    return _contexts[key]
+
+
+@events.init.add_listener
+def refuse_bad_options(environment: Any, **_: Any) -> None:
+    """A ``--tls-ca`` that cannot be read, or is not PEM, ends locust at once: exit 2.
+
+    Judged once, before any user starts, instead of a traceback per user.
+    """
+    options = environment.parsed_options
+    cafile = getattr(options, "tls_ca", None) if options is not None else None
+    if not cafile:
+        return
+    try:
+        shared_tls_context(not getattr(options, "tls_no_verify", False), cafile)
+    except FileNotFoundError:
+        log.error("--tls-ca %s: no such file", cafile)
+        raise SystemExit(2) from None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = "not a PEM file of CA certificates" if isinstance(exc, ssl.SSLError) else exc
+        log.error("--tls-ca %s: %s", cafile, reason)
+        raise SystemExit(2) from None
+
+
 @events.init.add_listener
 def refuse_bad_host(environment: Any, **_: Any) -> None:
-    """Headless, a ``-H`` that is not tcp:// or tls://HOST:PORT ends locust at once: exit 2."""
+    """Headless, a ``-H`` that is not [tcp://|tls://]HOST:PORT ends locust at once: exit 2."""
     options = environment.parsed_options
     if options is None or not options.headless or environment.host is None:
         return  # the web UI asks for a host later; check_host judges it then
@@ -116,9 +150,8 @@ class EchoUser(User):
             return
         tls = None
         if uses_tls(self.host):
-            tls = tls_context(
-                verify=not getattr(options, "tls_no_verify", False),
-                cafile=getattr(options, "tls_ca", None),
+            tls = shared_tls_context(
+                not getattr(options, "tls_no_verify", False), getattr(options, "tls_ca", None)
             )
         self.client = EchoClient(
             self.address,

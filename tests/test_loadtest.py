@@ -127,6 +127,20 @@ def test_no_server_is_a_failure_not_a_crash(tmp_path):
     assert result.returncode == 1
     assert "ConnectionRefusedError" in failures_text(prefix)
     assert "Traceback" not in result.stderr
+    # Each user backs off (50 ms doubling to 2 s): a handful of attempts in 2 s,
+    # not tens of thousands. A busy machine only makes fewer.
+    assert int(stats_rows(prefix)["CONNECT connect"]["Failure Count"]) <= 2 * 8
+
+
+@pytest.mark.parametrize("ca", ["missing", "not-pem"])
+def test_a_bad_tls_ca_is_one_line_and_exit_2_before_any_user(tmp_path, ca):
+    path = tmp_path / "ca.pem"
+    if ca == "not-pem":
+        path.write_text("not a certificate\n")
+    result = locust("-H", "tls://127.0.0.1:1", "--tls-ca", str(path), "-u", "3", "-r", "3")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"--tls-ca {path}:" in errors[0], result.stderr
 
 
 @pytest.mark.parametrize("limit", [("-t", "5s"), ()], ids=["with -t", "without -t"])
@@ -135,7 +149,7 @@ def test_a_bad_host_stops_the_run_at_once_with_exit_2(limit):
     result = locust("-H", "http://127.0.0.1:80", "-u", "1", "-r", "1", *limit, timeout=30)
     assert result.returncode == 2
     assert (
-        "host must be tcp://HOST:PORT or tls://HOST:PORT, got 'http://127.0.0.1:80'"
+        "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT, got 'http://127.0.0.1:80'"
         in result.stderr
     )
 
