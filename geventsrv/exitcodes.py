@@ -18,6 +18,9 @@ USAGE = 2
 CANNOT_LISTEN = 3
 #: A second signal forced the shutdown before open connections had drained.
 FORCED = 4
+#: The lab could not set up what it measures (HAProxy would not start, a host
+#: did not come up): nothing was measured, unlike 1, a target missed.
+SETUP_FAILED = 3
 #: Conventional for a command stopped by Ctrl-C (128 + SIGINT): it says what
 #: it stopped, in one line, and ends with this.
 INTERRUPTED = 130

@@ -21,6 +21,13 @@ The supervisor:
 * exits 0 once every worker has drained and exited 0; 4 if the stop was
   forced; 1 if a worker failed while draining.
 
+With ``--metrics``, workers serve theirs on Unix sockets in a private
+directory (``geventsrv-metrics-<pid>-*`` in the temporary directory, mode
+0700). The supervisor removes it however it stops; a supervisor killed
+outright cannot, so each supervisor starting removes the directories of
+supervisors of the same user that are no longer running
+(:func:`remove_stale_metrics_dirs`).
+
 Workers run in their own session, so a terminal's Ctrl-C reaches them once,
 through the supervisor; and each is told to get SIGTERM if the supervisor dies.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -74,6 +83,33 @@ def worker_config(
         metrics=None,
         metrics_socket=metrics_socket,
     )
+
+
+#: The private directory of supervisor ``<pid>``: ``geventsrv-metrics-<pid>-<random>``.
+METRICS_DIR_PREFIX = "geventsrv-metrics-"
+_METRICS_DIR = re.compile(re.escape(METRICS_DIR_PREFIX) + r"(\d+)-")
+
+
+def metrics_dirs_of(pid: int) -> list[Path]:
+    """The metrics directories supervisor ``pid`` made (normally one)."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}{pid}-*"))
+
+
+def remove_stale_metrics_dirs() -> int:
+    """Remove this user's metrics directories whose supervisor is gone; how many."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(METRICS_DIR_PREFIX + "*"):
+        match = _METRICS_DIR.match(path.name)
+        try:
+            if match is None or path.stat().st_uid != os.geteuid():
+                continue
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        except OSError:  # gone meanwhile, or a process of someone else's
+            continue
+    return removed
 
 
 def metrics_socket_path(metrics_dir: str, worker_id: int) -> str:
@@ -150,7 +186,8 @@ class Supervisor:
         endpoint = None
         try:
             if self.config.metrics is not None:
-                self.metrics_dir = tempfile.mkdtemp(prefix="geventsrv-metrics-")
+                remove_stale_metrics_dirs()
+                self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
                 endpoint = self._start_endpoint()
             keepers = [
                 gevent.spawn(self._keep_running, worker_id)

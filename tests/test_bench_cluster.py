@@ -114,10 +114,10 @@ def test_steady_shares_must_sit_within_15_percent_of_the_mean(counts, held):
     assert [v.held for v in verdicts] == [held, held, True]
 
 
-def cluster(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cluster(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "geventsrv.bench", "cluster", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
     )  # fmt: skip
 
 
@@ -164,16 +164,30 @@ def test_every_scenario_in_namespaces_holds_its_targets_and_leaves_nothing(tmp_p
     assert [name for kind, name, _ in hosts.created() if kind == "netns"] == []
 
 
+def metrics_dirs() -> set[Path]:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("geventsrv-metrics-*"))
+
+
 @pytest.mark.slow
-def test_rolling_and_failover_on_loopback_hosts(tmp_path):
-    result, data = run_and_read(
-        tmp_path, "--network", "loopback", "--hosts", "2", "--workers", "1",
+def test_rolling_and_failover_with_the_default_out_leave_no_metrics_directory(tmp_path):
+    """As a user runs it from a fresh clone: no --out (reports/cluster, a relative path)."""
+    require_tool("haproxy", "haproxy")
+    before = metrics_dirs()
+    result = cluster(
+        "--quick", "--network", "loopback", "--hosts", "2", "--workers", "2",
         "--scenarios", "rolling,failover", "--users", "10", "--load-workers", "1",
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    out = tmp_path / "reports" / "cluster"
+    data = json.loads((out / "cluster.json").read_text())
     assert data["network"] == "loopback"
-    hosts_seen = {row.split(",")[2] for row in (tmp_path / "cluster_timeline.csv").open()}
+    hosts_seen = {row.split(",")[2] for row in (out / "cluster_timeline.csv").open()}
     assert {"host1", "host2"} <= hosts_seen
+    assert metrics_dirs() <= before, metrics_dirs() - before  # restarted, killed: none left
 
 
 @pytest.mark.slow

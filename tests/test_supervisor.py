@@ -159,3 +159,21 @@ def test_a_worker_gets_the_servers_config_on_the_reserved_port():
     command = worker_command(config, 4321, 3)
     assert command[1:3] == ["-m", "geventsrv"]
     assert parse_config(command[3:]) == worker
+
+
+def test_a_killed_supervisors_metrics_directory_is_removed_by_the_next_one(start_server):
+    """A supervisor stopped by SIGTERM removes its directory; one SIGKILLed cannot, so the
+    next supervisor of the same user removes every directory whose supervisor is gone."""
+    from geventsrv.supervisor import metrics_dirs_of
+
+    first = start_server("--workers", "2", "--metrics", "127.0.0.1:0", listeners=2)
+    (left,) = metrics_dirs_of(first.pid)
+    for victim in [*_workers(first), psutil.Process(first.pid)]:
+        victim.kill()
+    first.wait(10)
+    assert left.exists()  # nothing could remove it
+    second = start_server("--workers", "2", "--metrics", "127.0.0.1:0", listeners=2)
+    (own,) = metrics_dirs_of(second.pid)
+    assert not left.exists() and own.exists()  # the live one's own is kept
+    assert second.stop() == 0
+    assert not own.exists()

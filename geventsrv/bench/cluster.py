@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ from geventsrv import procstats
 from geventsrv.bench import hosts
 from geventsrv.bench.distload import LocustRun
 from geventsrv.bench.haproxy import Backend, HAProxy, free_port, render
+from geventsrv.supervisor import metrics_dirs_of
 from geventsrv.testing.process import GEVENTSRV, ServerProcess
 
 ECHO_PORT = 7007
@@ -160,6 +162,9 @@ class Host:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
         self.proc.wait(10)
+        # What its supervisor would have removed on its way out.
+        for leftover in metrics_dirs_of(self.proc.pid):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def scrape(self) -> str:
         url = f"http://{self.address}:{self.metrics_port}/metrics"

@@ -12,7 +12,8 @@ locust, then runs the scenarios:
 * **failover**: one host is SIGKILLed mid-load and started again later.
 
 Prints a verdict per target and exits 1 when any target was missed, 0 when
-all held, 2 on bad arguments or a missing tool. Writes JSON, a CSV timeline
+all held, 2 on bad arguments or a missing tool, 3 when the cluster could not
+be set up or run (nothing to judge), 130 on Ctrl-C. Writes JSON, a CSV timeline
 and a chart. Everything it made is removed on success, failure and Ctrl-C.
 """
 
@@ -281,8 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("interrupted; everything started was stopped and removed")
         return exitcodes.INTERRUPTED
     except (HAProxyError, hosts.NetworkError, RuntimeError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exitcodes.INTERNAL_ERROR
+        print(f"{PROG}: error: the cluster could not run: {exc}", file=sys.stderr)
+        return exitcodes.SETUP_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
     meta = {

@@ -105,7 +105,8 @@ class HAProxy:
         binary = binary or shutil.which("haproxy")
         if binary is None:
             raise HAProxyError("haproxy is not installed (Debian: apt-get install haproxy)")
-        self.stats = directory / "haproxy-stats.sock"
+        # Absolute: HAProxy reads a relative "stats socket" path as an address.
+        self.stats = directory.resolve() / "haproxy-stats.sock"
         self.front = ("127.0.0.1", free_port())
         config = directory / "haproxy.cfg"
         config.write_text(
