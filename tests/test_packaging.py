@@ -44,10 +44,54 @@ def readme_block(marker: str) -> str:
 
 
 def test_readme_gives_one_command_to_run_and_one_to_test():
-    assert "python3 -m geventsrv" in readme_block("run-command")
-    test_command = readme_block("test-command")
-    assert "pip install" in test_command and "tox" in test_command
-    assert "\n" not in test_command
+    """Both in a virtual environment they make: a distribution's Python refuses pip outside one."""
+    for marker, program in (("run-command", ".venv/bin/geventsrv"), ("test-command", "tox")):
+        command = readme_block(marker)
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install "), command
+        assert program in command and "\n" not in command
+
+
+@pytest.mark.slow
+def test_the_readme_run_command_starts_the_server_from_a_fresh_clone(tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and the project's repository to clone")
+    import psutil
+
+    # The project's files as a clone of this working tree would hold them.
+    clone = tmp_path / "clone"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split("\n")  # fmt: skip
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    env = dict(os.environ, GEVENTSRV_PORT="0")  # the default port may be taken here
+    env.pop("VIRTUAL_ENV", None)
+    server = subprocess.Popen(
+        ["sh", "-c", readme_block("run-command")], cwd=clone, env=env, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        lines = []
+        for line in server.stderr:  # pip's output, then the server's log
+            lines.append(line)
+            if "listening on" in line:
+                break
+        assert "listening on 127.0.0.1:" in lines[-1], "".join(lines[-20:])
+        (geventsrv,) = psutil.Process(server.pid).children()  # the shell runs it last
+        geventsrv.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0  # the shell's status: the server's, a clean stop
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def test_ci_runs_the_readme_test_command():
