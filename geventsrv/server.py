@@ -45,8 +45,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -110,7 +111,7 @@ class IdleReaper:
     of the timeout.
     """
 
-    def __init__(self, timeout: float, connections: dict[ConnectionGreenlet, Connection]) -> None:
+    def __init__(self, timeout: float, connections: Mapping[Any, Connection]) -> None:
         self.timeout = timeout
         self.connections = connections
         #: greenlet -> (the last ``bytes_echoed + progress`` seen, when first seen).

@@ -27,8 +27,8 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
     """
     servers: list[ServerProcess] = []
 
-    def start(*args: str, **kwargs: object) -> ServerProcess:
-        server = ServerProcess("--port", "0", *args, **kwargs)  # type: ignore[arg-type]
+    def start(*args: str, **kwargs: Any) -> ServerProcess:
+        server = ServerProcess("--port", "0", *args, **kwargs)
         servers.append(server)
         return server.wait_listening()
 

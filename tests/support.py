@@ -74,7 +74,7 @@ def random_chunks(payload: bytes, rng: random.Random, largest: int = 70_000) -> 
 
 def recv_until_eof(sock: socket.socket, bufsize: int = 65536) -> bytes:
     """Read until the peer's FIN; a reset raises."""
-    parts = []
+    parts: list[bytes] = []
     while True:
         data = sock.recv(bufsize)
         if not data:

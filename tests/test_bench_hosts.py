@@ -50,7 +50,7 @@ def can_make_namespaces():
 
 def test_namespaced_hosts_reach_each_other_and_nothing_else(can_make_namespaces):
     with hosts.open_network("netns", 2) as network:
-        assert network.kind == "netns"
+        assert isinstance(network, hosts.NamespaceNetwork) and network.kind == "netns"
         subnet = ipaddress.IPv4Network(f"{network.gateway}/24", strict=False)
         assert all(ipaddress.IPv4Address(a) in subnet for a in network.addresses)
         server = ServerProcess(

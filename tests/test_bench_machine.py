@@ -15,7 +15,7 @@ def test_fingerprint_names_what_the_figures_depend_on():
     figures = machine.fingerprint()
     assert figures["cpus"] == os.cpu_count()
     assert figures["kernel"] == platform.release()
-    assert figures["python"].endswith(platform.python_version())
+    assert str(figures["python"]).endswith(platform.python_version())
     assert figures["gevent"] == gevent.__version__
     assert figures["greenlet"] == greenlet.__version__
     assert figures["gevent_loop"] in ("libev.corecext", "libev.corecffi", "libuv.loop")

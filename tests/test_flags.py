@@ -157,3 +157,19 @@ def test_variables_of_flags_that_exclude_each_other_are_refused_together():
     result = run_with_environment({"GEVENTSRV_UDP": "1", "GEVENTSRV_UDP_ONLY": "1"})
     assert result.returncode == 2, result.stderr
     assert "GEVENTSRV_UDP and GEVENTSRV_UDP_ONLY: not allowed together" in result.stderr
+
+
+def test_readme_documents_every_flag_in_its_table_and_synopsis():
+    import argparse
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    table = {flag for pair in re.findall(r"^\| `(--[a-z0-9-]+)`(?:, `(--[a-z0-9-]+)`)?", readme,
+                                         re.M) for flag in pair if flag}  # fmt: skip
+    synopsis = readme.split("python3 -m geventsrv [", 1)[1].split("```", 1)[0]
+    for action in build_parser()._actions:
+        if action.help == argparse.SUPPRESS or action.dest in ("help", "version"):
+            continue
+        flag = action.option_strings[0]
+        assert flag in table, f"{flag} is missing from README's flag table"
+        assert flag in synopsis, f"{flag} is missing from README's command line"

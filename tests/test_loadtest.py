@@ -53,6 +53,7 @@ def broken_server():
             text=True,
         )
         processes.append(proc)
+        assert proc.stdout is not None
         port = int(proc.stdout.readline())
         return f"tcp://127.0.0.1:{port}"
 

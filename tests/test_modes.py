@@ -23,8 +23,8 @@ def test_chat_gets_a_fresh_room_per_server():
 
 def test_udp_transforms():
     assert modes.get("echo").udp_transform is None
-    assert modes.get("upper").udp_transform is not None
-    assert modes.get("upper").udp_transform(b"abc\xe9") == b"ABC\xe9"
+    transform = modes.get("upper").udp_transform
+    assert transform is not None and transform(b"abc\xe9") == b"ABC\xe9"
 
 
 @pytest.mark.parametrize("name", modes.MODE_NAMES)
@@ -43,4 +43,4 @@ def test_config_allows_udp_and_workers_exactly_where_the_table_says(name):
 
 def test_the_command_line_offers_every_mode():
     action = next(a for a in build_parser()._actions if a.dest == "mode")
-    assert tuple(action.choices) == modes.MODE_NAMES
+    assert action.choices is not None and tuple(action.choices) == modes.MODE_NAMES

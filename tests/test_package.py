@@ -100,3 +100,48 @@ def test_console_script_entry_point_runs_the_server():
     server.wait_listening()
     assert server.stop() == 0
     assert "Warning" not in server.stderr, server.stderr
+
+
+def readme_python(marker: str) -> str:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\n```python\n(.+?)```\n<!-- /{marker} -->", readme, re.S)
+    assert match, f"README.md has no {marker} example"
+    return match.group(1)
+
+
+def test_readme_serve_example_stops_on_ctrl_c_with_exit_0():
+    """``sys.exit(serve(config))``: a clean stop is exit 0, and Ctrl-C prints no traceback."""
+    import signal
+
+    with ServerProcess(command=(sys.executable, "-c", readme_python("api-serve"))) as server:
+        with server.connect() as sock:
+            sock.sendall(b"abc")
+            assert sock.recv(3) == b"ABC"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(20) == 0
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_readme_embedding_example_serves_while_the_program_works():
+    import ast
+    import re
+    import socket
+    import time
+
+    server = ServerProcess(command=(sys.executable, "-c", readme_python("api-embed")))
+    try:
+        found = None
+        deadline = time.monotonic() + 20
+        while found is None and time.monotonic() < deadline and server.proc.poll() is None:
+            found = re.search(r"serving on (\(.+\))", server.stdout)
+            time.sleep(0.05)
+        assert found, server.output
+        host, port = ast.literal_eval(found.group(1))
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"embedded")
+            assert sock.recv(8) == b"EMBEDDED"
+    finally:
+        server.kill()
+    assert "Traceback" not in server.stderr, server.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import cast
 
 import gevent
 import gevent.socket
@@ -48,11 +49,16 @@ def test_accept_loop_backs_off_serves_and_stops_when_the_listener_dies(monkeypat
     server = EchoServer(Config(port=0), handler=served.append)
     pauses: list[float] = []
     real_sleep = gevent.sleep
-    monkeypatch.setattr(gevent, "sleep", lambda seconds=0: pauses.append(seconds) or real_sleep(0))
+
+    def record_pause(seconds: float = 0) -> None:
+        pauses.append(seconds)
+        real_sleep(0)
+
+    monkeypatch.setattr(gevent, "sleep", record_pause)
     listener = FakeListener(
         [errno.EMFILE, errno.EMFILE, errno.ECONNABORTED, "ok", errno.EMFILE, "ok", errno.EBADF]
     )
-    loop = gevent.spawn(server._accept_loop, listener)  # type: ignore[arg-type]
+    loop = gevent.spawn(server._accept_loop, cast(socket.socket, listener))  # a stand-in
     loop.join(5)
     gevent.sleep(0)
     assert loop.dead and not listener.script
@@ -79,7 +85,7 @@ def test_accept_loop_lets_the_hub_turn_while_connections_keep_coming():
     clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(500)]
     seen: list[int] = []
     gevent.spawn_later(0, lambda: seen.append(server.stats.accepted))  # due at once
-    loop = gevent.spawn(server._accept_loop, listener)  # type: ignore[arg-type]
+    loop = gevent.spawn(server._accept_loop, listener)
     with gevent.Timeout(10):
         while server.stats.accepted < len(clients):
             gevent.sleep(0.01)

@@ -20,3 +20,13 @@ def test_durations_bucket_by_upper_bound_inclusive():
 
 def test_every_close_reason_starts_at_zero():
     assert ServerStats().closed == dict.fromkeys(CLOSE_REASONS, 0)
+
+
+def test_operations_page_explains_every_close_reason():
+    from support import ROOT
+
+    from geventsrv.stats import CLOSE_REASONS
+
+    page = (ROOT / "docs" / "operations.md").read_text()
+    row = next(line for line in page.splitlines() if "geventsrv_connections_closed_total" in line)
+    assert all(f"`{reason}`" in row for reason in CLOSE_REASONS), row

@@ -102,7 +102,7 @@ def test_once_counts_accepts_per_second(start_server):
     server = start_server("--metrics", "127.0.0.1:0")
     base = metrics_base(server)
     done = threading.Event()
-    made = []
+    made: list[float] = []
 
     def clients() -> None:  # a steady trickle of connections, all through the view's window
         while not done.is_set() and len(made) < 2000:

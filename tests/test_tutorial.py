@@ -37,7 +37,7 @@ def run_tutorial(*args: str, timeout: float = 90) -> subprocess.CompletedProcess
 @pytest.mark.parametrize("name, module", catalog.LESSONS)
 def test_every_lesson_says_what_it_shows_and_what_to_read_first(name, module):
     lesson = importlib.import_module(module)
-    assert "What it shows" in lesson.__doc__ and "Read first" in lesson.__doc__
+    assert lesson.__doc__ and "What it shows" in lesson.__doc__ and "Read first" in lesson.__doc__
     assert lesson.SUMMARY and "\n" not in lesson.SUMMARY
     assert callable(lesson.run)
 
@@ -101,6 +101,7 @@ def test_the_tutorial_echo_server_runs_as_a_program(rng):
         cwd=ROOT,
     )
     try:
+        assert server.stdout is not None
         port = int(server.stdout.readline().split()[-1])
         payload = rng.randbytes(300_000)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

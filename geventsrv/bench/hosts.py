@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TypeVar
 
 PREFIX = "gsc"  # names of everything this module creates start with it
 #: Private ranges tried, in order, for the hosts' /24.
@@ -32,6 +33,9 @@ CANDIDATES = [f"10.{second}.{third}.0/24" for second in (213, 147) for third in 
 
 class NetworkError(RuntimeError):
     """The namespaces could not be made (the message says why)."""
+
+
+_Network = TypeVar("_Network", bound="Network")
 
 
 class Network:
@@ -52,7 +56,7 @@ class Network:
     def close(self) -> None:
         """Remove whatever was created (safe to call more than once)."""
 
-    def __enter__(self) -> Network:
+    def __enter__(self: _Network) -> _Network:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -31,7 +31,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,8 +280,8 @@ def trend(values: Sequence[float]) -> tuple[float, float]:
 
 def _verdicts(
     samples: list[dict[str, float]],
-    baseline: dict[str, float],
-    final: dict[str, float],
+    baseline: Mapping[str, float],
+    final: Mapping[str, float],
     tally: Tally,
     warmup: float,
     exit_code: int | None,

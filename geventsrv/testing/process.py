@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, TypeVar
 
 from geventsrv import procstats
 
@@ -36,6 +36,7 @@ PORT_ONLY = re.compile(r"^\s*(?P<port>\d+)\s*$")
 START_TIMEOUT = 20.0
 CLIENT_TIMEOUT = 10.0
 GEVENTSRV = (sys.executable, "-m", "geventsrv")
+_Server = TypeVar("_Server", bound="ServerProcess")
 
 
 def parse_listening(line: str) -> tuple[str, int] | None:
@@ -130,7 +131,7 @@ class ServerProcess:
 
     # -- starting and stopping ---------------------------------------------
 
-    def wait_listening(self, timeout: float = START_TIMEOUT) -> ServerProcess:
+    def wait_listening(self: _Server, timeout: float = START_TIMEOUT) -> _Server:
         """Block until the server announced its port; raise with its output if it died."""
         deadline = time.monotonic() + timeout
         while not self._listening.wait(0.05):
@@ -167,7 +168,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(10)
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self: _Server) -> _Server:
         return self.wait_listening()
 
     def __exit__(self, *exc_info: object) -> None:
