@@ -62,6 +62,7 @@ def test_shutdown_delay_keeps_accepting_while_not_ready(start_server):
     server.wait_for_log("no longer accepting")
     assert time.monotonic() - signalled >= 1.4
     assert server.wait(10) == 0
+    assert server.stderr.count("SIGTERM received") == 1, server.stderr  # one signal, one line
 
 
 def test_a_second_signal_cuts_the_delay_short(start_server):

@@ -155,3 +155,14 @@ def test_no_import_cycles():
 def test_nothing_imports_main():
     for path in modules():
         assert "geventsrv.__main__" not in imports_of(path), path
+
+
+def test_the_server_never_imports_the_lab_the_tutorial_or_the_test_harness():
+    """They ship in the wheel (docs/development.md says why) but cost the server nothing."""
+    extras = ("geventsrv.bench", "geventsrv.tutorial", "geventsrv.testing")
+    for path in modules():
+        name = module_name(path)
+        if name.startswith(extras):
+            continue
+        reached = [dep for dep in imports_of(path) if dep.startswith(extras)]
+        assert not reached, (name, reached)
