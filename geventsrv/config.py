@@ -56,6 +56,7 @@ GROUPS = {
     "proxy": "PROXY protocol (HAProxy's send-proxy, send-proxy-v2)",
     "operations": "operations",
     "limits": "per-client limits and access (see docs/security.md)",
+    "http": "the http mode (see docs/http.md)",
 }
 
 
@@ -336,6 +337,22 @@ class Config:
         group="limits",
         metavar="RATE[:BURST]",
     )
+    #: The http mode: the most body bytes held for one request's reflection (413 past it).
+    http_max_body: int = setting(
+        1 << 20,
+        "most body bytes one request may send to be reflected; past it, 413",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
+    #: The http mode: the longest delay a request may ask for (``?delay=``).
+    http_max_delay: float = setting(
+        10.0,
+        "longest delay a request may ask for with ?delay= or X-Echo-Delay",
+        kind="seconds",
+        group="http",
+        metavar="SECONDS",
+    )
 
     @property
     def per_client_limit(self) -> int:
@@ -416,6 +433,8 @@ class Config:
             parse_host_port(self.metrics, "metrics")
         _seconds(self, "shutdown_delay")
         _choice(self, "log_format", LOG_FORMATS)
+        _integer(self, "http_max_body", 0, 1 << 30)
+        _seconds(self, "http_max_delay")
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""

@@ -49,6 +49,8 @@ CHANGED = {
     "deny": ("10.9.0.0/16",),
     "accept_rate_per_client": "5:10",
     "udp_rate_per_client": None,
+    "http_max_body": 4096,
+    "http_max_delay": 0.5,
 }
 
 
@@ -130,7 +132,7 @@ def test_every_option_has_its_variable():
     [
         ("GEVENTSRV_PORT", "70000", "GEVENTSRV_PORT: must be a whole number from 0 to 65535"),
         ("GEVENTSRV_PORT", "x", "GEVENTSRV_PORT: must be a whole number, got 'x'"),
-        ("GEVENTSRV_MODE", "shout", "GEVENTSRV_MODE must be one of echo, upper, info, chat"),
+        ("GEVENTSRV_MODE", "shout", "GEVENTSRV_MODE must be one of echo, upper, info, http, chat"),
         ("GEVENTSRV_UDP", "maybe", "GEVENTSRV_UDP takes 1/true/yes/on or 0/false/no/off"),
         ("GEVENTSRV_IDLE_TIMEOUT", "soon", "GEVENTSRV_IDLE_TIMEOUT: must be a number of seconds"),
     ],

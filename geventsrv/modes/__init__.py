@@ -77,6 +77,14 @@ MODES: dict[str, Mode] = {
             across_workers=True,
         ),
         Mode(
+            "http",
+            "every HTTP/1.1 request answered with a JSON reflection of what arrived",
+            "http:HttpReflector",
+            serves_udp=False,
+            udp_transform=None,
+            across_workers=True,
+        ),
+        Mode(
             "chat",
             "each line to every other client",
             "chat:chat_handler",

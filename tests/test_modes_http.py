@@ -1,0 +1,268 @@
+"""``--mode http`` over real sockets: the reflection, HTTP/1.1's rules, bad input, and curl."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+from support import CLIENT_TIMEOUT, recv_until_eof, require_tool
+
+from geventsrv.proxyproto import ProxyHeader, encode
+
+
+@pytest.fixture
+def http_server(start_server):
+    return start_server("--mode", "http", "--http-max-body", "100000", "--http-max-delay", "2")
+
+
+def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes]:
+    """One response (status, lower-cased headers, body) from ``buffer``, then ``sock``."""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError(bytes(buffer))
+        buffer += data
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    size = int(headers.get("content-length", "0"))
+    while len(rest) < size:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError(rest)
+        rest += data
+    del buffer[:]
+    buffer += rest[size:]
+    return status, headers, rest[:size]
+
+
+def exchange(server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(raw)
+        return read_response(sock, bytearray())
+
+
+def test_the_reflection_shows_what_arrived_byte_for_byte(http_server):
+    raw = (
+        b"POST /some/path?a=1&a=2&empty= HTTP/1.1\r\nHost: example.test\r\n"
+        b"X-Mixed-Case: One\r\nx-mixed-case: two\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 15\r\n\r\n{"k": [1, 2.5]}'
+    )
+    status, headers, body = exchange(http_server, raw)
+    assert status == 200 and headers["content-type"] == "application/json"
+    seen = json.loads(body)
+    assert seen["schema"] == "geventsrv.http/1"
+    request = seen["request"]
+    assert (request["method"], request["target"], request["path"]) == (
+        "POST", "/some/path?a=1&a=2&empty=", "/some/path",
+    )  # fmt: skip
+    assert request["query"] == {"a": ["1", "2"], "empty": [""]}
+    assert request["http_version"] == "1.1" and request["number"] == 1
+    assert request["headers"][:3] == [
+        ["Host", "example.test"], ["X-Mixed-Case", "One"], ["x-mixed-case", "two"],
+    ]  # fmt: skip
+    assert seen["body"] == {"size": 15, "text": '{"k": [1, 2.5]}', "base64": None,
+                            "json": {"k": [1, 2.5]}}  # fmt: skip
+    assert seen["client"]["peer"].startswith("127.0.0.1:") and seen["tls"] is None
+    assert seen["server"]["pid"] == http_server.pid
+
+
+def test_a_binary_body_comes_back_as_base64(http_server):
+    payload = bytes(range(256))
+    raw = b"PUT /bin HTTP/1.1\r\nHost: x\r\nContent-Length: 256\r\n\r\n" + payload
+    import base64
+
+    seen = json.loads(exchange(http_server, raw)[2])
+    assert seen["body"]["text"] is None and base64.b64decode(seen["body"]["base64"]) == payload
+
+
+def test_keep_alive_and_pipelining_answer_in_order_on_one_connection(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = json.loads(read_response(sock, buffer)[2])
+        sock.sendall(  # two requests in one write: pipelined
+            b"GET /second HTTP/1.1\r\nHost: x\r\n\r\nGET /third HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        second = json.loads(read_response(sock, buffer)[2])
+        third = json.loads(read_response(sock, buffer)[2])
+    assert [r["request"]["path"] for r in (first, second, third)] == ["/first", "/second", "/third"]
+    assert [r["request"]["number"] for r in (first, second, third)] == [1, 2, 3]
+    assert len({r["server"]["connection"] for r in (first, second, third)}) == 1
+
+
+def test_a_chunked_body_is_reassembled(http_server):
+    raw = (
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+    )
+    assert json.loads(exchange(http_server, raw)[2])["body"]["text"] == "hello, world"
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(
+            b"POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+        )
+        interim = sock.recv(100)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        sock.sendall(b"body")
+        status, _, body = read_response(sock, bytearray())
+    assert status == 200 and json.loads(body)["body"]["text"] == "body"
+
+
+def test_head_has_the_headers_and_no_body(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        buffer = bytearray()
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2:
+            data += sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert b"Content-Length: " in head
+    assert rest.startswith(b"HTTP/1.1 200")  # the next response follows at once: no body
+    assert buffer == bytearray()
+
+
+def test_connection_close_is_honoured(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = recv_until_eof(sock)  # the server closes after the response
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in data
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"z" * 200_000, 413),
+    ],
+    ids=["garbage", "no-host", "head-too-large", "body-too-large"],
+)
+def test_bad_requests_get_their_status_and_a_close(http_server, raw, status):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        # The server may answer before the whole body is sent; it must still be read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(raw)
+        data = recv_until_eof(sock)
+    assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
+    assert b"Connection: close" in data
+    assert exchange(http_server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+
+
+def test_a_head_sent_in_pieces_is_bounded_too(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(40):
+            try:
+                sock.sendall(b"X-Filler: " + b"f" * 1000 + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        data = recv_until_eof(sock)
+    assert data.startswith(b"HTTP/1.1 431 "), data[:200]
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+def test_status_delay_and_close_controls(http_server, how):
+    def ask(controls: dict[str, str]) -> bytes:
+        if how == "query":
+            target = "/c?" + "&".join(f"{k}={v}" for k, v in controls.items())
+            return f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        lines = "".join(f"X-Echo-{k}: {v}\r\n" for k, v in controls.items())
+        return f"GET /c HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode()
+
+    assert exchange(http_server, ask({"status": "503"}))[0] == 503
+    started = time.monotonic()
+    assert exchange(http_server, ask({"delay": "0.3"}))[0] == 200
+    assert time.monotonic() - started >= 0.3
+    status, _, body = exchange(http_server, ask({"delay": "5"}))  # over --http-max-delay 2
+    assert status == 400 and b"--http-max-delay" in body
+    assert exchange(http_server, ask({"status": "99"}))[0] == 400
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(ask({"close": "1"}))
+        assert b"Connection: close" in recv_until_eof(sock)
+
+
+def test_every_source_of_the_client_address_side_by_side(start_server):
+    server = start_server("--mode", "http", "--proxy-protocol", "v1")
+    header = encode(ProxyHeader(1, "PROXY", "TCP4", ("198.51.100.7", 4321), ("127.0.0.1", 80)))
+    raw = header + (
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.1, 10.0.0.2\r\n"
+        b'X-Forwarded-For: 10.0.0.3\r\nForwarded: for="[2001:db8::1]";proto=https;by=10.0.0.9\r\n'
+        b"X-Real-IP: 203.0.113.1\r\n\r\n"
+    )
+    client = json.loads(exchange(server, raw)[2])["client"]
+    assert client["proxy"] == "198.51.100.7:4321"
+    assert client["peer"].startswith("127.0.0.1:")
+    assert client["x_forwarded_for"] == ["203.0.113.1", "10.0.0.2", "10.0.0.3"]
+    assert client["forwarded"] == [{"for": "[2001:db8::1]", "proto": "https", "by": "10.0.0.9"}]
+    assert client["x_real_ip"] == "203.0.113.1"
+
+
+def test_over_tls_the_reflection_names_the_handshake(start_server, certs):
+    import ssl
+
+    server = start_server("--mode", "http", "--tls-cert", certs.server, "--tls-alpn", "http/1.1")
+    context = certs.client_context(alpn=["http/1.1"])
+    with (
+        socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        tls = json.loads(read_response(sock, bytearray())[2])["tls"]
+    assert tls["sni"] == "localhost" and tls["alpn"] == "http/1.1"
+    assert tls["version"] in ("TLSv1.2", "TLSv1.3") and ssl.HAS_SNI
+
+
+# -- curl, as users drive it -------------------------------------------------------------
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("curl", "curl"), "-sS", "--max-time", "10", *args],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+def test_curl_keep_alive_chunked_upload_continue_and_head(http_server):
+    base = f"http://127.0.0.1:{http_server.port}"
+    both = curl(f"{base}/one", f"{base}/two")
+    first, second = (json.loads(line) for line in both.stdout.splitlines())
+    assert second["request"]["number"] == 2  # curl reused the connection
+    assert first["server"]["connection"] == second["server"]["connection"]
+    chunked = curl("-H", "Transfer-Encoding: chunked", "--data-binary", "via chunks", f"{base}/up")
+    seen = json.loads(chunked.stdout)
+    assert seen["body"]["text"] == "via chunks"
+    assert ["Transfer-Encoding", "chunked"] in seen["request"]["headers"]
+    expect = curl("-H", "Expect: 100-continue", "--data-binary", "x" * 2000, "-v", f"{base}/e")
+    assert (
+        "HTTP/1.1 100 Continue" in expect.stderr
+        and json.loads(expect.stdout)["body"]["size"] == 2000
+    )
+    head = curl("-I", f"{base}/")
+    assert head.stdout.startswith("HTTP/1.1 200 OK") and "Content-Length:" in head.stdout
+
+
+def test_curl_haproxy_protocol_names_the_client_in_the_reflection(start_server):
+    server = start_server("--mode", "http", "--proxy-protocol", "v1")
+    result = curl("--haproxy-protocol", f"http://127.0.0.1:{server.port}/")
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["proxy"]["version"] == 1 and seen["client"]["proxy"].startswith("127.0.0.1:")
+
+
+def test_curl_with_a_client_certificate_over_mutual_tls(start_server, certs):
+    server = start_server("--mode", "http", "--tls-cert", certs.server, "--tls-ca", certs.ca)
+    result = curl(
+        "--cacert", certs.ca, "--cert", certs.client, f"https://localhost:{server.port}/",
+        "--resolve", f"localhost:{server.port}:127.0.0.1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tls"]["client_cert"].endswith(",CN=tester")
