@@ -18,7 +18,12 @@ Contract for every handler:
 * make every wait a blocking socket call, and show progress: the server's idle
   reaper closes a connection whose ``bytes_echoed + progress`` has not changed
   for the idle timeout. A handler that moves data without echoing it (chat)
-  bumps ``conn.progress``.
+  bumps ``conn.progress``;
+* for a request/response protocol, set ``conn.between_requests`` while it
+  waits for the next request: at shutdown the server closes such connections
+  at once (raising :class:`Drained` in the waiting call, which the handler
+  lets propagate), and sets ``conn.draining`` on every connection, so that one
+  in the middle of a request answers it, says it closes, and returns.
 
 The handlers live in :mod:`geventsrv.modes`, one module per mode, beside the
 table that names them.
@@ -58,8 +63,8 @@ class Connection:
     """One accepted client: its socket, its addresses and what it has cost."""
 
     __slots__ = (
-        "bytes_echoed", "client", "limit_key", "number", "peer", "progress", "proxy", "sock",
-        "started", "tls",
+        "between_requests", "bytes_echoed", "client", "draining", "limit_key", "number", "peer",
+        "progress", "proxy", "sock", "started", "tls",
     )  # fmt: skip
 
     def __init__(self, sock: StreamSocket, peer: str, number: int = 0) -> None:
@@ -84,9 +89,17 @@ class Connection:
         self.bytes_echoed = 0
         #: Bumped by handlers for data moved without being counted as echoed.
         self.progress = 0
+        #: Set by a request/response handler while it waits for the next request.
+        self.between_requests = False
+        #: Set by the server when it begins to stop: finish the request at hand, then close.
+        self.draining = False
 
 
 Handler = Callable[[Connection], None]
+
+
+class Drained(Exception):
+    """Raised in a connection's greenlet that waited between requests when the server stops."""
 
 
 class IdleTimeout(TimeoutError):

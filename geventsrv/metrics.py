@@ -160,6 +160,10 @@ class ServerCollector:
             dropped.add_metric(["denied"], server.udp.denied)
             dropped.add_metric(["send_failed"], server.udp.errors)
             yield dropped
+        # A mode with metrics of its own (http: requests by method and status).
+        mode_metrics = getattr(server.handler, "collect_metrics", None)
+        if mode_metrics is not None:
+            yield from mode_metrics()
         loop = self.loop
         yield _histogram(
             HistogramMetricFamily,

@@ -58,7 +58,7 @@ from geventsrv import modes, procstats
 from geventsrv.accepting import AcceptErrors, RateLimitedLog
 from geventsrv.addresses import format_address
 from geventsrv.config import Config
-from geventsrv.connection import Connection, Handler, IdleTimeout
+from geventsrv.connection import Connection, Drained, Handler, IdleTimeout
 from geventsrv.limits import AccessList, Gate, TokenBuckets, parse_rate
 from geventsrv.listen import ListenError, Sockets, open_sockets
 from geventsrv.prologue import OpeningFailed, Prologue
@@ -350,6 +350,12 @@ class EchoServer:
             self._datagrams.kill()
         # Clients connecting from now on are refused by the kernel.
         self._sockets.close()
+        # Request/response connections: finish the request at hand, then close;
+        # those waiting between requests are closed now (RFC 9112 9.6).
+        for greenlet, conn in list(self._connections.items()):
+            conn.draining = True
+            if conn.between_requests:
+                greenlet.kill(Drained, block=False)
         if not self._connections:
             log.info("stopping: no longer accepting; no connection open")
             self._drained.set()
@@ -488,6 +494,8 @@ class EchoServer:
                 self._log_refusal(conn.client, exc.reason)
             else:
                 log.debug("%s: closed before serving: %s", conn.client, exc)
+        except Drained:  # closed between requests at shutdown: a clean end
+            log.debug("%s: closed between requests at shutdown", conn.client)
         except IdleTimeout:
             reason = "idle"
             log.debug(
@@ -521,7 +529,7 @@ class EchoServer:
             self._drained.set()
         if reason not in REFUSALS and reason != "refused":  # refused ones had their line
             log.debug("%s: closed after %d byte(s)", conn.client, conn.bytes_echoed)
-        if self._access_log:
+        if self._access_log and not self.mode.logs_requests:
             # Every echoed byte was received and sent: one count serves both.
             access_log.info(
                 "%s: %s after %.3f s, %d byte(s) in, %d out",

@@ -266,3 +266,79 @@ def test_curl_with_a_client_certificate_over_mutual_tls(start_server, certs):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["tls"]["client_cert"].endswith(",CN=tester")
+
+
+# -- operating it: drain, access log, metrics --------------------------------------------
+
+
+def test_shutdown_closes_idle_keep_alive_connections_and_finishes_requests_under_way(
+    start_server,
+):
+    """SIGTERM: a connection between requests is closed at once; one mid-request gets its
+    answer, marked Connection: close; the server exits 0 well before the drain timeout."""
+    import signal
+    import threading
+
+    server = start_server("--mode", "http", "--drain-timeout", "30")
+    idle = socket.create_connection(server.address, timeout=CLIENT_TIMEOUT)
+    busy = socket.create_connection(server.address, timeout=CLIENT_TIMEOUT)
+    try:
+        idle.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(idle, bytearray())[0] == 200  # now waiting between requests
+        busy.sendall(b"GET /slow?delay=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the slow request is under way
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        answer: list[bytes] = []
+        reader = threading.Thread(target=lambda: answer.append(recv_until_eof(busy)))
+        reader.start()
+        assert recv_until_eof(idle) == b""  # closed, not answered: it asked for nothing
+        reader.join(CLIENT_TIMEOUT)
+        assert answer and answer[0].startswith(b"HTTP/1.1 200 OK")
+        assert b"Connection: close" in answer[0]
+        assert server.wait(20) == 0
+        assert time.monotonic() - started < 10  # not the 30 s drain timeout
+    finally:
+        idle.close()
+        busy.close()
+
+
+def test_the_access_log_has_one_line_per_request(start_server):
+    server = start_server("--mode", "http", "--access-log", "--log-format", "json")
+    with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as sock:
+        buffer = bytearray()
+        for path in ("/a", "/b?status=404"):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            read_response(sock, buffer)
+    server.wait_for_log(r'"status": 404')
+    entries = [json.loads(text) for text in server.lines if '"logger": "geventsrv.access"' in text]
+    assert [(e["method"], e["target"], e["status"]) for e in entries] == [
+        ("GET", "/a", 200), ("GET", "/b?status=404", 404),
+    ]  # fmt: skip
+
+
+def test_metrics_count_requests_by_method_and_status_class(start_server):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = start_server("--mode", "http", "--metrics", "127.0.0.1:0")
+    port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+    for raw in (
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /?status=503 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n",  # a method no one knows: counted as "other"
+    ):
+        exchange(server, raw)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    requests = "geventsrv_http_requests_total"
+    assert samples[(requests, (("method", "GET"), ("status_class", "2xx")))] == 1
+    assert samples[(requests, (("method", "POST"), ("status_class", "5xx")))] == 1
+    assert samples[(requests, (("method", "other"), ("status_class", "2xx")))] == 1
+    assert samples[("geventsrv_http_request_duration_seconds_count", ())] == 3

@@ -39,6 +39,9 @@ class Mode:
     #: Whether N worker processes can each run it alone and still be one
     #: service (chat cannot: each worker would hold a room of its own).
     across_workers: bool
+    #: Whether its handler writes the access log itself, one line per request
+    #: (the server then writes none per connection).
+    logs_requests: bool = False
 
     def make_handler(self, config: Config) -> Handler:
         """The handler for a server configured by ``config``."""
@@ -83,6 +86,7 @@ MODES: dict[str, Mode] = {
             serves_udp=False,
             udp_transform=None,
             across_workers=True,
+            logs_requests=True,
         ),
         Mode(
             "chat",

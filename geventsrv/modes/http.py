@@ -40,8 +40,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import socket
+import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +55,7 @@ import h11
 from geventsrv.addresses import format_address
 from geventsrv.connection import RECV_SIZE, Connection
 from geventsrv.modes.info import describe_proxy
+from geventsrv.stats import Durations
 
 if TYPE_CHECKING:
     from geventsrv.config import Config
@@ -62,6 +66,15 @@ MAX_HEAD = 16 * 1024
 #: Header that asks for a control, as ``X-Echo-<NAME>`` (the query parameter wins).
 CONTROL_PREFIX = "x-echo-"
 SERVER_NAME = b"geventsrv"
+#: Methods counted by name in the metrics; any other is "other" (a client could
+#: otherwise make a label of every string it sends).
+METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+)
+#: Upper bounds (seconds) of the request-duration buckets.
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+#: One line per request with ``--access-log`` (the server writes none per connection).
+access_log = logging.getLogger("geventsrv.access")
 #: After refusing a request, how long and how much of the rest the server reads
 #: (and drops) before it closes: closing with unread bytes would send the client
 #: an RST that can destroy the refusal before it is read (nginx's lingering close).
@@ -82,17 +95,24 @@ class HttpReflector:
         self.host = socket.gethostname()
         self.max_body = config.http_max_body
         self.max_delay = config.http_max_delay
+        self.access_log = config.access_log
+        #: Requests answered, by (method, status class): what /metrics shows.
+        self.requests: dict[tuple[str, str], int] = {}
+        self.durations = Durations(REQUEST_BUCKETS, [0] * (len(REQUEST_BUCKETS) + 1))
 
     def __call__(self, conn: Connection) -> None:
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         number = 0
         while True:
             try:
-                event = self._next_event(http, conn)
+                event = self._next_event(http, conn, between_requests=True)
+                if event is None:  # the server is stopping, and no request was under way
+                    return
                 if isinstance(event, h11.Request):
                     number += 1
                     if head_size(event) > MAX_HEAD:  # it came whole, in one read
                         self._refuse(http, conn, 431, f"request head over {MAX_HEAD} bytes")
+                        self.record(conn, event, 431, 0, 0.0)
                         return
                     self._answer(http, conn, event, number)
                 elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
@@ -107,8 +127,15 @@ class HttpReflector:
 
     # -- reading -------------------------------------------------------------------
 
-    def _next_event(self, http: h11.Connection, conn: Connection) -> Any:
-        """The next event, reading from the socket while h11 needs more bytes."""
+    def _next_event(
+        self, http: h11.Connection, conn: Connection, between_requests: bool = False
+    ) -> Any:
+        """The next event, reading from the socket while h11 needs more bytes.
+
+        With ``between_requests`` (waiting for a new request), the first wait
+        is marked on ``conn`` so that a stopping server may close it there
+        (:class:`~geventsrv.connection.Drained`); ``None`` if it is stopping already.
+        """
         while True:
             event = http.next_event()
             if event is not h11.NEED_DATA:
@@ -119,7 +146,13 @@ class HttpReflector:
                     http,
                     h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"),
                 )
-            data = conn.sock.recv(RECV_SIZE)
+            if between_requests and conn.draining:
+                return None
+            conn.between_requests = between_requests
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            finally:
+                conn.between_requests = between_requests = False
             conn.progress += 1
             conn.bytes_echoed += len(data)
             http.receive_data(data)
@@ -145,6 +178,50 @@ class HttpReflector:
     def _answer(
         self, http: h11.Connection, conn: Connection, request: h11.Request, number: int
     ) -> None:
+        started = time.monotonic()
+        status, size = self._exchange(http, conn, request, number)
+        self.record(conn, request, status, size, time.monotonic() - started)
+
+    def record(
+        self, conn: Connection, request: h11.Request, status: int, size: int, seconds: float
+    ) -> None:
+        """Count one answered request, and log it with ``--access-log``."""
+        method = request.method.decode("latin-1")
+        key = (method if method in METHODS else "other", f"{status // 100}xx")
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.durations.observe(seconds)
+        if self.access_log:
+            target = request.target.decode("latin-1")[:200]
+            access_log.info(
+                "%s: %s %s %d, %d byte(s) in, %.3f s",
+                conn.client, method[:16], target, status, size, seconds,
+                extra={"client": conn.client, "method": method[:16], "target": target,
+                       "status": status, "received": size, "duration": round(seconds, 6)},
+            )  # fmt: skip
+
+    def collect_metrics(self) -> Iterator[Any]:
+        """This mode's Prometheus families, for the server's collector."""
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        requests = CounterMetricFamily(
+            "geventsrv_http_requests",
+            "HTTP requests answered, by method and status class.",
+            labels=["method", "status_class"],
+        )
+        for (method, status_class), count in sorted(self.requests.items()):
+            requests.add_metric([method, status_class], count)
+        yield requests
+        yield HistogramMetricFamily(
+            "geventsrv_http_request_duration_seconds",
+            "From a request's head to the end of its response.",
+            buckets=self.durations.cumulative(),
+            sum_value=self.durations.total,
+        )
+
+    def _exchange(
+        self, http: h11.Connection, conn: Connection, request: h11.Request, number: int
+    ) -> tuple[int, int]:
+        """Read the body, answer; the status sent and the body's size."""
         declared = request_length(request)
         body = (
             None
@@ -155,16 +232,17 @@ class HttpReflector:
             self._refuse(
                 http, conn, 413, f"body larger than --http-max-body ({self.max_body} bytes)"
             )
-            return
+            return 413, declared or self.max_body
         try:
             status, delay, close = self._controls(request)
         except BadControl as exc:
             self._respond(http, conn, request, 400, {"error": str(exc)}, close=False)
-            return
+            return 400, len(body)
         if delay:
             gevent.sleep(delay)
         reflection = self.reflect(conn, request, body, number)
         self._respond(http, conn, request, status, reflection, close)
+        return status, len(body)
 
     def _controls(self, request: h11.Request) -> tuple[int, float, bool]:
         query = parse_qs(urlsplit(request.target.decode("latin-1")).query)
@@ -246,7 +324,7 @@ class HttpReflector:
             (b"Server", SERVER_NAME),
             (b"Cache-Control", b"no-store"),
         ]
-        if close:
+        if close or conn.draining:  # a stopping server answers, then closes
             headers.append((b"Connection", b"close"))
         self._send(
             conn, http, h11.Response(status_code=status, headers=headers, reason=reason(status))
