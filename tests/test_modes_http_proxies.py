@@ -1,0 +1,185 @@
+"""The http mode behind the reverse proxies people put in front: nginx and HAProxy (http mode).
+
+Each proxy is started for the test from a configuration written here, on loopback ports
+picked now, in the foreground, and stopped after it; installed by the test setup where it
+is missing (Debian's nginx-light, haproxy). Slow-marked: they run once, not on every
+interpreter of the matrix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import free_port, require_tool
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the proxy exited: {proc.communicate()[1][-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@contextlib.contextmanager
+def started(argv: list[str], port: int) -> Iterator[subprocess.Popen[str]]:
+    """The proxy running in the foreground until the block ends."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 200
+        return json.loads(reply.read())
+
+
+@pytest.fixture
+def nginx(start_server, tmp_path: Path) -> Iterator[int]:
+    """nginx as a reverse proxy in front of the http mode; yields nginx's port."""
+    binary = require_tool("nginx", "nginx-light")
+    server = start_server("--mode", "http")
+    port = free_port()
+    (tmp_path / "logs").mkdir()
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"""
+        worker_processes 1;
+        error_log stderr warn;
+        pid {tmp_path}/nginx.pid;
+        events {{ worker_connections 64; }}
+        http {{
+            access_log off;
+            client_body_temp_path {tmp_path}/body;
+            proxy_temp_path {tmp_path}/proxy;
+            fastcgi_temp_path {tmp_path}/fastcgi;
+            uwsgi_temp_path {tmp_path}/uwsgi;
+            scgi_temp_path {tmp_path}/scgi;
+            server {{
+                listen 127.0.0.1:{port};
+                location / {{
+                    proxy_pass http://127.0.0.1:{server.port};
+                    proxy_set_header Host $host;
+                    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                    proxy_set_header X-Real-IP $remote_addr;
+                }}
+            }}
+        }}
+    """)
+    argv = [binary, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
+    with started(argv, port):
+        yield port
+
+
+def test_nginx_as_reverse_proxy_the_forwarded_for_it_adds_is_reflected(nginx):
+    port = nginx
+    seen = get(port, "/through?x=1", {"X-Forwarded-For": "203.0.113.5"})
+    client = seen["client"]
+    # nginx appended the address it saw (this test, on loopback) to what the client said.
+    assert client["x_forwarded_for"] == ["203.0.113.5", "127.0.0.1"]
+    assert client["x_real_ip"] == "127.0.0.1"
+    assert client["peer"].startswith("127.0.0.1:")  # nginx's own connection
+    assert seen["request"]["target"] == "/through?x=1"
+    # nginx speaks HTTP/1.0 to its upstreams unless told otherwise: the reflection says so.
+    assert seen["request"]["http_version"] == "1.0"
+
+
+@pytest.fixture
+def haproxy_http(start_server, tmp_path: Path) -> Iterator[int]:
+    """HAProxy in http mode, send-proxy-v2 to the http mode; yields HAProxy's port."""
+    binary = require_tool("haproxy", "haproxy")
+    server = start_server("--mode", "http", "--proxy-protocol", "v2")
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(f"""
+global
+    log stderr format raw local0 warning
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend front
+    bind 127.0.0.1:{port}
+    option forwardfor
+    default_backend reflectors
+backend reflectors
+    server reflector 127.0.0.1:{server.port} send-proxy-v2
+""")
+    argv = [binary, "-db", "-f", str(config)]
+    with started(argv, port):
+        yield port
+
+
+def test_haproxy_in_http_mode_with_send_proxy_v2_names_the_real_client(haproxy_http):
+    port = haproxy_http
+    with socket.socket() as client:
+        client.settimeout(10)
+        client.bind(("127.0.0.7", 0))  # a client of its own address, distinct from HAProxy's
+        client.connect(("127.0.0.1", port))
+        client.sendall(b"GET /behind-haproxy HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := client.recv(65536):
+            data += chunk
+    seen = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert seen["proxy"]["version"] == 2 and seen["proxy"]["command"] == "PROXY"
+    assert seen["client"]["proxy"].startswith("127.0.0.7:")  # the PROXY header: the client
+    assert seen["client"]["x_forwarded_for"] == ["127.0.0.7"]  # option forwardfor
+    assert seen["client"]["peer"].startswith("127.0.0.1:")  # the socket: HAProxy
+
+
+def test_caddy_terminating_tls_and_speaking_http2_to_the_client(start_server, tmp_path):
+    """curl speaks HTTP/2 over TLS to caddy; caddy speaks HTTP/1.1 to the http mode, and
+    the reflection shows the X-Forwarded-* headers it added."""
+    binary = require_tool("caddy", "caddy")
+    curl = require_tool("curl", "curl")
+    server = start_server("--mode", "http")
+    port = free_port()
+    config = tmp_path / "Caddyfile"
+    config.write_text(
+        "{\n\tadmin off\n\tskip_install_trust\n\tauto_https disable_redirects\n"
+        f"\tlocal_certs\n\tstorage file_system {tmp_path}/data\n}}\n"
+        f"https://localhost:{port} {{\n\ttls internal\n"
+        f"\treverse_proxy 127.0.0.1:{server.port}\n}}\n"
+    )
+    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    argv = ["env", *(f"{k}={v}" for k, v in env.items()), binary, "run", "--config",
+            str(config), "--adapter", "caddyfile"]  # fmt: skip
+    with started(argv, port):
+        result = subprocess.run(
+            [curl, "-sS", "-k", "--http2", "--max-time", "10", "-w", "\n%{http_version}",
+             "--resolve", f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/h2"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body, _, version = result.stdout.rpartition("\n")
+    assert version == "2"  # curl to caddy: HTTP/2 over TLS
+    seen = json.loads(body)
+    assert seen["request"]["http_version"] == "1.1"  # caddy to the server
+    headers = dict(map(tuple, seen["request"]["headers"]))
+    assert headers["X-Forwarded-Proto"] == "https" and seen["client"]["x_forwarded_for"]
+    assert seen["tls"] is None  # TLS ended at caddy: the server saw clear text
