@@ -92,12 +92,24 @@ def refuse_bad_options(environment: Any, **_: Any) -> None:
         raise SystemExit(2) from None
 
 
+def only_echo_users(environment: Any) -> bool:
+    """Whether the run has echo users only (an ``http://`` host is then a mistake)."""
+    classes = environment.user_classes or []
+    return bool(classes) and all(issubclass(cls, EchoUser) for cls in classes)
+
+
 @events.init.add_listener
 def refuse_bad_host(environment: Any, **_: Any) -> None:
-    """Headless, a ``-H`` that is not [tcp://|tls://]HOST:PORT ends locust at once: exit 2."""
+    """Headless, a ``-H`` that is not [tcp://|tls://]HOST:PORT ends locust at once: exit 2.
+
+    Only when every user of the run is an echo user: others (the http mode's)
+    take ``http://`` hosts.
+    """
     options = environment.parsed_options
     if options is None or not options.headless or environment.host is None:
         return  # the web UI asks for a host later; check_host judges it then
+    if not only_echo_users(environment) and environment.host.startswith(("http://", "https://")):
+        return
     try:
         parse_host(environment.host)
     except BadHost as exc:
@@ -108,6 +120,9 @@ def refuse_bad_host(environment: Any, **_: Any) -> None:
 @events.test_start.add_listener
 def check_host(environment: Any, **_: Any) -> None:
     """A host that is not tcp:// or tls://HOST:PORT ends the run (headless: exit code 2)."""
+    host = environment.host or ""
+    if not only_echo_users(environment) and host.startswith(("http://", "https://")):
+        return  # the http mode's users take it; the echo users stop themselves
     try:
         parse_host(environment.host)
     except BadHost as exc:

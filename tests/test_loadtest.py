@@ -144,14 +144,21 @@ def test_a_bad_tls_ca_is_one_line_and_exit_2_before_any_user(tmp_path, ca):
     assert len(errors) == 1 and f"--tls-ca {path}:" in errors[0], result.stderr
 
 
-@pytest.mark.parametrize("limit", [("-t", "5s"), ()], ids=["with -t", "without -t"])
-def test_a_bad_host_stops_the_run_at_once_with_exit_2(limit):
+@pytest.mark.parametrize(
+    ("host", "users", "limit"),
+    [
+        ("ftp://127.0.0.1:80", (), ("-t", "5s")),  # no user takes it
+        ("ftp://127.0.0.1:80", (), ()),
+        ("http://127.0.0.1:80", ("PersistentEchoUser",), ()),  # the echo users do not
+    ],
+    ids=["with -t", "without -t", "http for echo users"],
+)
+def test_a_bad_host_stops_the_run_at_once_with_exit_2(host, users, limit):
     """Without -t a headless run would otherwise go on for ever (the timeout would fail it)."""
-    result = locust("-H", "http://127.0.0.1:80", "-u", "1", "-r", "1", *limit, timeout=30)
+    result = locust("-H", host, "-u", "1", "-r", "1", *limit, *users, timeout=30)
     assert result.returncode == 2
-    assert (
-        "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT, got 'http://127.0.0.1:80'"
-        in result.stderr
+    assert f"host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT, got '{host}'" in (
+        result.stderr
     )
 
 
@@ -288,3 +295,28 @@ def test_tls_host_with_an_untrusted_certificate_fails_the_run(start_server, cert
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]
     assert "CERTIFICATE_VERIFY_FAILED" in failures_text(prefix)
+
+
+def test_http_users_check_every_reflection_headless_and_over_two_processes(start_server, tmp_path):
+    server = start_server("--mode", "http")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"http://127.0.0.1:{server.port}", "-u", "4", "-r", "4", "-t", "3s",
+        "--processes", "2", "--csv", str(prefix), "ReflectedRequestUser",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert int(rows["POST POST /reflect"]["Request Count"]) > 50
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+
+
+def test_http_users_catch_a_server_that_is_not_a_reflector(start_server, tmp_path):
+    """Against the info mode's JSON line, or anything else, every request is a failure."""
+    server = start_server("--mode", "echo")  # echoes the request back: not a reflection
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"http://127.0.0.1:{server.port}", "-u", "1", "-r", "1", "-t", "2s",
+        "--csv", str(prefix), "ReflectedRequestUser",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert int(stats_rows(prefix)["Aggregated"]["Failure Count"]) > 0
