@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -183,3 +184,40 @@ def test_caddy_terminating_tls_and_speaking_http2_to_the_client(start_server, tm
     headers = dict(map(tuple, seen["request"]["headers"]))
     assert headers["X-Forwarded-Proto"] == "https" and seen["client"]["x_forwarded_for"]
     assert seen["tls"] is None  # TLS ended at caddy: the server saw clear text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /lint HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /lint?status=503 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET /lint HTTP/1.1\r\n\r\n",  # no Host: 400
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",  # 413
+    ],
+    ids=["200", "503", "400", "413"],
+)
+def test_responses_pass_an_http_linter(start_server, raw):
+    """httplint (PyPI) reads each response as sent, byte for byte: no BAD or WARN note."""
+    linter = shutil.which("httplint")
+    if linter is None:
+        pytest.skip("httplint is not installed (pip install httplint; the slow env has it)")
+    server = start_server("--mode", "http")
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    # (A HEAD response is left out: read alone, its missing body looks truncated.)
+    notes = subprocess.run(
+        [linter, "--input", "response", "--now"], input=response, capture_output=True, timeout=30
+    ).stdout.decode()
+    assert "[GOOD]" in notes, notes  # it read the response
+    # A 400 draws a note about the status itself, which is the point of it.
+    said_of_400 = "The server didn't understand the request."
+    bad = [
+        line
+        for line in notes.splitlines()
+        if ("[BAD]" in line or "[WARN]" in line) and said_of_400 not in line
+    ]
+    assert not bad, notes

@@ -45,6 +45,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -321,6 +322,7 @@ class HttpReflector:
         headers = [
             (b"Content-Type", b"application/json"),
             (b"Content-Length", str(len(payload)).encode()),
+            (b"Date", http_date()),
             (b"Server", SERVER_NAME),
             (b"Cache-Control", b"no-store"),
         ]
@@ -341,7 +343,9 @@ class HttpReflector:
         headers = [
             (b"Content-Type", b"text/plain; charset=utf-8"),
             (b"Content-Length", str(len(payload)).encode()),
+            (b"Date", http_date()),
             (b"Server", SERVER_NAME),
+            (b"Cache-Control", b"no-store"),
             (b"Connection", b"close"),
         ]
         try:
@@ -381,6 +385,18 @@ def request_length(request: h11.Request) -> int | None:
         if name == b"content-length":
             return int(value)
     return None
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value (RFC 9110 5.6.7), formatted once a second, not per request."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
 
 
 def reason(status: int) -> bytes:
