@@ -127,7 +127,7 @@ def cluster(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.Co
         (("--shutdown-delay", "1"), "--shutdown-delay must be at least"),
         (("--hosts", "1"), "failover needs at least 2 hosts"),
         (("--scenarios", "steady,chaos"), "choose from steady, rolling, failover"),
-        (("--users", "0"), "--users must be 1 or more"),
+        (("--users", "0"), "argument --users: must be a whole number of at least 1"),
         (("--load", "c"), "--load c runs the steady scenario only"),
     ],
 )

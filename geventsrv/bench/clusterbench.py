@@ -177,12 +177,6 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--load c runs the steady scenario only: --scenarios steady")
     if args.hosts < 2 and "failover" in args.scenarios:
         parser.error("--hosts: failover needs at least 2 hosts")
-    for name in (
-        "hosts", "workers", "users", "connections", "size", "requests_per_connection", "fall",
-        "rise",
-    ):  # fmt: skip
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
     settings = cluster.Settings(
         hosts=args.hosts,
         workers=args.workers,
