@@ -53,6 +53,11 @@ def positive_number(text: str) -> float:
     return _number(text, float, 0.0, True, "a positive number")  # type: ignore[no-any-return]
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more (0: none)."""
+    return _number(text, float, 0.0, False, "a number of seconds, 0 or more")  # type: ignore[no-any-return]
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     return _number(text, int, 1, False, "a whole number of at least 1")  # type: ignore[no-any-return]

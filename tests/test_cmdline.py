@@ -112,3 +112,19 @@ def test_ctrl_c_says_what_stopped_in_one_line_and_exits_130(command, tmp_path):
             break
         time.sleep(0.2)
     assert not left.stdout.strip(), left.stdout
+
+
+def test_number_types_accept_what_means_something_and_refuse_the_rest():
+    import argparse
+
+    from geventsrv import cmdline
+
+    assert cmdline.seconds("0") == 0.0 and cmdline.count("0") == 0
+    assert cmdline.positive_number("0.5") == 0.5 and cmdline.positive_int("3") == 3
+    for kind, text in [
+        (cmdline.seconds, "-1"), (cmdline.seconds, "inf"), (cmdline.positive_number, "0"),
+        (cmdline.positive_number, "nan"), (cmdline.positive_int, "0"), (cmdline.count, "-1"),
+        (cmdline.count, "1.5"),
+    ]:  # fmt: skip
+        with pytest.raises(argparse.ArgumentTypeError):
+            kind(text)

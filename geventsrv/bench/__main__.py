@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--warmup",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         help="seconds of load before measuring (default: 0.5)",
     )
     parser.add_argument(

@@ -63,7 +63,7 @@ def build_parser() -> cmdline.Parser:
         help="seconds per rate (default: 2)",
     )
     parser.add_argument(
-        "--warmup", type=cmdline.positive_number, default=0.5, help="seconds before each window"
+        "--warmup", type=cmdline.seconds, default=0.5, help="seconds before each window"
     )
     parser.add_argument(
         "--max-rate", type=cmdline.positive_number, default=1e6, help="stop the search here"

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         help="locust users, each one connection at a time (30)",
     )
-    add("--load-workers", type=cmdline.positive_int, default=2, help="locust worker processes (2)")
+    add("--load-workers", type=cmdline.count, default=2, help="locust worker processes (2)")
     add("--size", type=cmdline.positive_int, default=1024, help="bytes per echo (1024)")
     add(
         "--requests-per-connection",
@@ -121,31 +121,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--warm",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         default=3.0,
         help="seconds of load before the first event (3)",
     )
     add(
         "--settle",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         default=3.0,
         help="seconds of load after each restart (3)",
     )
     add(
         "--down-for",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         default=5.0,
         help="seconds a killed host stays down (5)",
     )
     add(
         "--shutdown-delay",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         default=2.0,
         help="geventsrv --shutdown-delay (2)",
     )
     add(
         "--drain-timeout",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         default=10.0,
         help="geventsrv --drain-timeout (10)",
     )

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--warmup",
-        type=cmdline.positive_number,
+        type=cmdline.seconds,
         default=0.2,
         help="fraction of the run ignored by the trend check (default: 0.2)",
     )
