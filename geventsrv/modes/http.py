@@ -319,15 +319,8 @@ class HttpReflector:
         close: bool,
     ) -> None:
         payload = json.dumps(document, separators=(", ", ": ")).encode() + b"\n"
-        headers = [
-            (b"Content-Type", b"application/json"),
-            (b"Content-Length", str(len(payload)).encode()),
-            (b"Date", http_date()),
-            (b"Server", SERVER_NAME),
-            (b"Cache-Control", b"no-store"),
-        ]
-        if close or conn.draining:  # a stopping server answers, then closes
-            headers.append((b"Connection", b"close"))
+        # A stopping server answers, then closes.
+        headers = response_headers(b"application/json", payload, close or conn.draining)
         self._send(
             conn, http, h11.Response(status_code=status, headers=headers, reason=reason(status))
         )
@@ -340,14 +333,7 @@ class HttpReflector:
         if http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         payload = f"{why}\n".encode()
-        headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-            (b"Content-Length", str(len(payload)).encode()),
-            (b"Date", http_date()),
-            (b"Server", SERVER_NAME),
-            (b"Cache-Control", b"no-store"),
-            (b"Connection", b"close"),
-        ]
+        headers = response_headers(b"text/plain; charset=utf-8", payload, close=True)
         try:
             response = h11.Response(status_code=status, headers=headers, reason=reason(status))
             self._send(conn, http, response)
@@ -362,6 +348,20 @@ class HttpReflector:
         data = http.send(event)
         if data:
             conn.sock.sendall(data)
+
+
+def response_headers(content_type: bytes, payload: bytes, close: bool) -> list[tuple[bytes, bytes]]:
+    """The headers every response of this mode carries, ``Connection: close`` when asked."""
+    headers = [
+        (b"Content-Type", content_type),
+        (b"Content-Length", str(len(payload)).encode()),
+        (b"Date", http_date()),
+        (b"Server", SERVER_NAME),
+        (b"Cache-Control", b"no-store"),
+    ]
+    if close:
+        headers.append((b"Connection", b"close"))
+    return headers
 
 
 def linger(conn: Connection) -> None:
