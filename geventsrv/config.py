@@ -353,6 +353,16 @@ class Config:
         group="http",
         metavar="SECONDS",
     )
+    #: The http mode: seconds a request's head (request line and headers) may
+    #: take to arrive once it has begun; past it, 408 and a close. Bounds a
+    #: slowloris, whose trickle of bytes would keep the idle timeout from firing.
+    http_header_timeout: float = setting(
+        10.0,
+        "seconds a request head may take to arrive once begun; past it, 408 and a close",
+        kind="positive_seconds",
+        group="http",
+        metavar="SECONDS",
+    )
 
     @property
     def per_client_limit(self) -> int:
@@ -435,6 +445,7 @@ class Config:
         _choice(self, "log_format", LOG_FORMATS)
         _integer(self, "http_max_body", 0, 1 << 30)
         _seconds(self, "http_max_delay")
+        _seconds(self, "http_header_timeout", positive=True)
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""

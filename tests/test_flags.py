@@ -51,6 +51,7 @@ CHANGED = {
     "udp_rate_per_client": None,
     "http_max_body": 4096,
     "http_max_delay": 0.5,
+    "http_header_timeout": 3.0,
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 import socket
 import subprocess
 import time
@@ -327,7 +329,7 @@ def test_metrics_count_requests_by_method_and_status_class(start_server):
     for raw in (
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST /?status=503 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-        b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n",  # a method no one knows: counted as "other"
+        b"PURGE / HTTP/1.1\r\nHost: x\r\n\r\n",  # a cache's method: counted as "other"
     ):
         exchange(server, raw)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
@@ -342,3 +344,235 @@ def test_metrics_count_requests_by_method_and_status_class(start_server):
     assert samples[(requests, (("method", "POST"), ("status_class", "5xx")))] == 1
     assert samples[(requests, (("method", "other"), ("status_class", "2xx")))] == 1
     assert samples[("geventsrv_http_request_duration_seconds_count", ())] == 3
+
+
+# -- what a request may ask of its response ------------------------------------------------
+
+
+def read_chunked(sock: socket.socket, buffer: bytearray) -> list[bytes]:
+    """The chunks of a chunked body, each as sent, up to the last (empty) one."""
+    pieces: list[bytes] = []
+    while True:
+        while b"\r\n" not in buffer:
+            data = sock.recv(65536)
+            if not data:
+                raise EOFError(bytes(buffer))
+            buffer += data
+        size_line, _, rest = bytes(buffer).partition(b"\r\n")
+        size = int(size_line, 16)
+        while len(rest) < size + 2:
+            data = sock.recv(65536)
+            if not data:
+                raise EOFError(rest)
+            rest += data
+        assert rest[size : size + 2] == b"\r\n"
+        del buffer[:]
+        buffer += rest[size + 2 :]
+        if size == 0:
+            return pieces
+        pieces.append(rest[:size])
+
+
+def head_of(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str]]:
+    """A response's status and lower-cased headers; what follows them stays in ``buffer``."""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError(bytes(buffer))
+        buffer += data
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    del buffer[:]
+    buffer += rest
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    return int(lines[0].split()[1]), headers
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+def test_generated_bytes_and_extra_headers(http_server, how):
+    if how == "query":
+        raw = (
+            b"GET /?bytes=70000&header=X-Extra:%20one&header=Content-Type:%20text/x-test "
+            b"HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+    else:
+        raw = (
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Echo-Bytes: 70000\r\nX-Echo-Header: X-Extra: one\r\n"
+            b"X-Echo-Header: Content-Type: text/x-test\r\n\r\n"
+        )
+    status, headers, body = exchange(http_server, raw)
+    assert status == 200 and len(body) == 70000 == int(headers["content-length"])
+    assert body == (b"0123456789abcdef" * 4375)[:70000]
+    assert headers["x-extra"] == "one" and headers["content-type"] == "text/x-test"
+
+
+@pytest.mark.parametrize(
+    ("control", "said"),
+    [
+        ("header=Content-Length:%201", "frames the message"),
+        ("header=Transfer-Encoding:%20chunked", "frames the message"),
+        ("header=X-Split:%20a%0d%0aSet-Cookie:%20b", "CR, LF or NUL"),
+        ("header=Bad%20Name:%20v", "token"),
+        ("bytes=-1", "bytes must be a whole number"),
+        ("chunks=5&interval=1", "--http-max-delay"),  # 4 waits of 1 s, over the 2 s allowed
+        ("count=0", "count must be"),
+    ],
+)
+def test_controls_that_would_break_the_response_are_refused(http_server, control, said):
+    status, headers, body = exchange(
+        http_server, f"GET /?{control} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    )
+    assert status == 400 and said in json.loads(body)["error"]
+    assert "set-cookie" not in headers
+
+
+def test_a_trickled_response_comes_in_the_chunks_asked_for(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /t?chunks=3&interval=0.05 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers = head_of(sock, buffer)
+        pieces = read_chunked(sock, buffer)
+        assert status == 200 and headers["transfer-encoding"] == "chunked"
+        assert len(pieces) == 3 and json.loads(b"".join(pieces))["request"]["path"] == "/t"
+        sock.sendall(b"GET /?bytes=10&chunks=20&interval=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head_of(sock, buffer)  # the connection was kept: fewer bytes than chunks, one each
+        assert read_chunked(sock, buffer) == [bytes([c]) for c in b"0123456789"]
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"GET /?bytes=10&chunks=2&interval=0 HTTP/1.0\r\n\r\n")
+        data = recv_until_eof(sock)  # HTTP/1.0 has no chunks: the body ends with the connection
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head and b"Transfer-Encoding" not in head
+    assert body == b"0123456789"
+
+
+def test_http_1_0_keep_alive_is_kept_when_asked(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        buffer = bytearray()
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = read_response(sock, buffer)
+            assert status == 200 and headers["connection"] == "keep-alive"
+        assert json.loads(body)["request"]["number"] == 2
+
+
+def test_echo_sends_the_body_back_as_it_arrives(http_server, tmp_path):
+    """30 MiB through curl, byte for byte, both framings; the server holds one read of it."""
+    import hashlib
+
+    from geventsrv.procstats import rss_bytes
+
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(os.urandom(1 << 20) * 30)
+    url = f"http://127.0.0.1:{http_server.port}/echo"
+    exchange(http_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+    before = rss_bytes(http_server.pid)
+    for extra in ([], ["-H", "Transfer-Encoding: chunked"]):
+        result = subprocess.run(
+            [require_tool("curl", "curl"), "-sS", "--max-time", "60", "--data-binary",
+             f"@{upload}", "-H", "Content-Type: application/x-test", *extra, url],
+            capture_output=True, timeout=90,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert (
+            hashlib.sha256(result.stdout).digest() == hashlib.sha256(upload.read_bytes()).digest()
+        )
+    assert rss_bytes(http_server.pid) - before < 8 << 20  # not the 30 MiB
+
+
+def test_echo_of_a_request_without_a_body_and_with_head(http_server):
+    status, headers, body = exchange(http_server, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, headers["content-length"], body) == (200, "0", b"")
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(
+            b"HEAD /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /echo?status=201 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+        )
+        buffer = bytearray()
+        assert head_of(sock, buffer)[1]["content-length"] == "3"  # HEAD: no body follows
+        status, headers, body = read_response(sock, buffer)
+    assert (status, body) == (201, b"xyz")
+
+
+def test_server_sent_events_one_per_chunk_spaced_and_resumable(http_server):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /sse?count=3&interval=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers = head_of(sock, buffer)
+        events = read_chunked(sock, buffer)
+        assert status == 200 and headers["content-type"] == "text/event-stream"
+        assert [event.split(b"\n")[0] for event in events] == [b"id: 1", b"id: 2", b"id: 3"]
+        assert all(event.endswith(b"\n\n") for event in events)  # each event flushed alone
+        times = [json.loads(event.split(b"data: ")[1])["time"] for event in events]
+        assert all(later - earlier >= 0.19 for earlier, later in itertools.pairwise(times))
+        sock.sendall(b"GET /sse?count=3&interval=0 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\n\r\n")
+        head_of(sock, buffer)
+        assert [e.split(b"\n")[0] for e in read_chunked(sock, buffer)] == [b"id: 2", b"id: 3"]
+        sock.sendall(b"GET /sse?count=3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 3\r\n\r\n")
+        assert head_of(sock, buffer)[0] == 204  # a reconnecting EventSource is told to stop
+
+
+def test_a_slowloris_gets_408_once_the_head_timeout_passes(start_server):
+    server = start_server("--mode", "http", "--http-header-timeout", "1")
+    with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(0.2)
+        data = b""
+        for _ in range(100):  # a header byte every 0.2 s, well past the 1 s timeout
+            try:
+                sock.sendall(b"X")
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if data:
+                break
+        sock.settimeout(CLIENT_TIMEOUT)
+        data += recv_until_eof(sock)
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    assert exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+    ],
+    ids=["http2-version", "http2-preface", "two-hosts", "smuggling", "obs-fold"],
+)
+def test_what_http_1_1_forbids_is_refused(http_server, raw, status):
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(raw)
+        data = recv_until_eof(sock)
+    assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
+
+
+def test_curl_asking_to_upgrade_to_h2c_is_answered_in_http_1_1(http_server):
+    result = curl("--http2", "-i", f"http://127.0.0.1:{http_server.port}/up")
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.partition("\n\n")  # text mode: CRLF read as LF
+    assert head.startswith("HTTP/1.1 200")
+    assert ["Upgrade", "h2c"] in json.loads(body)["request"]["headers"]
+
+
+def test_shutdown_ends_an_event_stream_properly(start_server):
+    import signal
+
+    server = start_server("--mode", "http", "--drain-timeout", "30")
+    with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"GET /sse?count=1000&interval=0.1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        buffer = bytearray()
+        head_of(sock, buffer)
+        while b"id: 1\n" not in buffer:
+            buffer += sock.recv(65536)
+        server.send_signal(signal.SIGTERM)
+        events = read_chunked(sock, buffer)  # ends with the last chunk, not a cut
+        assert len(events) < 1000 and recv_until_eof(sock) == b""
+    assert server.wait(20) == 0

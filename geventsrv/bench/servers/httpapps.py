@@ -1,0 +1,125 @@
+"""The HTTP lab's peer apps: what a user would run instead of ``--mode http``.
+
+The same two answers as geventsrv's HTTP mode, for uvicorn (ASGI) and for
+gunicorn (WSGI, with its gevent worker):
+
+* ``GET /?bytes=N``: N bytes of the same pattern, ``application/octet-stream``
+  (the small response: the server's own cost per request, little else);
+* any other request: the same reflection document, built with geventsrv's own
+  functions from what the server's request object holds, so that every server
+  does the same work for it.
+
+Run by the lab as ``uvicorn geventsrv.bench.servers.httpapps:asgi`` and
+``gunicorn -k gevent geventsrv.bench.servers.httpapps:wsgi``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from geventsrv.modes.http import PATTERN
+from geventsrv.modes.reflection import SCHEMA, client_sources, describe_body, encode
+
+HOST = socket.gethostname()
+
+
+class _Peer:
+    """Enough of a connection for :func:`client_sources`: its peer, no PROXY header."""
+
+    proxy = None
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+
+
+def small(query: str) -> bytes | None:
+    """The generated body ``?bytes=N`` asks for, or ``None`` for a reflection."""
+    if query.startswith("bytes="):
+        return PATTERN[: int(query[6:])]
+    return None
+
+
+def reflection(
+    method: str, target: str, version: str, headers: list[list[str]], body: bytes, peer: str,
+    local: str,
+) -> bytes:  # fmt: skip
+    """The reflection, keyed as geventsrv's (``request.number`` is not known: ``null``)."""
+    path, _, query = target.partition("?")
+    return encode({
+        "schema": SCHEMA,
+        "request": {
+            "number": None, "method": method, "target": target, "path": path,
+            "query": parse_qs(query, keep_blank_values=True), "http_version": version,
+            "headers": headers,
+        },
+        "body": describe_body(body),
+        "client": client_sources(_Peer(peer), headers),  # type: ignore[arg-type]
+        "proxy": None,
+        "tls": None,
+        "server": {"host": HOST, "worker": 0, "pid": os.getpid(), "local": local,
+                   "connection": None},
+    })  # fmt: skip
+
+
+async def asgi(
+    scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+) -> None:
+    """The ASGI app (uvicorn)."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    query = scope["query_string"].decode("latin-1")
+    payload = small(query)
+    content_type = b"application/octet-stream"
+    if payload is None:
+        target = scope["raw_path"].decode("latin-1") + (f"?{query}" if query else "")
+        headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
+        client, server = scope.get("client") or ("", 0), scope.get("server") or ("", 0)
+        payload = reflection(
+            scope["method"], target, scope["http_version"], headers, body,
+            f"{client[0]}:{client[1]}", f"{server[0]}:{server[1]}",
+        )  # fmt: skip
+        content_type = b"application/json"
+    await send({
+        "type": "http.response.start", "status": 200,
+        "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(payload)),
+                    (b"cache-control", b"no-store")],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """The WSGI app (gunicorn)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    query = environ.get("QUERY_STRING", "")
+    payload = small(query)
+    content_type = "application/octet-stream"
+    if payload is None:
+        target = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
+        headers = [
+            [name[5:].replace("_", "-").title(), value]
+            for name, value in environ.items()
+            if name.startswith("HTTP_")
+        ]
+        payload = reflection(
+            environ["REQUEST_METHOD"], target, environ["SERVER_PROTOCOL"][5:], headers, body,
+            f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}",
+            f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}",
+        )  # fmt: skip
+        content_type = "application/json"
+    start_response(
+        "200 OK",
+        [("Content-Type", content_type), ("Content-Length", str(len(payload))),
+         ("Cache-Control", "no-store")],
+    )  # fmt: skip
+    return [payload]

@@ -1,0 +1,318 @@
+"""HTTP/1.1 over one blocking socket: requests read with llhttp, responses written out.
+
+The parser is llhttp (Node.js's HTTP parser, through ``httptools``): sans-IO,
+it never touches the socket. :class:`RequestReader` is the blocking-style
+loop around it: ``recv()`` what the socket has, feed it, hand out what the
+parser found (a request head, pieces of its body, its end) one at a time, and
+``recv()`` again only when nothing is left. So a greenlet serving a
+connection parks in exactly one place, ``recv``, and pipelined requests that
+arrived in one read are answered without another system call.
+
+What the reader bounds, since a peer controls it all:
+
+* the head (request line and headers): at most :data:`MAX_HEAD` bytes (431
+  past it), and at most ``head_timeout`` seconds to arrive once begun (408):
+  a slowloris trickling one byte at a time costs its connection, for a bounded
+  time. The timer is armed only when a head does not arrive in one read, so
+  the usual request pays nothing for it;
+* what it holds: never more than one read's worth of parsed events; a body is
+  handed out as it arrives, so a handler that streams it holds one piece.
+
+It enforces what llhttp leaves to the server (RFC 9112): an HTTP/1.1 request
+has exactly one ``Host``; versions other than 1.0 and 1.1 get 505. llhttp
+itself refuses the rest: malformed lines, ``Content-Length`` beside
+``Transfer-Encoding`` (request smuggling), bad chunk sizes, obsolete line
+folding, bare LF. Unknown methods get 400 too: llhttp accepts the methods
+registered with IANA (PURGE, PROPFIND, QUERY...), not any token.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from http import HTTPStatus
+from time import monotonic
+from typing import TYPE_CHECKING
+
+import gevent
+import httptools
+
+from geventsrv.connection import RECV_SIZE
+
+if TYPE_CHECKING:
+    from geventsrv.connection import Connection
+
+#: Largest request head (request line and headers) accepted; past it, 431.
+MAX_HEAD = 16 * 1024
+#: A head still arriving is cut once the reads it spans pass this (the exact
+#: count is known only header by header, and one read may hold the end of the
+#: request before).
+MAX_PENDING_HEAD = MAX_HEAD + RECV_SIZE
+VERSIONS = ("1.1", "1.0")
+
+
+class HttpError(Exception):
+    """A request the server refuses: the ``status`` to answer and a one-line ``reason``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class EndOfMessage:
+    """The end of a request's body (the parser's ``on_message_complete``)."""
+
+
+END = EndOfMessage()
+
+
+class Request:
+    """One request's head, as it arrived: bytes throughout, headers in order and case."""
+
+    __slots__ = (
+        "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
+        "hosts", "keep_alive", "last_event_id", "method", "target", "version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        #: What llhttp judged from the version and ``Connection``.
+        self.keep_alive = keep_alive
+        self.content_length: int | None = None
+        self.content_type: bytes | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.hosts = 0
+        self.last_event_id: bytes | None = None
+        #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
+        self.controls: list[tuple[str, bytes]] = []
+        for name, value in headers:  # one pass, for what the server acts on
+            lower = name.lower()
+            if lower == b"host":
+                self.hosts += 1
+            elif lower == b"content-length":
+                self.content_length = int(value)  # llhttp has checked it is a number
+            elif lower == b"content-type":
+                self.content_type = value
+            elif lower == b"transfer-encoding":
+                self.chunked = True  # llhttp refuses any coding that does not end in chunked
+            elif lower == b"expect":
+                self.expect_continue = value.lower() == b"100-continue"
+            elif lower == b"last-event-id":
+                self.last_event_id = value
+            elif lower.startswith(b"x-echo-"):
+                self.controls.append((lower[7:].decode("latin-1"), value))
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class _Collector:
+    """The parser's callbacks. They only record: the reader acts after ``feed_data``."""
+
+    def __init__(self) -> None:
+        self.parser: httptools.HttpRequestParser | None = None
+        self.events: deque[Request | bytes | EndOfMessage] = deque()
+        self.in_head = False
+        self._target: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._size = 0
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self._target = []
+        self._headers = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._target.append(url)
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._count(len(name) + len(value) + 4)
+
+    def _count(self, size: int) -> None:
+        self._size += size
+        if self._size > MAX_HEAD:
+            raise HttpError(431, f"request head over {MAX_HEAD} bytes")
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        assert parser is not None
+        self.events.append(
+            Request(
+                parser.get_method(),
+                b"".join(self._target),
+                parser.get_http_version(),
+                self._headers,
+                parser.should_keep_alive(),
+            )
+        )
+
+    def on_body(self, data: bytes) -> None:
+        self.events.append(data)
+
+    def on_message_complete(self) -> None:
+        self.events.append(END)
+
+
+class RequestReader:
+    """The requests arriving on one connection, read as the handler asks for them."""
+
+    def __init__(self, conn: Connection, head_timeout: float) -> None:
+        self.conn = conn
+        self.head_timeout = head_timeout
+        self._collector = _Collector()
+        self._parser = httptools.HttpRequestParser(self._collector)
+        self._collector.parser = self._parser
+        self._events = self._collector.events
+        self._pending_head = 0
+        self._head_deadline: float | None = None
+        #: The request under way expects ``100 Continue`` and has not had it.
+        self._continue_due = False
+
+    def next_request(self) -> Request | None:
+        """The next request's head; ``None`` when the client closed between requests,
+        or the server is stopping and none had begun.
+
+        Raises :class:`HttpError` for a request to refuse. Whatever the
+        handler left unread of the previous request's body is read and dropped.
+        """
+        events = self._events
+        while True:
+            while events:
+                event = events.popleft()
+                if type(event) is Request:
+                    return self._admit(event)
+            if self.conn.draining and not self._collector.in_head:
+                return None
+            if not self._fill(between_requests=not self._collector.in_head):
+                return None  # a head cut short by a close has nothing to answer
+
+    def body(self) -> Iterator[bytes]:
+        """The current request's body, piece by piece as it arrives (sends ``100
+        Continue`` first when the client waits for it). Raises ``ConnectionAbortedError``
+        when the client closes before the end."""
+        events = self._events
+        while True:
+            while events:
+                event = events.popleft()
+                if type(event) is bytes:
+                    yield event
+                else:  # the end of the message: nothing else can come before it
+                    return
+            if self._continue_due:
+                self._continue_due = False
+                self.conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if not self._fill():
+                raise ConnectionAbortedError("the client closed in the middle of a request body")
+
+    def skip_continue(self) -> None:
+        """The request is refused before its body: no ``100 Continue`` will be sent."""
+        self._continue_due = False
+
+    def _admit(self, request: Request) -> Request:
+        if request.version not in VERSIONS:
+            raise HttpError(505, f"HTTP/{request.version} is not served; use HTTP/1.1")
+        if request.version == "1.1" and request.hosts != 1:
+            raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
+        self._continue_due = request.expect_continue and request.has_body
+        return request
+
+    def _fill(self, between_requests: bool = False) -> bool:
+        """One ``recv``, fed to the parser; ``False`` when the client has closed."""
+        conn = self.conn
+        conn.between_requests = between_requests
+        try:
+            if self._head_deadline is None:
+                data = conn.sock.recv(RECV_SIZE)
+            else:
+                data = self._recv_before_deadline(self._head_deadline)
+        finally:
+            conn.between_requests = False
+        if not data:
+            return False
+        conn.progress += 1
+        conn.bytes_echoed += len(data)
+        self._feed(data)
+        return True
+
+    def _recv_before_deadline(self, deadline: float) -> bytes:
+        remaining = deadline - monotonic()
+        if remaining > 0:
+            with gevent.Timeout(remaining, False):  # type: ignore[arg-type]  # False: no raise
+                return self.conn.sock.recv(RECV_SIZE)
+        raise HttpError(408, f"request head not complete within {self.head_timeout:g} s")
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # An Upgrade (h2c, websocket) the server does not take: the request
+            # is answered in HTTP/1.1, and what follows is the next request.
+            rest = data[upgrade.args[0] :]
+            if rest:
+                self._feed(rest)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, HttpError):
+                raise exc.__context__ from None
+            raise
+        except httptools.HttpParserError as exc:
+            if data.startswith(b"PRI * HTTP/2.0"):  # the preface of HTTP/2 with prior knowledge
+                raise HttpError(505, "HTTP/2 is not served; use HTTP/1.1") from None
+            raise HttpError(400, f"bad request: {exc}") from None
+        if self._collector.in_head:  # part of a head: bounded in size and in time
+            self._pending_head += len(data)
+            if self._pending_head > MAX_PENDING_HEAD:
+                raise HttpError(431, f"request head over {MAX_HEAD} bytes")
+            if self._head_deadline is None:
+                self._head_deadline = monotonic() + self.head_timeout
+        else:
+            self._pending_head = 0
+            self._head_deadline = None
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+_status_lines: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <reason>`` and its CRLF, made once per status."""
+    line = _status_lines.get(status)
+    if line is None:
+        line = _status_lines[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason(status))
+    return line
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a chunked body (RFC 9112 7.1); ``chunk(b"")`` ends the body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def reason(status: int) -> bytes:
+    """The reason phrase of ``status`` (``b""`` for a code without a name)."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def bodiless(status: int) -> bool:
+    """Whether a response with ``status`` never has a body (RFC 9110 6.4.1)."""
+    return status in (204, 304)

@@ -1,0 +1,129 @@
+"""The HTTP reader over a real socket pair: what it hands out, and what it refuses.
+
+The reader runs in the test's own thread on a plain blocking socket (the test
+process is not monkey-patched), which is all it needs: one ``recv`` at a time.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from geventsrv.connection import Connection
+from geventsrv.modes.httpwire import MAX_HEAD, HttpError, RequestReader, chunk, status_line
+
+
+class CountingSocket:
+    """A real socket that counts its ``recv`` calls."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.recvs = 0
+
+    def recv(self, size: int) -> bytes:
+        self.recvs += 1
+        return self.sock.recv(size)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+@pytest.fixture
+def pair():
+    server, client = socket.socketpair()
+    server.settimeout(5)
+    client.settimeout(5)
+    yield CountingSocket(server), client
+    server.close()
+    client.close()
+
+
+def reader_for(sock: CountingSocket) -> RequestReader:
+    return RequestReader(Connection(sock, "test:1"), head_timeout=10.0)  # type: ignore[arg-type]
+
+
+def test_pipelined_requests_in_one_read_cost_one_recv(pair):
+    sock, client = pair
+    client.sendall(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /b?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Echo-Status: 201\r\n\r\nhello"
+        b"GET /c HTTP/1.0\r\n\r\n"
+    )
+    client.shutdown(socket.SHUT_WR)
+    reader = reader_for(sock)
+    first = reader.next_request()
+    assert first is not None and (first.method, first.target, first.version) == (
+        b"GET",
+        b"/a",
+        "1.1",
+    )
+    assert list(reader.body()) == []
+    second = reader.next_request()
+    assert second is not None and second.content_length == 5
+    assert second.controls == [("status", b"201")]
+    assert b"".join(reader.body()) == b"hello"
+    third = reader.next_request()
+    assert third is not None and third.version == "1.0" and not third.keep_alive
+    assert sock.recvs == 1
+    assert reader.next_request() is None  # the client closed between requests
+
+
+def test_an_unread_body_is_skipped_before_the_next_request(pair):
+    sock, client = pair
+    client.sendall(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    reader = reader_for(sock)
+    assert reader.next_request() is not None
+    following = reader.next_request()  # the body never asked for
+    assert following is not None and following.target == b"/next"
+
+
+def test_100_continue_goes_out_only_when_the_body_is_awaited(pair):
+    sock, client = pair
+    client.sendall(
+        b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    )
+    reader = reader_for(sock)
+    assert reader.next_request() is not None
+    body = reader.body()
+    client.sendall(b"ok")
+    assert next(body) == b"ok"
+    assert client.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # not a method llhttp knows
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * (MAX_HEAD * 6), 431),  # never ends
+        (b"GET /\r\n\r\n", 505),  # HTTP/0.9
+        (b"GET / HTTP/1.1\nHost: x\n\n", 400),  # bare LF
+    ],
+    ids=["unknown-method", "long-header", "unending-header", "http-0.9", "bare-lf"],
+)
+def test_what_the_reader_refuses(pair, raw, status):
+    sock, client = pair
+    client.sendall(raw)
+    with pytest.raises(HttpError) as refused:
+        reader_for(sock).next_request()
+    assert refused.value.status == status and refused.value.reason
+
+
+def test_a_client_gone_in_the_middle_of_a_body_is_a_connection_error(pair):
+    sock, client = pair
+    client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    client.shutdown(socket.SHUT_WR)
+    reader = reader_for(sock)
+    assert reader.next_request() is not None
+    with pytest.raises(ConnectionAbortedError):
+        list(reader.body())
+
+
+def test_the_writing_helpers():
+    assert status_line(404) == b"HTTP/1.1 404 Not Found\r\n"
+    assert status_line(599) == b"HTTP/1.1 599 \r\n"
+    assert chunk(b"hello") == b"5\r\nhello\r\n" and chunk(b"") == b"0\r\n\r\n"
