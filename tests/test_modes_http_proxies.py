@@ -194,7 +194,8 @@ def test_caddy_terminating_tls_and_speaking_http2_to_the_client(start_server, tm
         b"GET /lint HTTP/1.1\r\n\r\n",  # no Host: 400
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",  # 413
         b"GET /?bytes=100&chunks=3&interval=0&header=X-Test:%20yes HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\necho",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n"
+        b"echo",
         b"GET /sse?count=2&interval=0 HTTP/1.1\r\nHost: x\r\n\r\n",
     ],
     ids=["200", "503", "400", "413", "trickled", "echo", "sse"],

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} capacity --help: open-loop latency against offered rate; "
         f"{PROG} tls --help: geventsrv's CPU per request with and without TLS; "
         f"{PROG} ops --help: what metrics and the access log cost; "
+        f"{PROG} http --help: the HTTP mode against uvicorn and gunicorn, driven by wrk; "
         f"{PROG} hostile --help: one address attacks, another times its echo; "
         f"{PROG} cluster --help: several hosts behind HAProxy (steady, rolling, failover)",
     )
@@ -176,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import clusterbench
 
         return clusterbench.main(argv[1:])
+    if argv[:1] == ["http"]:
+        from geventsrv.bench import httpbench
+
+        return httpbench.main(argv[1:])
     if argv[:1] == ["ops"]:
         from geventsrv.bench import opscost
 

@@ -1,0 +1,48 @@
+"""``python -m geventsrv.bench http``: every peer gives the same answers, and a run reports them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from support import require_tool
+
+from geventsrv.bench import httpbench
+
+
+def test_a_server_that_answers_otherwise_is_caught(start_server):
+    echo = start_server("--idle-timeout", "1")  # echoes the request back, then times out
+    with pytest.raises(httpbench.BenchError, match="was answered"):
+        httpbench.check_answers("echo", echo.port)
+
+
+def test_an_unknown_server_is_one_line_and_exit_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "geventsrv.bench", "http", "--servers", "nginx"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "unknown workload or server: nginx" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_quick_run_measures_every_server_and_records_the_machine(tmp_path):
+    """Each peer is started as the lab starts it and must pass the same check of both
+    answers before it is measured (a wrong answer exits 1)."""
+    require_tool("wrk", "wrk")
+    result = subprocess.run(
+        [sys.executable, "-m", "geventsrv.bench", "http", "--quick", "--duration", "1",
+         "--warmup", "0", "--connections", "5", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "http.json").read_text())
+    assert report["meta"]["machine"]["cpu"] and report["meta"]["machine"]["gevent"]
+    rows = {(row["workload"], row["server"]): row for row in report["rows"]}
+    assert {server.name for server in httpbench.SERVERS} <= {name for _, name in rows}
+    for row in rows.values():
+        assert row["requests_per_s"] > 0 and row["errors"] == 0
+        assert row["cpu_us_per_request"] > 0
+    assert "| geventsrv |" in (tmp_path / "http.md").read_text()
