@@ -364,6 +364,17 @@ class Config:
         metavar="SECONDS",
     )
 
+    #: The http mode's WebSocket echo: the largest message (its fragments
+    #: together, decompressed) echoed; past it, close 1009.
+    ws_max_message: int = setting(
+        1 << 20,
+        "largest WebSocket message echoed, in bytes, its fragments together and decompressed; "
+        "past it, close 1009",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
+
     @property
     def per_client_limit(self) -> int:
         """Connections one client may hold (0: unlimited).
@@ -446,6 +457,7 @@ class Config:
         _integer(self, "http_max_body", 0, 1 << 30)
         _seconds(self, "http_max_delay")
         _seconds(self, "http_header_timeout", positive=True)
+        _integer(self, "ws_max_message", 1, 1 << 30)
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""

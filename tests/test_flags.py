@@ -52,6 +52,7 @@ CHANGED = {
     "http_max_body": 4096,
     "http_max_delay": 0.5,
     "http_header_timeout": 3.0,
+    "ws_max_message": 4096,
 }
 
 

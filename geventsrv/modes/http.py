@@ -29,6 +29,8 @@ A malformed request gets 400 and a close, never a traceback.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import json
 import logging
 import os
@@ -52,6 +54,7 @@ from geventsrv.modes.httpwire import (
     status_line,
 )
 from geventsrv.modes.reflection import Answerer, encode
+from geventsrv.modes.websocket import WebSocketEcho, wants_websocket
 from geventsrv.stats import Durations
 
 if TYPE_CHECKING:
@@ -143,6 +146,7 @@ class HttpReflector:
         self.max_delay = config.http_max_delay
         self.header_timeout = config.http_header_timeout
         self.access_log = config.access_log
+        self.websocket = WebSocketEcho(config.ws_max_message, config.access_log)
         #: Requests answered, by (method, status class): what /metrics shows.
         self.requests: dict[tuple[str, str], int] = {}
         self.durations = Durations(REQUEST_BUCKETS, [0] * (len(REQUEST_BUCKETS) + 1))
@@ -169,7 +173,10 @@ class HttpReflector:
                 if not responder.started:  # else the response under way is cut short
                     refuse(conn, exc.status, exc.reason)
                 return
-            self.record(conn, request, status, received, time.monotonic() - started)
+            if status == 101:  # a WebSocket, counted and logged by its own echo
+                self.count(request, status)
+            else:
+                self.record(conn, request, status, received, time.monotonic() - started)
             if not keep:
                 return
 
@@ -185,6 +192,10 @@ class HttpReflector:
     ) -> tuple[int, int, bool]:
         """Answer one request: (status sent, body bytes received, keep the connection)."""
         path, mark, query = request.target.partition(b"?")
+        if wants_websocket(request):
+            return self._websocket(conn, reader, request, query, number)
+        if path == b"/.ws":
+            return self._page(conn, reader, responder, request)
         try:
             controls = self.cached_controls(request, query) if mark or request.controls else PLAIN
         except BadControl as exc:
@@ -202,6 +213,33 @@ class HttpReflector:
         if path == b"/sse":
             return self._events(conn, reader, responder, request, controls)
         return self._reflect(conn, reader, responder, request, controls, number)
+
+    def _websocket(
+        self, conn: Connection, reader: RequestReader, request: Request, query: bytes, number: int
+    ) -> tuple[int, int, bool]:
+        """Switch to WebSocket and echo until it closes (:mod:`geventsrv.modes.websocket`)."""
+        lines, extensions = self.websocket.handshake(request)  # HttpError: refused as any
+        for _ in reader.body():  # a GET: only its end
+            pass
+        rest = reader.switch_protocols()
+        reflect = any(
+            name == "reflect" and value.lower() in ("1", "true", "yes")
+            for name, value in query_pairs(query)
+        )
+        first = encode(self.answerer.reflect(conn, request, b"", number)) if reflect else None
+        self.websocket.serve(conn, request, rest, lines, extensions, first)
+        return 101, 0, False
+
+    def _page(
+        self, conn: Connection, reader: RequestReader, responder: Responder, request: Request
+    ) -> tuple[int, int, bool]:
+        """``/.ws``: the page a person opens to try the WebSocket echo from a browser."""
+        received = sum(len(piece) for piece in reader.body())
+        page = ws_page()
+        keep = request.keep_alive and not conn.draining
+        headers = self._headers(request, b"text/html; charset=utf-8", len(page), keep)
+        responder.head(200, headers, b"" if request.method == b"HEAD" else page)
+        return 200, received, keep
 
     def _reflect(
         self,
@@ -453,9 +491,7 @@ class HttpReflector:
         self, conn: Connection, request: Request, status: int, size: int, seconds: float
     ) -> None:
         """Count one answered request, and log it with ``--access-log``."""
-        method = request.method.decode("latin-1")
-        key = (method if method in METHODS else "other", f"{status // 100}xx")
-        self.requests[key] = self.requests.get(key, 0) + 1
+        method = self.count(request, status)
         self.durations.observe(seconds)
         if self.access_log:
             target = request.target.decode("latin-1")[:200]
@@ -465,6 +501,13 @@ class HttpReflector:
                 extra={"client": conn.client, "method": method[:16], "target": target,
                        "status": status, "received": size, "duration": round(seconds, 6)},
             )  # fmt: skip
+
+    def count(self, request: Request, status: int) -> str:
+        """Count one request by method and status class; its method, as text."""
+        method = request.method.decode("latin-1")
+        key = (method if method in METHODS else "other", f"{status // 100}xx")
+        self.requests[key] = self.requests.get(key, 0) + 1
+        return method
 
     def collect_metrics(self) -> Iterator[Any]:
         """This mode's Prometheus families, for the server's collector."""
@@ -484,6 +527,13 @@ class HttpReflector:
             buckets=self.durations.cumulative(),
             sum_value=self.durations.total,
         )
+        yield from self.websocket.collect_metrics()
+
+
+@functools.cache
+def ws_page() -> bytes:
+    """The ``/.ws`` page (``wspage.html`` beside this module), read once."""
+    return (importlib.resources.files("geventsrv.modes") / "wspage.html").read_bytes()
 
 
 def query_pairs(query: bytes) -> Iterator[tuple[str, str]]:

@@ -72,7 +72,7 @@ class Request:
 
     __slots__ = (
         "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
-        "hosts", "keep_alive", "last_event_id", "method", "target", "version",
+        "hosts", "keep_alive", "last_event_id", "method", "target", "upgrade", "version",
     )  # fmt: skip
 
     def __init__(
@@ -95,6 +95,8 @@ class Request:
         self.expect_continue = False
         self.hosts = 0
         self.last_event_id: bytes | None = None
+        #: The ``Upgrade`` header, lower-cased (``b"websocket"``, ``b"h2c"``).
+        self.upgrade: bytes | None = None
         #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
         self.controls: list[tuple[str, bytes]] = []
         for name, value in headers:  # one pass, for what the server acts on
@@ -111,6 +113,8 @@ class Request:
                 self.expect_continue = value.lower() == b"100-continue"
             elif lower == b"last-event-id":
                 self.last_event_id = value
+            elif lower == b"upgrade":
+                self.upgrade = value.lower()
             elif lower.startswith(b"x-echo-"):
                 self.controls.append((lower[7:].decode("latin-1"), value))
 
@@ -184,6 +188,9 @@ class RequestReader:
         self._head_deadline: float | None = None
         #: The request under way expects ``100 Continue`` and has not had it.
         self._continue_due = False
+        #: What followed an ``Upgrade`` request in its read: the new protocol's
+        #: first bytes if the handler switches, else the next request's.
+        self._after_upgrade: bytes | None = None
 
     def next_request(self) -> Request | None:
         """The next request's head; ``None`` when the client closed between requests,
@@ -198,6 +205,10 @@ class RequestReader:
                 event = events.popleft()
                 if type(event) is Request:
                     return self._admit(event)
+            if self._after_upgrade is not None:  # not taken: HTTP/1.1 goes on
+                rest, self._after_upgrade = self._after_upgrade, None
+                self._feed(rest)
+                continue
             if self.conn.draining and not self._collector.in_head:
                 return None
             if not self._fill(between_requests=not self._collector.in_head):
@@ -220,6 +231,12 @@ class RequestReader:
                 self.conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             if not self._fill():
                 raise ConnectionAbortedError("the client closed in the middle of a request body")
+
+    def switch_protocols(self) -> bytes:
+        """The connection leaves HTTP (an upgrade was accepted): the bytes already
+        read that belong to the new protocol. The reader is not used again."""
+        rest, self._after_upgrade = self._after_upgrade or b"", None
+        return rest
 
     def skip_continue(self) -> None:
         """The request is refused before its body: no ``100 Continue`` will be sent."""
@@ -262,11 +279,10 @@ class RequestReader:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            # An Upgrade (h2c, websocket) the server does not take: the request
-            # is answered in HTTP/1.1, and what follows is the next request.
-            rest = data[upgrade.args[0] :]
-            if rest:
-                self._feed(rest)
+            # llhttp stops after an Upgrade request: what follows is kept until
+            # the handler says whether it switches (switch_protocols) or answers
+            # in HTTP/1.1, when it is parsed as the next request.
+            self._after_upgrade = data[upgrade.args[0] :]
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, HttpError):
                 raise exc.__context__ from None

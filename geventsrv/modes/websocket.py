@@ -1,0 +1,308 @@
+"""The http mode's WebSocket echo (RFC 6455, with permessage-deflate, RFC 7692).
+
+A request on any path that asks to upgrade to ``websocket`` is switched on the
+same connection, after the same prologue (PROXY header, TLS, limits) as any
+request. From then on the greenlet runs another blocking-style loop:
+``recv()``, feed wsproto (sans-IO, like llhttp: it never touches the
+socket), act on its events, ``sendall()``.
+
+What it does, as an echo server should:
+
+* every message back whole, with its opcode (text or binary), fragments
+  reassembled; no greeting. With ``?reflect=1`` on the upgrade's URL the first
+  message sent is the reflection of the upgrade request (the HTTP mode's
+  schema), so a client sees what a proxy forwarded;
+* ping answered with pong; the client's close code and reason echoed in the
+  closing handshake;
+* the subprotocol: the first one the client offers is accepted (a browser
+  fails the connection when ``Sec-WebSocket-Protocol`` goes unanswered);
+* permessage-deflate, when offered.
+
+Bounded, since the peer controls it all: a message (fragments together,
+decompressed) at most ``--ws-max-message`` bytes, else close 1009; what a
+compressed read may inflate to, the same (a deflate bomb is cut at the
+bound, not after); invalid UTF-8 in text (split code points included) closes
+1007, any other protocol error 1002, both judged by wsproto. Nothing is
+queued: each reply is sent before the next read, so a client that never reads
+stalls only its own connection, which the idle timeout then closes. On
+shutdown an open WebSocket gets close 1001 and a moment for the client's
+close, within the drain timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import socket
+import time
+import zlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import generate_accept_token, split_comma_header
+
+from geventsrv.connection import RECV_SIZE, Drained
+from geventsrv.modes.httpwire import HttpError, status_line
+
+if TYPE_CHECKING:
+    from geventsrv.connection import Connection
+    from geventsrv.modes.httpwire import Request
+
+access_log = logging.getLogger("geventsrv.access")
+#: Seconds the server waits for the client's close after sending its own.
+CLOSE_WAIT = 2.0
+#: Close codes counted by number in the metrics; the rest (3000-4999, chosen by
+#: applications) as "other", so a client cannot grow the label set.
+NAMED_CLOSES = frozenset((1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011))
+
+
+def wants_websocket(request: Request) -> bool:
+    """Whether ``request`` asks to switch to WebSocket (judged further by the handshake)."""
+    return request.upgrade == b"websocket"
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate whose inflating stops at ``most`` bytes per read.
+
+    wsproto inflates a frame's payload whole; a few KiB of zeros inflate to
+    megabytes. Here what one call may produce is capped just past the
+    message bound, and a payload that would inflate further is refused as too
+    big (1009) before the memory is spent. (It uses wsproto's decompressor
+    state, ``_inbound_compressed`` and ``_decompressor``, as of wsproto 1.3.)
+    """
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+
+    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        try:
+            inflated = self._decompressor.decompress(bytes(data), self.most + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self._decompressor.unconsumed_tail or len(inflated) > self.most:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+
+class WebSocketEcho:
+    """The echo, and what it has counted (messages by type, closes by code)."""
+
+    def __init__(self, max_message: int, log_each: bool) -> None:
+        self.max_message = max_message
+        self.log_each = log_each
+        self.messages = {"text": 0, "binary": 0}
+        self.closes: dict[str, int] = {}
+
+    def handshake(self, request: Request) -> tuple[list[bytes], list[PerMessageDeflate]]:
+        """The 101 response's header lines and the extensions agreed, or :class:`HttpError`."""
+        headers = {}
+        offers: list[str] = []
+        protocols: list[str] = []
+        connection_tokens: list[str] = []
+        for name, value in request.headers:
+            lower = name.lower()
+            headers[lower] = value
+            if lower == b"sec-websocket-extensions":
+                offers += split_comma_header(value)
+            elif lower == b"sec-websocket-protocol":
+                protocols += [p for p in split_comma_header(value) if p]
+            elif lower == b"connection":
+                connection_tokens += [t.lower() for t in split_comma_header(value)]
+        if request.method != b"GET" or request.version != "1.1":
+            raise HttpError(400, "a WebSocket upgrade is an HTTP/1.1 GET")
+        if "upgrade" not in connection_tokens:
+            raise HttpError(400, "a WebSocket upgrade needs Connection: Upgrade")
+        if headers.get(b"sec-websocket-version") != b"13":
+            raise HttpError(426, "only WebSocket version 13 is served (Sec-WebSocket-Version: 13)")
+        key = headers.get(b"sec-websocket-key", b"")
+        try:
+            valid_key = len(base64.b64decode(key, validate=True)) == 16
+        except (binascii.Error, ValueError):
+            valid_key = False
+        if not valid_key:
+            raise HttpError(400, "Sec-WebSocket-Key must be 16 bytes in base64")
+        lines = [
+            b"Upgrade: websocket\r\n",
+            b"Connection: Upgrade\r\n",
+            b"Sec-WebSocket-Accept: %s\r\n" % generate_accept_token(key),
+        ]
+        if protocols:
+            lines.append(b"Sec-WebSocket-Protocol: %s\r\n" % protocols[0].encode("latin-1"))
+        deflate = BoundedDeflate(self.max_message)
+        agreed = server_extensions_handshake(offers, [deflate]) if offers else None
+        if agreed:
+            lines.append(b"Sec-WebSocket-Extensions: %s\r\n" % agreed)
+        return lines, [deflate] if agreed else []
+
+    def serve(self, conn: Connection, request: Request, rest: bytes, lines: list[bytes],
+              extensions: list[PerMessageDeflate], first: bytes | None) -> int:  # fmt: skip
+        """Switch, then echo until either side closes; the close code the client saw."""
+        started = time.monotonic()
+        conn.sock.sendall(b"".join((status_line(101), *lines, b"\r\n")))
+        ws = WsConnection(ConnectionType.SERVER, extensions=list(extensions))
+        session = Session(self, conn, ws)
+        code = int(CloseReason.ABNORMAL_CLOSURE)  # unless a closing handshake says otherwise
+        try:
+            code = session.run(rest, first)
+        finally:  # a reset or the idle timeout too: counted and logged, then passed on
+            self.record(conn, request, session, code, time.monotonic() - started)
+        return code
+
+    def record(
+        self, conn: Connection, request: Request, session: Session, code: int, seconds: float
+    ) -> None:
+        """Count one closed WebSocket by its code, and log it with ``--access-log``."""
+        label = str(code) if code in NAMED_CLOSES else "other"
+        self.closes[label] = self.closes.get(label, 0) + 1
+        if self.log_each:
+            target = request.target.decode("latin-1")[:200]
+            access_log.info(
+                "%s: WebSocket %s, %d message(s) in, %d out, close %d, %.3f s",
+                conn.client, target, session.received, session.sent, code, seconds,
+                extra={"client": conn.client, "method": "GET", "target": target, "status": 101,
+                       "websocket_messages_in": session.received,
+                       "websocket_messages_out": session.sent, "close_code": code,
+                       "duration": round(seconds, 6)},
+            )  # fmt: skip
+
+    def collect_metrics(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        messages = CounterMetricFamily(
+            "geventsrv_websocket_messages",
+            "WebSocket messages echoed, by type.",
+            labels=["type"],
+        )
+        for kind, count in sorted(self.messages.items()):
+            messages.add_metric([kind], count)
+        yield messages
+        closes = CounterMetricFamily(
+            "geventsrv_websocket_closes",
+            "WebSocket connections closed, by the close code (other: 3000-4999).",
+            labels=["code"],
+        )
+        for code, count in sorted(self.closes.items()):
+            closes.add_metric([code], count)
+        yield closes
+
+
+class Session:
+    """One WebSocket: the loop that reads, feeds wsproto and answers."""
+
+    def __init__(self, echo: WebSocketEcho, conn: Connection, ws: WsConnection) -> None:
+        self.echo = echo
+        self.conn = conn
+        self.ws = ws
+        self.received = 0
+        self.sent = 0
+        #: The message being reassembled, and its size so far.
+        self.parts: list[Any] = []
+        self.size = 0
+        #: The close code, once the closing handshake has begun (ours or theirs).
+        self.code: int | None = None
+
+    def run(self, rest: bytes, first: bytes | None) -> int:
+        ws = self.ws
+        if first is not None:
+            self.send(TextMessage(data=first.decode()))
+        data: bytes | None = rest
+        while True:
+            if data is None:
+                ws.receive_data(None)  # gone without a close frame: 1006
+            elif data:
+                ws.receive_data(data)
+            for event in ws.events():
+                self.act(event)
+            if ws.state is ConnectionState.CLOSED:
+                return self.code or int(CloseReason.ABNORMAL_CLOSURE)
+            if ws.state is ConnectionState.LOCAL_CLOSING:
+                return self.await_their_close()
+            if self.conn.draining:
+                self.close(CloseReason.GOING_AWAY, "server shutting down")
+                data = b""
+                continue
+            data = self.read()
+
+    def read(self) -> bytes | None:
+        """What the client sent next (``None``: it closed); ``b""`` when the server stops."""
+        conn = self.conn
+        conn.between_requests = True  # a stopping server interrupts this wait
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except Drained:
+            conn.draining = True
+            return b""
+        finally:
+            conn.between_requests = False
+        if not data:
+            return None
+        conn.progress += 1
+        conn.bytes_echoed += len(data)
+        return data
+
+    def act(self, event: Any) -> None:
+        ws = self.ws
+        if isinstance(event, Message):
+            self.size += len(event.data)
+            if self.size > self.echo.max_message:
+                self.close(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                return
+            self.parts.append(event.data)
+            if event.message_finished:
+                self.received += 1
+                if isinstance(event, TextMessage):
+                    self.echo.messages["text"] += 1
+                    self.send(TextMessage(data="".join(self.parts)))
+                else:
+                    self.echo.messages["binary"] += 1
+                    self.send(BytesMessage(data=b"".join(self.parts)))
+                self.parts, self.size = [], 0
+        elif isinstance(event, Ping):
+            self.conn.sock.sendall(ws.send(event.response()))
+        elif isinstance(event, CloseConnection):
+            if ws.state is ConnectionState.REMOTE_CLOSING:  # the client closed: echo its close
+                self.code = int(event.code)
+                self.conn.sock.sendall(ws.send(event.response()))
+            elif ws.state is ConnectionState.OPEN:  # wsproto found an error: fail with its code
+                self.close(int(event.code), event.reason or "")
+            else:  # their answer to our close
+                self.code = self.code or int(event.code)
+
+    def send(self, message: Message[Any]) -> None:
+        self.conn.sock.sendall(self.ws.send(message))
+        self.sent += 1
+
+    def close(self, code: int, reason: str) -> None:
+        """Begin the closing handshake with ``code`` (the first one wins)."""
+        if self.ws.state is ConnectionState.OPEN:
+            self.code = code
+            self.conn.sock.sendall(self.ws.send(CloseConnection(code=code, reason=reason[:100])))
+
+    def await_their_close(self) -> int:
+        """After our close: half-close (the server ends the TCP connection, as RFC 6455
+        7.1.1 asks), then read and drop until the client's close or end, for a moment."""
+        assert self.code is not None
+        with contextlib.suppress(OSError):
+            self.conn.sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError), gevent.Timeout(CLOSE_WAIT, False):  # type: ignore[arg-type]
+            while self.ws.state is not ConnectionState.CLOSED:
+                data = self.conn.sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                self.ws.receive_data(data)
+                for _ in self.ws.events():  # all but their close are dropped now
+                    pass
+        return self.code
