@@ -60,39 +60,47 @@ def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> di
         return json.loads(reply.read())
 
 
-@pytest.fixture
-def nginx(start_server, tmp_path: Path) -> Iterator[int]:
-    """nginx as a reverse proxy in front of the http mode; yields nginx's port."""
+@contextlib.contextmanager
+def nginx_in_front(upstream: int, directory: Path, extra: str = "") -> Iterator[int]:
+    """nginx as a reverse proxy to ``upstream``, with the ``extra`` directives in its
+    location; yields nginx's port."""
     binary = require_tool("nginx", "nginx-light")
-    server = start_server("--mode", "http")
     port = free_port()
-    (tmp_path / "logs").mkdir()
-    config = tmp_path / "nginx.conf"
+    (directory / "logs").mkdir(exist_ok=True)
+    config = directory / "nginx.conf"
     config.write_text(f"""
         worker_processes 1;
         error_log stderr warn;
-        pid {tmp_path}/nginx.pid;
+        pid {directory}/nginx.pid;
         events {{ worker_connections 64; }}
         http {{
             access_log off;
-            client_body_temp_path {tmp_path}/body;
-            proxy_temp_path {tmp_path}/proxy;
-            fastcgi_temp_path {tmp_path}/fastcgi;
-            uwsgi_temp_path {tmp_path}/uwsgi;
-            scgi_temp_path {tmp_path}/scgi;
+            client_body_temp_path {directory}/body;
+            proxy_temp_path {directory}/proxy;
+            fastcgi_temp_path {directory}/fastcgi;
+            uwsgi_temp_path {directory}/uwsgi;
+            scgi_temp_path {directory}/scgi;
             server {{
                 listen 127.0.0.1:{port};
                 location / {{
-                    proxy_pass http://127.0.0.1:{server.port};
+                    proxy_pass http://127.0.0.1:{upstream};
                     proxy_set_header Host $host;
                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
                     proxy_set_header X-Real-IP $remote_addr;
+                    {extra}
                 }}
             }}
         }}
     """)
-    argv = [binary, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
+    argv = [binary, "-p", str(directory), "-c", str(config), "-g", "daemon off;"]
     with started(argv, port):
+        yield port
+
+
+@pytest.fixture
+def nginx(start_server, tmp_path: Path) -> Iterator[int]:
+    """nginx as a reverse proxy in front of the http mode; yields nginx's port."""
+    with nginx_in_front(start_server("--mode", "http").port, tmp_path) as port:
         yield port
 
 
@@ -109,13 +117,12 @@ def test_nginx_as_reverse_proxy_the_forwarded_for_it_adds_is_reflected(nginx):
     assert seen["request"]["http_version"] == "1.0"
 
 
-@pytest.fixture
-def haproxy_http(start_server, tmp_path: Path) -> Iterator[int]:
-    """HAProxy in http mode, send-proxy-v2 to the http mode; yields HAProxy's port."""
+@contextlib.contextmanager
+def haproxy_in_front(upstream: int, directory: Path) -> Iterator[int]:
+    """HAProxy in http mode, ``send-proxy-v2`` to ``upstream``; yields HAProxy's port."""
     binary = require_tool("haproxy", "haproxy")
-    server = start_server("--mode", "http", "--proxy-protocol", "v2")
     port = free_port()
-    config = tmp_path / "haproxy.cfg"
+    config = directory / "haproxy.cfg"
     config.write_text(f"""
 global
     log stderr format raw local0 warning
@@ -124,15 +131,24 @@ defaults
     timeout connect 5s
     timeout client 30s
     timeout server 30s
+    timeout tunnel 30s
 frontend front
     bind 127.0.0.1:{port}
     option forwardfor
     default_backend reflectors
 backend reflectors
-    server reflector 127.0.0.1:{server.port} send-proxy-v2
+    server reflector 127.0.0.1:{upstream} send-proxy-v2
 """)
     argv = [binary, "-db", "-f", str(config)]
     with started(argv, port):
+        yield port
+
+
+@pytest.fixture
+def haproxy_http(start_server, tmp_path: Path) -> Iterator[int]:
+    """HAProxy in http mode, send-proxy-v2 to the http mode; yields HAProxy's port."""
+    server = start_server("--mode", "http", "--proxy-protocol", "v2")
+    with haproxy_in_front(server.port, tmp_path) as port:
         yield port
 
 
