@@ -320,3 +320,29 @@ def test_http_users_catch_a_server_that_is_not_a_reflector(start_server, tmp_pat
     )  # fmt: skip
     assert result.returncode == 1
     assert int(stats_rows(prefix)["Aggregated"]["Failure Count"]) > 0
+
+
+def test_websocket_users_check_every_echo_headless_and_over_two_processes(start_server, tmp_path):
+    server = start_server("--mode", "http")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"http://127.0.0.1:{server.port}", "-u", "4", "-r", "4", "-t", "3s",
+        "--processes", "2", "--csv", str(prefix), "WebSocketEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert int(rows["WS echo text"]["Request Count"]) > 0
+    assert int(rows["WS echo binary"]["Request Count"]) > 0
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+
+
+def test_websocket_users_catch_an_echo_that_changes_the_message(start_server, tmp_path):
+    """Against a server that answers the upgrade but echoes every byte raw (the echo mode
+    echoes the client's masked frames back), every exchange fails."""
+    server = start_server("--mode", "echo")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"http://127.0.0.1:{server.port}", "-u", "1", "-r", "1", "-t", "2s",
+        "--csv", str(prefix), "WebSocketEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 1
