@@ -364,3 +364,36 @@ def test_the_page_is_served_and_connects_back_to_its_own_host(ws_server):
     head, _, page = data.partition(b"\r\n\r\n")
     assert b"Content-Type: text/html; charset=utf-8" in head
     assert b"new WebSocket(url)" in page and b"location.host" in page
+
+
+# -- the fast path for whole frames, and its hand-over to wsproto -------------------------
+
+
+def test_frames_split_anywhere_across_reads_are_echoed_whole(ws_server):
+    import time
+
+    payload = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length field
+    data = frame(BINARY, payload) + frame(TEXT, "☃ snow".encode())
+    sock, reader, _ = open_websocket(ws_server.address)
+    with sock:
+        for cut in (1, 3, 9, 40000, len(data) - 2):  # inside the head, the length, the payload
+            sock.sendall(data[:cut])
+            time.sleep(0.05)  # (only so that the pieces tend to arrive as separate reads)
+            sock.sendall(data[cut:])
+            assert reader.next() == (True, BINARY, payload)
+            assert reader.next() == (True, TEXT, "☃ snow".encode())
+
+
+def test_many_frames_in_one_write_then_a_fragment_then_more_come_back_in_order(ws_server):
+    frames = [frame(TEXT, f"m{i}".encode()) for i in range(20)]
+    frames += [frame(PING, b"p"), frame(TEXT, b"frag", fin=False), frame(CONTINUATION, b"ment")]
+    frames += [frame(BINARY, bytes([i])) for i in range(5)]
+    seen = exchange_frames(ws_server, frames)
+    expected = [(TEXT, f"m{i}".encode()) for i in range(20)] + [(PONG, b"p"), (TEXT, b"fragment")]
+    expected += [(BINARY, bytes([i])) for i in range(5)]
+    assert [(op, data) for _, op, data in seen[:-1]] == expected and closed_with(seen) == 1000
+
+
+def test_bad_utf8_after_good_frames_echoes_those_then_closes_1007(ws_server):
+    seen = exchange_frames(ws_server, [frame(TEXT, b"ok"), frame(TEXT, b"\xc3\x28")])
+    assert seen[0][1:] == (TEXT, b"ok") and closed_with(seen) == 1007

@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} tls --help: geventsrv's CPU per request with and without TLS; "
         f"{PROG} ops --help: what metrics and the access log cost; "
         f"{PROG} http --help: the HTTP mode against uvicorn and gunicorn, driven by wrk; "
+        f"{PROG} ws --help: the WebSocket echo against websockets and uvicorn; "
         f"{PROG} hostile --help: one address attacks, another times its echo; "
         f"{PROG} cluster --help: several hosts behind HAProxy (steady, rolling, failover)",
     )
@@ -181,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import httpbench
 
         return httpbench.main(argv[1:])
+    if argv[:1] == ["ws"]:
+        from geventsrv.bench import wsbench
+
+        return wsbench.main(argv[1:])
     if argv[:1] == ["ops"]:
         from geventsrv.bench import opscost
 

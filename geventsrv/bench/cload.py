@@ -131,6 +131,13 @@ class LoadProcess:
         return values
 
 
+class WebSocketLoad(LoadProcess):
+    """``loadgen ws``: the same closed loop, each message one masked binary WebSocket frame."""
+
+    def __init__(self, address: tuple[str, int], connections: int, size: int, seed: int) -> None:
+        self.proc = _start("ws", address, connections, size, seed)
+
+
 class OpenLoad(LoadProcess):
     """``loadgen open``: requests on a schedule, ``rate`` per second over all connections.
 

@@ -32,6 +32,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,8 +135,10 @@ class Running:
         self.server = server
         self.port = free_port()
         command = [part.format(port=self.port) for part in server.command]
+        # A file, not a pipe: a server that logs a lot must never block on a full pipe.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            command, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True
         )
         deadline = time.monotonic() + 15
         while True:
@@ -151,8 +154,8 @@ class Running:
     def stderr(self) -> str:
         if self.process.poll() is None:
             return "still starting after 15 s"
-        assert self.process.stderr is not None
-        return self.process.stderr.read().decode(errors="replace").strip()[-300:] or "no output"
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace").strip()[-300:] or "no output"
 
     def cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in process_tree(self.process.pid))
@@ -165,6 +168,7 @@ class Running:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self.log.close()
 
     def __enter__(self) -> Running:
         return self

@@ -29,6 +29,12 @@
  *       the end (a lower bound of its latency). Prints what "load" prints and
  *       "open SCHEDULED COMPLETED LATE".
  *
+ *   loadgen ws    HOST PORT CONNECTIONS SIZE SEED
+ *       As "load", over WebSocket: each connection first upgrades (GET /, as
+ *       RFC 6455 says), then every message is one binary frame of SIZE bytes,
+ *       masked as a client must, and the reply must be the same payload in
+ *       one unmasked binary frame. Requests are messages; bytes are payload.
+ *
  *   loadgen storm HOST PORT CONNECTIONS SIZE TIMEOUT
  *       Opens CONNECTIONS connections back to back, as fast as connect() goes;
  *       each sends one SIZE-byte message as soon as it is connected. Reports
@@ -64,6 +70,11 @@
 struct conn {
     int fd;
     size_t offset, sent, got;
+    /* What the current message sends, and the reply it expects: windows into the pool
+     * for the plain echo; a frame built per message over WebSocket. */
+    unsigned char *out, *expect;
+    size_t out_len, expect_len;
+    unsigned char *frames; /* WebSocket only: room for both frames */
     double started;
     int done;
     long long served; /* requests completed inside the window */
@@ -74,6 +85,7 @@ static size_t size, scratch_size;
 static long long histogram[BUCKET_COUNT];
 static char first_error[160] = "-";
 static long long errors, mismatches;
+static int websocket; /* the "ws" mode */
 
 static double now(void) {
     struct timespec ts;
@@ -143,8 +155,8 @@ static int open_connection(int blocking_connect) {
 
 /* Sends what is left of the current message; returns 0, or -1 after dropping the connection. */
 static int pump_send(int epoll, struct conn *c) {
-    while (c->sent < size) {
-        ssize_t n = send(c->fd, pool + c->offset + c->sent, size - c->sent, MSG_NOSIGNAL);
+    while (c->sent < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->sent, c->out_len - c->sent, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN) {
                 struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -163,8 +175,8 @@ static int pump_send(int epoll, struct conn *c) {
 
 /* Reads what has arrived; returns 1 when the message is complete, 0 if not yet, -1 on failure. */
 static int pump_recv(struct conn *c) {
-    while (c->got < size) {
-        size_t want = size - c->got;
+    while (c->got < c->expect_len) {
+        size_t want = c->expect_len - c->got;
         ssize_t n = recv(c->fd, scratch, want < scratch_size ? want : scratch_size, 0);
         if (n < 0) {
             if (errno == EAGAIN) return 0;
@@ -177,7 +189,7 @@ static int pump_recv(struct conn *c) {
             errors++;
             return -1;
         }
-        if (memcmp(scratch, pool + c->offset + c->got, n) != 0) {
+        if (memcmp(scratch, c->expect + c->got, n) != 0) {
             snprintf(first_error, sizeof first_error, "reply differs from request within bytes %zu..",
                      c->got);
             mismatches++;
@@ -188,10 +200,61 @@ static int pump_recv(struct conn *c) {
     return 1;
 }
 
+/* A WebSocket frame header for SIZE bytes (0x82: a final binary frame); its length. */
+static size_t frame_header(unsigned char *at, int masked) {
+    size_t n = 0;
+    at[n++] = 0x82;
+    unsigned char bit = masked ? 0x80 : 0;
+    if (size < 126) {
+        at[n++] = bit | (unsigned char)size;
+    } else if (size < 65536) {
+        at[n++] = bit | 126, at[n++] = (unsigned char)(size >> 8), at[n++] = (unsigned char)size;
+    } else {
+        at[n++] = bit | 127;
+        for (int shift = 56; shift >= 0; shift -= 8) at[n++] = (unsigned char)(size >> shift);
+    }
+    return n;
+}
+
 static void next_message(struct conn *c, double t) {
     c->offset = size > 1 ? (c->offset + 4099) % size : 0;
     c->sent = c->got = 0;
     c->started = t;
+    const unsigned char *payload = pool + c->offset;
+    if (!websocket) {
+        c->out = c->expect = (unsigned char *)payload;
+        c->out_len = c->expect_len = size;
+        return;
+    }
+    if (!c->frames) c->frames = malloc(2 * (size + 14));
+    unsigned char *out = c->frames, *reply = c->frames + size + 14;
+    size_t n = frame_header(out, 1);
+    unsigned char mask[4] = {(unsigned char)(c->offset * 7), (unsigned char)(c->offset >> 3), 0x5a,
+                             (unsigned char)c->fd};
+    memcpy(out + n, mask, 4);
+    for (size_t i = 0; i < size; i++) out[n + 4 + i] = payload[i] ^ mask[i & 3];
+    c->out = out, c->out_len = n + 4 + size;
+    size_t m = frame_header(reply, 0);
+    memcpy(reply + m, payload, size);
+    c->expect = reply, c->expect_len = m + size;
+}
+
+/* The opening handshake on a connected, blocking socket: 0 once the server said 101. */
+static int upgrade(int fd) {
+    static const char request[] =
+        "GET / HTTP/1.1\r\nHost: loadgen\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    if (send(fd, request, sizeof request - 1, MSG_NOSIGNAL) < 0) return -1;
+    char head[4096];
+    size_t got = 0;
+    while (got < sizeof head - 1) { /* the server sends nothing after its head until asked */
+        ssize_t n = recv(fd, head + got, sizeof head - 1 - got, 0);
+        if (n <= 0) return -1;
+        got += n;
+        head[got] = 0;
+        if (strstr(head, "\r\n\r\n")) return strncmp(head, "HTTP/1.1 101", 12) == 0 ? 0 : -2;
+    }
+    return -2;
 }
 
 static void drop(int epoll, struct conn *c) {
@@ -203,7 +266,7 @@ static void drop(int epoll, struct conn *c) {
 /* Moves a connection's current message along after an epoll event: 1 when its reply
  * is complete, 0 when not yet, -1 when it failed and was dropped. */
 static int pump(int epoll, struct conn *c, uint32_t events) {
-    if ((events & EPOLLOUT) && c->sent < size && pump_send(epoll, c) < 0) {
+    if ((events & EPOLLOUT) && c->sent < c->out_len && pump_send(epoll, c) < 0) {
         errors++, drop(epoll, c);
         return -1;
     }
@@ -226,6 +289,17 @@ static struct conn *prepare(int count, unsigned long long seed, int *open_count,
             connect_errors++;
             note_error("connect", errno);
             continue;
+        }
+        if (websocket) {
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+            int refused = upgrade(fd);
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            if (refused) {
+                connect_errors++;
+                note_error(refused == -2 ? "upgrade refused" : "upgrade", refused == -2 ? 0 : errno);
+                close(fd);
+                continue;
+            }
         }
         conns[(*open_count)++].fd = fd;
     }
@@ -404,7 +478,7 @@ static int compare_doubles(const void *a, const void *b) {
 static void storm_event(int epoll, struct conn *c, uint32_t events, double *first_echo, int *ok,
                         int *failed) {
     if (c->fd < 0 || c->done) return;
-    if (c->sent < size) {
+    if (c->sent < c->out_len) {
         int code = 0;
         socklen_t len = sizeof code;
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &code, &len);
@@ -440,6 +514,8 @@ static int run_storm(int count, double timeout) {
     for (int i = 0; i < count; i++) {
         struct conn *c = &conns[i];
         c->offset = (size_t)i * 977 % size;
+        c->out = c->expect = pool + c->offset;
+        c->out_len = c->expect_len = size;
         c->started = now();
         c->fd = open_connection(0);
         if (c->fd < 0) {
@@ -475,7 +551,7 @@ static int run_storm(int count, double timeout) {
 int main(int argc, char **argv) {
     int open_mode = argc == 8 && strcmp(argv[1], "open") == 0;
     if ((argc != 7 && !open_mode) || resolve(argv[2], argv[3]) < 0) {
-        fprintf(stderr, "usage: loadgen load|storm HOST PORT CONNECTIONS SIZE SEED|TIMEOUT\n"
+        fprintf(stderr, "usage: loadgen load|ws|storm HOST PORT CONNECTIONS SIZE SEED|TIMEOUT\n"
                         "       loadgen open HOST PORT CONNECTIONS SIZE SEED RATE\n");
         return 2;
     }
@@ -486,6 +562,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(argv[1], "load") == 0) return run_load(count, strtoull(argv[6], NULL, 10));
+    if (strcmp(argv[1], "ws") == 0) {
+        websocket = 1;
+        return run_load(count, strtoull(argv[6], NULL, 10));
+    }
     if (open_mode) return run_open(count, strtoull(argv[6], NULL, 10), atof(argv[7]));
     if (strcmp(argv[1], "storm") == 0) return run_storm(count, atof(argv[6]));
     fprintf(stderr, "loadgen: unknown mode %s\n", argv[1]);

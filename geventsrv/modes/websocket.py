@@ -65,6 +65,28 @@ CLOSE_WAIT = 2.0
 NAMED_CLOSES = frozenset((1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011))
 
 
+TEXT_OPCODE, BINARY_OPCODE, PING_OPCODE, PONG_OPCODE = 0x1, 0x2, 0x9, 0xA
+FAST_OPCODES = frozenset((TEXT_OPCODE, BINARY_OPCODE, PING_OPCODE, PONG_OPCODE))
+
+
+def unmask(payload: bytes, key: bytes) -> bytes:
+    """A client frame's payload, unmasked (RFC 6455 5.3), as one big-integer XOR."""
+    size = len(payload)
+    if not size:
+        return b""
+    keys = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(size, "big")
+
+
+def frame_head(opcode: int, size: int) -> bytes:
+    """The head of a final, unmasked frame (the server's) of ``size`` bytes."""
+    if size < 126:
+        return bytes((0x80 | opcode, size))
+    if size < 1 << 16:
+        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
+    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
+
+
 def wants_websocket(request: Request) -> bool:
     """Whether ``request`` asks to switch to WebSocket (judged further by the handshake)."""
     return request.upgrade == b"websocket"
@@ -153,7 +175,7 @@ class WebSocketEcho:
         started = time.monotonic()
         conn.sock.sendall(b"".join((status_line(101), *lines, b"\r\n")))
         ws = WsConnection(ConnectionType.SERVER, extensions=list(extensions))
-        session = Session(self, conn, ws)
+        session = Session(self, conn, ws, fast=not extensions)
         code = int(CloseReason.ABNORMAL_CLOSURE)  # unless a closing handshake says otherwise
         try:
             code = session.run(rest, first)
@@ -202,7 +224,7 @@ class WebSocketEcho:
 class Session:
     """One WebSocket: the loop that reads, feeds wsproto and answers."""
 
-    def __init__(self, echo: WebSocketEcho, conn: Connection, ws: WsConnection) -> None:
+    def __init__(self, echo: WebSocketEcho, conn: Connection, ws: WsConnection, fast: bool) -> None:
         self.echo = echo
         self.conn = conn
         self.ws = ws
@@ -213,6 +235,15 @@ class Session:
         self.size = 0
         #: The close code, once the closing handshake has begun (ours or theirs).
         self.code: int | None = None
+        #: While true, whole plain frames are echoed by :meth:`echo_whole_frames`
+        #: without wsproto; the first frame it does not take hands the stream to
+        #: wsproto for good. Not with an extension (compression): wsproto's then.
+        self.fast = fast
+        #: The start of a frame whose end has not arrived (fast path only), in pieces,
+        #: and how many bytes the whole frame takes once its head is known.
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.frame_size = 0
 
     def run(self, rest: bytes, first: bytes | None) -> int:
         ws = self.ws
@@ -223,7 +254,10 @@ class Session:
             if data is None:
                 ws.receive_data(None)  # gone without a close frame: 1006
             elif data:
-                ws.receive_data(data)
+                if self.fast:
+                    data = self.echo_whole_frames(data)
+                if data:
+                    ws.receive_data(data)
             for event in ws.events():
                 self.act(event)
             if ws.state is ConnectionState.CLOSED:
@@ -235,6 +269,69 @@ class Session:
                 data = b""
                 continue
             data = self.read()
+
+    def echo_whole_frames(self, data: bytes) -> bytes:
+        """Echo the complete, final, masked text, binary and ping frames at the start of
+        ``data`` (and of what was pending) the way wsproto would, without it: most
+        messages are one such frame, and wsproto's general parser is most of their cost.
+        Returns what is left for wsproto, ``b""`` if nothing: at the first frame this path
+        does not take (a fragment, a close, reserved bits, bad UTF-8, over the bound), the
+        rest of the stream goes to wsproto, which judges it as RFC 6455 says."""
+        if self.pending:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size < self.frame_size:  # still not whole: no copy yet
+                return b""
+            buffer = b"".join(self.pending)
+            self.pending, self.pending_size, self.frame_size = [], 0, 0
+        else:
+            buffer = data
+        position, end = 0, len(buffer)
+        most = self.echo.max_message
+        while end - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            opcode = first & 0x0F
+            if first & 0x70 or not first & 0x80 or not second & 0x80 or opcode not in FAST_OPCODES:
+                break  # reserved bits, a fragment, unmasked, or another opcode: wsproto's
+            size, head = second & 0x7F, 6
+            if size == 126:
+                if end - position < 4:
+                    return self.keep(buffer[position:], 0)
+                size, head = int.from_bytes(buffer[position + 2 : position + 4], "big"), 8
+            elif size == 127:
+                if end - position < 10:
+                    return self.keep(buffer[position:], 0)
+                size, head = int.from_bytes(buffer[position + 2 : position + 10], "big"), 14
+            if size > most or (opcode >= 8 and size > 125):
+                break
+            if end - position < head + size:  # the rest of it has not arrived
+                return self.keep(buffer[position:], head + size)
+            start = position + head
+            payload = unmask(buffer[start : start + size], buffer[start - 4 : start])
+            if opcode == TEXT_OPCODE:
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # wsproto closes with 1007
+            position = start + size
+            if opcode == PONG_OPCODE:
+                continue
+            reply = PONG_OPCODE if opcode == PING_OPCODE else opcode
+            self.conn.sock.sendall(frame_head(reply, size) + payload)
+            if opcode != PING_OPCODE:
+                self.received += 1
+                self.sent += 1
+                self.echo.messages["text" if opcode == TEXT_OPCODE else "binary"] += 1
+        else:
+            return self.keep(buffer[position:], 0)
+        self.fast = False
+        return buffer[position:]
+
+    def keep(self, start: bytes, frame_size: int) -> bytes:
+        """Hold the start of a frame until the rest arrives; ``b""``: nothing for wsproto."""
+        if start:
+            self.pending, self.pending_size, self.frame_size = [start], len(start), frame_size
+        return b""
 
     def read(self) -> bytes | None:
         """What the client sent next (``None``: it closed); ``b""`` when the server stops."""
