@@ -15,6 +15,8 @@ def test_a_body_is_shown_as_text_json_or_base64():
     binary = describe_body(b"\xff\x00")
     assert binary["text"] is None and base64.b64decode(str(binary["base64"])) == b"\xff\x00"
     assert describe_body(b"") == {"size": 0, "text": "", "base64": None, "json": None}
+    deep = b"[" * 100_000 + b"]" * 100_000  # valid JSON, nested past the parser's recursion
+    assert describe_body(deep)["json"] is None and describe_body(deep)["size"] == 200_000
 
 
 def test_forwarded_elements_as_given_quotes_removed_bad_pairs_skipped():

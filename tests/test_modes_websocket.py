@@ -277,6 +277,39 @@ def test_a_bad_handshake_is_refused_in_http(ws_server, headers, status):
     assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
 
 
+KEY = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"Sec-WebSocket-Protocol: \xe9\r\n",
+        b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=abc\r\n",
+        b"Connection: Upgrade, \xff\r\n",
+    ],
+    ids=["protocol-past-ascii", "bad-window-bits", "connection-past-ascii"],
+)
+def test_bad_bytes_in_the_websocket_headers_get_400_not_a_failed_handler(ws_server, extra):
+    with socket.create_connection(ws_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + KEY.encode()
+            + extra
+            + b"\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ") and b"a bad Sec-WebSocket header" in data
+    assert "handler failed" not in ws_server.stderr
+
+
+def test_only_a_token_is_taken_as_the_subprotocol(ws_server):
+    sock, _, head = open_websocket(ws_server.address, extra="Sec-WebSocket-Protocol: a b, ok\r\n")
+    sock.close()
+    assert b"Sec-WebSocket-Protocol: ok\r\n" in head
+
+
 def test_the_rfc_6455_sample_key_gets_the_rfc_accept(ws_server):
     with socket.create_connection(ws_server.address, timeout=CLIENT_TIMEOUT) as sock:
         sock.sendall(

@@ -91,7 +91,7 @@ def describe_body(body: bytes) -> dict[str, object]:
         return described
     described["text"] = text
     if text.strip():
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON, or nested too deep
             described["json"] = json.loads(text)
     return described
 

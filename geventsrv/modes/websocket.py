@@ -87,6 +87,16 @@ def frame_head(opcode: int, size: int) -> bytes:
     return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
 
 
+TOKEN_CHARACTERS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` is an HTTP token (RFC 9110 5.6.2), as a subprotocol must be."""
+    return bool(text) and all(c in TOKEN_CHARACTERS for c in text)
+
+
 def wants_websocket(request: Request) -> bool:
     """Whether ``request`` asks to switch to WebSocket (judged further by the handshake)."""
     return request.upgrade == b"websocket"
@@ -130,6 +140,12 @@ class WebSocketEcho:
 
     def handshake(self, request: Request) -> tuple[list[bytes], list[PerMessageDeflate]]:
         """The 101 response's header lines and the extensions agreed, or :class:`HttpError`."""
+        try:
+            return self._handshake(request)
+        except (UnicodeDecodeError, ValueError) as exc:  # bytes past ASCII, bad parameters
+            raise HttpError(400, f"a bad Sec-WebSocket header: {str(exc)[:100]}") from None
+
+    def _handshake(self, request: Request) -> tuple[list[bytes], list[PerMessageDeflate]]:
         headers = {}
         offers: list[str] = []
         protocols: list[str] = []
@@ -140,7 +156,7 @@ class WebSocketEcho:
             if lower == b"sec-websocket-extensions":
                 offers += split_comma_header(value)
             elif lower == b"sec-websocket-protocol":
-                protocols += [p for p in split_comma_header(value) if p]
+                protocols += [p for p in split_comma_header(value) if is_token(p)]
             elif lower == b"connection":
                 connection_tokens += [t.lower() for t in split_comma_header(value)]
         if request.method != b"GET" or request.version != "1.1":
