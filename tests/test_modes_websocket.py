@@ -275,6 +275,8 @@ def test_a_bad_handshake_is_refused_in_http(ws_server, headers, status):
         while chunk := sock.recv(65536):
             data += chunk
     assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
+    if status == 426:  # RFC 6455 4.4: the refusal says which version is served
+        assert b"\r\nSec-WebSocket-Version: 13\r\n" in data
 
 
 KEY = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"

@@ -166,19 +166,25 @@ class HttpReflector:
                     return
                 number += 1
                 started = time.monotonic()
+                if wants_websocket(request):
+                    upgrade = self._upgrade(conn, reader, request, number)
+                    break
                 status, received, keep = self._answer(conn, reader, responder, request, number)
             except HttpError as exc:
                 if request is not None:
                     self.record(conn, request, exc.status, 0, time.monotonic() - started)
                 if not responder.started:  # else the response under way is cut short
-                    refuse(conn, exc.status, exc.reason)
+                    refuse(conn, exc.status, exc.reason, exc.headers)
                 return
-            if status == 101:  # a WebSocket, counted and logged by its own echo
-                self.count(request, status)
-            else:
-                self.record(conn, request, status, received, time.monotonic() - started)
+            self.record(conn, request, status, received, time.monotonic() - started)
             if not keep:
                 return
+        # The connection leaves HTTP: its reader (and llhttp's state) is let go before
+        # the WebSocket lives, which may be for hours.
+        self.count(request, 101)  # counted as a request; its echo counts and logs the rest
+        target = request.target
+        del reader, responder, request
+        self.websocket.serve(conn, target, *upgrade)
 
     # -- answering -----------------------------------------------------------------
 
@@ -192,8 +198,6 @@ class HttpReflector:
     ) -> tuple[int, int, bool]:
         """Answer one request: (status sent, body bytes received, keep the connection)."""
         path, mark, query = request.target.partition(b"?")
-        if wants_websocket(request):
-            return self._websocket(conn, reader, request, query, number)
         if path == b"/.ws":
             return self._page(conn, reader, responder, request)
         try:
@@ -214,21 +218,21 @@ class HttpReflector:
             return self._events(conn, reader, responder, request, controls)
         return self._reflect(conn, reader, responder, request, controls, number)
 
-    def _websocket(
-        self, conn: Connection, reader: RequestReader, request: Request, query: bytes, number: int
-    ) -> tuple[int, int, bool]:
-        """Switch to WebSocket and echo until it closes (:mod:`geventsrv.modes.websocket`)."""
-        lines, extensions = self.websocket.handshake(request)  # HttpError: refused as any
+    def _upgrade(
+        self, conn: Connection, reader: RequestReader, request: Request, number: int
+    ) -> tuple[bytes, list[bytes], list[Any], bytes | None]:
+        """Judge a WebSocket upgrade (:class:`HttpError` if it cannot be): the bytes read
+        past it, the 101's header lines, the extensions agreed, and the first message."""
+        lines, extensions = self.websocket.handshake(request)
         for _ in reader.body():  # a GET: only its end
             pass
-        rest = reader.switch_protocols()
+        query = request.target.partition(b"?")[2]
         reflect = any(
             name == "reflect" and value.lower() in ("1", "true", "yes")
             for name, value in query_pairs(query)
         )
         first = encode(self.answerer.reflect(conn, request, b"", number)) if reflect else None
-        self.websocket.serve(conn, request, rest, lines, extensions, first)
-        return 101, 0, False
+        return reader.switch_protocols(), lines, extensions, first
 
     def _page(
         self, conn: Connection, reader: RequestReader, responder: Responder, request: Request
@@ -595,13 +599,15 @@ def generated(start: int, size: int) -> Iterator[memoryview]:
         position += length
 
 
-def refuse(conn: Connection, status: int, why: str) -> None:
-    """Answer ``status`` with a short text and ``Connection: close``, then linger and close."""
+def refuse(conn: Connection, status: int, why: str, extra: list[bytes] | None = None) -> None:
+    """Answer ``status`` with a short text, the ``extra`` header lines and ``Connection:
+    close``, then linger and close."""
     payload = f"{why}\n".encode()
     head = b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s%s%s" % (
         len(payload), date_line(), SERVER_LINE, NO_STORE_LINE,
     )  # fmt: skip
     try:
+        head += b"".join(extra or ())
         conn.sock.sendall(status_line(status) + head + b"Connection: close\r\n\r\n" + payload)
     except OSError:
         return

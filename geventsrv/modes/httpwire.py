@@ -52,12 +52,14 @@ VERSIONS = ("1.1", "1.0")
 
 
 class HttpError(Exception):
-    """A request the server refuses: the ``status`` to answer and a one-line ``reason``."""
+    """A request the server refuses: the ``status`` to answer, a one-line ``reason``, and
+    header lines the refusal must carry (``Sec-WebSocket-Version`` with a 426, say)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: list[bytes] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers or []
 
 
 class EndOfMessage:
@@ -236,6 +238,7 @@ class RequestReader:
         """The connection leaves HTTP (an upgrade was accepted): the bytes already
         read that belong to the new protocol. The reader is not used again."""
         rest, self._after_upgrade = self._after_upgrade or b"", None
+        self._collector.parser = None  # the parser and its callbacks hold each other: let go
         return rest
 
     def skip_continue(self) -> None:

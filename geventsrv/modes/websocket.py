@@ -164,7 +164,9 @@ class WebSocketEcho:
         if "upgrade" not in connection_tokens:
             raise HttpError(400, "a WebSocket upgrade needs Connection: Upgrade")
         if headers.get(b"sec-websocket-version") != b"13":
-            raise HttpError(426, "only WebSocket version 13 is served (Sec-WebSocket-Version: 13)")
+            raise HttpError(  # RFC 6455 4.4: the refusal names the versions served
+                426, "only WebSocket version 13 is served", [b"Sec-WebSocket-Version: 13\r\n"]
+            )
         key = headers.get(b"sec-websocket-key", b"")
         try:
             valid_key = len(base64.b64decode(key, validate=True)) == 16
@@ -185,7 +187,7 @@ class WebSocketEcho:
             lines.append(b"Sec-WebSocket-Extensions: %s\r\n" % agreed)
         return lines, [deflate] if agreed else []
 
-    def serve(self, conn: Connection, request: Request, rest: bytes, lines: list[bytes],
+    def serve(self, conn: Connection, target: bytes, rest: bytes, lines: list[bytes],
               extensions: list[PerMessageDeflate], first: bytes | None) -> int:  # fmt: skip
         """Switch, then echo until either side closes; the close code the client saw."""
         started = time.monotonic()
@@ -196,21 +198,21 @@ class WebSocketEcho:
         try:
             code = session.run(rest, first)
         finally:  # a reset or the idle timeout too: counted and logged, then passed on
-            self.record(conn, request, session, code, time.monotonic() - started)
+            self.record(conn, target, session, code, time.monotonic() - started)
         return code
 
     def record(
-        self, conn: Connection, request: Request, session: Session, code: int, seconds: float
+        self, conn: Connection, target: bytes, session: Session, code: int, seconds: float
     ) -> None:
         """Count one closed WebSocket by its code, and log it with ``--access-log``."""
         label = str(code) if code in NAMED_CLOSES else "other"
         self.closes[label] = self.closes.get(label, 0) + 1
         if self.log_each:
-            target = request.target.decode("latin-1")[:200]
+            shown = target.decode("latin-1")[:200]
             access_log.info(
                 "%s: WebSocket %s, %d message(s) in, %d out, close %d, %.3f s",
-                conn.client, target, session.received, session.sent, code, seconds,
-                extra={"client": conn.client, "method": "GET", "target": target, "status": 101,
+                conn.client, shown, session.received, session.sent, code, seconds,
+                extra={"client": conn.client, "method": "GET", "target": shown, "status": 101,
                        "websocket_messages_in": session.received,
                        "websocket_messages_out": session.sent, "close_code": code,
                        "duration": round(seconds, 6)},
