@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import ServerProcess
+
+# A run started in the background by a shell without job control (nohup, `cmd &` in a
+# script) has SIGINT ignored, and every child inherits that: Python then installs no
+# KeyboardInterrupt, and the tests of what Ctrl-C does would test nothing real. A handled
+# SIGINT here is reset to the default in every child at exec, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -50,8 +50,8 @@ class Terminal:
         return self.screen
 
     def wait(self, timeout: float) -> int:
-        """The exit code, reading what it draws meanwhile, as a terminal does: a view that
-        exits restores the terminal with TCSADRAIN, which waits until its output is read."""
+        """The exit code, reading what it draws meanwhile, as a terminal does (a program
+        writing to a terminal that nobody reads would block once its buffer is full)."""
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             left = deadline - time.monotonic()
