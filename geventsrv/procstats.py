@@ -45,7 +45,9 @@ def live_greenlets() -> int:
     """
     from greenlet import greenlet
 
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
+    # type(), not isinstance(): isinstance() asks a weakref proxy for its __class__,
+    # which raises ReferenceError once the object it stood for is gone.
+    return sum(1 for obj in gc.get_objects() if issubclass(type(obj), greenlet) and not obj.dead)
 
 
 def open_descriptors(pid: int | str = "self") -> int:

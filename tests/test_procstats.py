@@ -40,6 +40,18 @@ def test_live_greenlets_counts_started_unfinished_ones():
     assert parked.dead and procstats.live_greenlets() == before
 
 
+def test_live_greenlets_walks_past_a_dead_weakref_proxy():
+    import weakref
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    proxies = [weakref.proxy(thing)]  # tracked by the collector, and soon dangling
+    del thing
+    assert procstats.live_greenlets() >= 0 and len(proxies) == 1
+
+
 def test_cpu_time_and_tree_of_a_child_process():
     """A child that spins for 0.3 s of CPU shows up in the parent's tree with that much CPU.
 
