@@ -97,8 +97,8 @@ def test_a_node_client_exchanges_text_binary_fragmented_and_compressed(start_ser
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
         pytest.skip("Node.js and npm are needed for the ws client (Debian: nodejs, npm)")
-    # npm needs a HOME (its cache and configuration); tox passes none, and without it npm
-    # waits forever.
+    # npm needs a HOME (its cache and configuration), which tox does not pass; without it
+    # (or without the registry's CA, NODE_EXTRA_CA_CERTS, which tox.ini passes) it waits.
     env = dict(os.environ, HOME=str(Path.home()))
     try:
         install = subprocess.run(
