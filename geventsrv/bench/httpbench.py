@@ -41,6 +41,7 @@ from typing import Any
 
 from geventsrv import cmdline
 from geventsrv.bench import machine
+from geventsrv.bench.haproxy import free_port
 from geventsrv.modes.http import PATTERN
 from geventsrv.procstats import cpu_seconds, process_tree
 
@@ -87,12 +88,6 @@ SERVERS = (
 
 class BenchError(Exception):
     """The run cannot go on; ``str()`` says why in one line."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(port: int, target: str) -> bytes:
