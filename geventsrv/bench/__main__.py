@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} http --help: the HTTP mode against uvicorn and gunicorn, driven by wrk; "
         f"{PROG} ws --help: the WebSocket echo against websockets and uvicorn; "
         f"{PROG} hostile --help: one address attacks, another times its echo; "
+        f"{PROG} storm --help: a storm of busy connections, counted per connection; "
         f"{PROG} cluster --help: several hosts behind HAProxy (steady, rolling, failover)",
     )
     names = [spec.name for spec in lab.catalog()]
@@ -186,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geventsrv.bench import wsbench
 
         return wsbench.main(argv[1:])
+    if argv[:1] == ["storm"]:
+        from geventsrv.bench import stormbench
+
+        return stormbench.main(argv[1:])
     if argv[:1] == ["ops"]:
         from geventsrv.bench import opscost
 

@@ -217,3 +217,52 @@ class Storm:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class BusyStormResult:
+    """Connections opened back to back, each echoing in a closed loop once connected."""
+
+    served: int  # connections with at least one echo
+    unserved: int  # connections never echoed before the end
+    connect_seconds: float  # to call connect() for all of them
+    first_echo_p50: float  # seconds from connect() to the first echo (unserved: to the end)
+    first_echo_p99: float
+    first_echo_max: float
+    late: int  # connections not echoed within the storm's first second
+    requests: int  # echoes completed by all of them
+    errors: int  # connections that failed before a first echo (connect, reset)
+    mismatches: int  # replies that differed from what was sent
+    first_error: str
+
+
+def busy_storm(
+    address: tuple[str, int], connections: int, size: int = 64, seconds: float = 2.0
+) -> BusyStormResult:
+    """``loadgen busy``: a storm of connections that each echo from the moment they connect."""
+    proc = _start("busy", address, connections, size, seconds)
+    try:
+        out, _ = proc.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError("C load generator did not finish the busy storm") from None
+    lines = out.splitlines()
+    fields = lines[0].split() if lines else []
+    if len(fields) != 10 or fields[0] != "busy":
+        raise RuntimeError(f"C load generator failed the busy storm: {out.strip()[-300:]!r}")
+    error = lines[1].split(maxsplit=1)[1:] if len(lines) > 1 else []
+    served, unserved = int(fields[1]), int(fields[2])
+    return BusyStormResult(
+        served,
+        unserved,
+        float(fields[3]),
+        float(fields[4]),
+        float(fields[5]),
+        float(fields[6]),
+        int(fields[7]),
+        int(fields[8]),
+        connections - served - unserved,
+        int(fields[9]),
+        error[0] if error and error[0] != "-" else "",
+    )

@@ -14,6 +14,8 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,24 +105,31 @@ def warm_up(address: tuple[str, int], size: int, connections: int = WARM_UP_CONN
                     raise RuntimeError(f"the server closed a warm-up connection: {exc}") from None
 
 
+@contextmanager
+def settled_server(spec: ServerSpec, size: int) -> Iterator[ServerProcess]:
+    """``spec`` running, warmed up (:func:`warm_up`) and settled; stopped on the way out."""
+    server = start_server(spec)
+    try:
+        warm_up(server.address, size)
+        time.sleep(0.3)
+        yield server
+    finally:
+        server.stop()
+
+
 def measure_storm(spec: ServerSpec, connections: int, size: int = 64) -> dict[str, Any]:
     """Open ``connections`` back to back (C generator), one echo each, then hold them idle.
 
     Reports how long connecting took, each connection's time from connect()
     to its first full echo, and the server's memory per idle connection.
     """
-    server = start_server(spec)
-    try:
-        warm_up(server.address, size)
-        time.sleep(0.3)
+    with settled_server(spec, size) as server:
         rss_before = server.rss_bytes()
         with cload.Storm(server.address, connections, size) as storm:
             time.sleep(0.5)  # let every connection settle into its idle wait
             rss_held = server.rss_bytes()
             result = storm.result
         alive = server.proc.poll() is None
-    finally:
-        server.stop()
     return {
         "server": spec.name,
         "connections": connections,
@@ -131,6 +140,36 @@ def measure_storm(spec: ServerSpec, connections: int, size: int = 64) -> dict[st
         "first_echo_p99_s": result.first_echo_p99,
         "first_echo_max_s": result.first_echo_max,
         "idle_rss_per_connection_kib": (rss_held - rss_before) / max(result.ok, 1) / 1024,
+        "first_error": result.first_error,
+        "server_survived": alive,
+    }
+
+
+def measure_busy_storm(
+    spec: ServerSpec, connections: int, seconds: float = 2.0, size: int = 64
+) -> dict[str, Any]:
+    """Open ``connections`` back to back, each echoing in a closed loop once connected.
+
+    Counted per connection: the wait from its ``connect()`` to its first echo,
+    those never echoed, those not echoed within the storm's first second.
+    """
+    with settled_server(spec, size) as server:
+        result = cload.busy_storm(server.address, connections, size, seconds)
+        alive = server.proc.poll() is None
+    return {
+        "server": spec.name,
+        "connections": connections,
+        "seconds": seconds,
+        "served": result.served,
+        "unserved": result.unserved,
+        "late": result.late,
+        "errors": result.errors,
+        "mismatches": result.mismatches,
+        "connect_s": result.connect_seconds,
+        "first_echo_p50_s": result.first_echo_p50,
+        "first_echo_p99_s": result.first_echo_p99,
+        "first_echo_max_s": result.first_echo_max,
+        "requests": result.requests,
         "first_error": result.first_error,
         "server_survived": alive,
     }

@@ -42,6 +42,18 @@
  *       connection's connect() call to its first full echo), then "holding",
  *       keeps every connection open until a line arrives on stdin, and exits.
  *
+ *   loadgen busy  HOST PORT CONNECTIONS SIZE SECONDS
+ *       A storm of busy connections: opens CONNECTIONS back to back as
+ *       "storm" does, but each runs the closed loop of "load" from the moment
+ *       it is connected until SECONDS after the storm began, then all close.
+ *       Counted per connection: reports "busy SERVED UNSERVED CONNECT_SECONDS
+ *       P50 P99 MAX LATE REQUESTS MISMATCHES", where the percentiles are of each
+ *       connection's wait from its connect() call to its first full echo (one
+ *       never echoed counts the time it waited until the end), LATE counts the
+ *       connections not echoed within the first second of the storm, and
+ *       REQUESTS all echoes completed, and MISMATCHES wrong replies; then
+ *       "error TEXT".
+ *
  * Messages are windows into one random pool, shifted every request, so a
  * stale or misrouted reply is caught; replies are compared as they arrive.
  */
@@ -76,6 +88,7 @@ struct conn {
     size_t out_len, expect_len;
     unsigned char *frames; /* WebSocket only: room for both frames */
     double started;
+    double opened, first_echo; /* the busy storm: connect() called, first echo complete */
     int done;
     long long served; /* requests completed inside the window */
 };
@@ -475,6 +488,22 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Connects storm connection I, its first message ready to go, and watches it; -1 on failure. */
+static int storm_open(int epoll, struct conn *c, int i) {
+    c->offset = (size_t)i * 977 % size;
+    c->out = c->expect = pool + c->offset;
+    c->out_len = c->expect_len = size;
+    c->opened = c->started = now();
+    c->fd = open_connection(0);
+    if (c->fd < 0) {
+        note_error("connect", errno);
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &ev);
+    return 0;
+}
+
 static void storm_event(int epoll, struct conn *c, uint32_t events, double *first_echo, int *ok,
                         int *failed) {
     if (c->fd < 0 || c->done) return;
@@ -512,19 +541,10 @@ static int run_storm(int count, double timeout) {
     struct epoll_event events[EVENTS];
     double begin = now();
     for (int i = 0; i < count; i++) {
-        struct conn *c = &conns[i];
-        c->offset = (size_t)i * 977 % size;
-        c->out = c->expect = pool + c->offset;
-        c->out_len = c->expect_len = size;
-        c->started = now();
-        c->fd = open_connection(0);
-        if (c->fd < 0) {
-            note_error("connect", errno);
+        if (storm_open(epoll, &conns[i], i) < 0) {
             failed++;
             continue;
         }
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &ev);
         if (i % 64 == 63) { /* let early connections make progress while the storm goes on */
             int ready = epoll_wait(epoll, events, EVENTS, 0);
             for (int j = 0; j < ready; j++)
@@ -548,10 +568,81 @@ static int run_storm(int count, double timeout) {
     return 0;
 }
 
+/* One busy-storm connection's event: its first echo is noted, and every echo starts the next. */
+static void busy_event(int epoll, struct conn *c, uint32_t events, long long *requests) {
+    if (c->fd < 0) return;
+    if (!c->served && c->sent == 0) { /* connecting: connect() may have failed */
+        int code = 0;
+        socklen_t len = sizeof code;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &code, &len);
+        if (code) {
+            note_error("connect", code);
+            errors++, drop(epoll, c);
+            return;
+        }
+    }
+    if (pump(epoll, c, events) <= 0) return;
+    double t = now();
+    if (!c->served) c->first_echo = t;
+    c->served++, (*requests)++;
+    next_message(c, t);
+    if (pump_send(epoll, c) < 0) errors++, drop(epoll, c);
+}
+
+static int run_busy(int count, double seconds) {
+    fill_pool(1);
+    struct conn *conns = calloc(count, sizeof *conns);
+    int epoll = epoll_create1(0);
+    long long requests = 0;
+    struct epoll_event events[EVENTS];
+    double begin = now(), end = begin + seconds;
+    for (int i = 0; i < count; i++) {
+        if (storm_open(epoll, &conns[i], i) < 0) {
+            errors++;
+            continue;
+        }
+        if (i % 64 == 63) { /* connections already open keep their loops going meanwhile */
+            int ready = epoll_wait(epoll, events, EVENTS, 0);
+            for (int j = 0; j < ready; j++)
+                busy_event(epoll, events[j].data.ptr, events[j].events, &requests);
+        }
+    }
+    double connected = now() - begin;
+    while (now() < end) {
+        int wait_ms = (int)((end - now()) * 1000) + 1;
+        int ready = epoll_wait(epoll, events, EVENTS, wait_ms < 50 ? wait_ms : 50);
+        for (int j = 0; j < ready; j++)
+            busy_event(epoll, events[j].data.ptr, events[j].events, &requests);
+    }
+    double *waits = calloc(count, sizeof *waits);
+    int served = 0, unserved = 0, late = 0, measured = 0;
+    for (int i = 0; i < count; i++) {
+        struct conn *c = &conns[i];
+        if (c->fd < 0 && !c->served) continue; /* never connected, or failed: an error */
+        if (c->served) {
+            served++;
+            waits[measured++] = c->first_echo - c->opened;
+            if (c->first_echo > begin + 1.0) late++;
+        } else {
+            unserved++, late++;
+            waits[measured++] = end - c->opened;
+        }
+        if (c->fd >= 0) close(c->fd);
+    }
+    qsort(waits, measured, sizeof *waits, compare_doubles);
+    double p50 = measured ? waits[measured / 2] : -1;
+    double p99 = measured ? waits[(int)(measured * 0.99)] : -1;
+    double worst = measured ? waits[measured - 1] : -1;
+    printf("busy %d %d %.6f %.6f %.6f %.6f %d %lld %lld\nerror %s\n", served, unserved, connected,
+           p50, p99, worst, late, requests, mismatches, first_error);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int open_mode = argc == 8 && strcmp(argv[1], "open") == 0;
     if ((argc != 7 && !open_mode) || resolve(argv[2], argv[3]) < 0) {
-        fprintf(stderr, "usage: loadgen load|ws|storm HOST PORT CONNECTIONS SIZE SEED|TIMEOUT\n"
+        fprintf(stderr, "usage: loadgen load|ws HOST PORT CONNECTIONS SIZE SEED\n"
+                        "       loadgen storm|busy HOST PORT CONNECTIONS SIZE TIMEOUT|SECONDS\n"
                         "       loadgen open HOST PORT CONNECTIONS SIZE SEED RATE\n");
         return 2;
     }
@@ -568,6 +659,7 @@ int main(int argc, char **argv) {
     }
     if (open_mode) return run_open(count, strtoull(argv[6], NULL, 10), atof(argv[7]));
     if (strcmp(argv[1], "storm") == 0) return run_storm(count, atof(argv[6]));
+    if (strcmp(argv[1], "busy") == 0) return run_busy(count, atof(argv[6]));
     fprintf(stderr, "loadgen: unknown mode %s\n", argv[1]);
     return 2;
 }
