@@ -39,7 +39,7 @@ from gevent import get_hub, getcurrent
 from gevent.monkey import get_original
 
 #: The standard library's own socket class, even in a monkey-patched process.
-_PlainSocket: type[socket.socket] = get_original("socket", "socket")
+PlainSocket: type[socket.socket] = get_original("socket", "socket")
 
 _READ, _WRITE = 1, 2  # libev's and libuv's EV_READ and EV_WRITE
 
@@ -61,13 +61,15 @@ class CooperativeSocket:
         self._read: Any = self._hub.loop.io(sock.fileno(), _READ)
         self._write: Any = None  # made on first need: most replies fit the send buffer
         #: Wait for readability before the next recv(): the last one came up short.
-        self._wait_first = True
+        #: Not before the first: a client that has just connected has usually
+        #: sent its first bytes already, and a wait would cost it a loop turn.
+        self._wait_first = False
 
     @classmethod
     def adopt(cls, sock: socket.socket) -> CooperativeSocket:
         """Take over ``sock``'s descriptor (``sock`` is left detached, owning nothing)."""
         family, kind, proto = sock.family, sock.type, sock.proto
-        return cls(_PlainSocket(family, kind, proto, fileno=sock.detach()))
+        return cls(PlainSocket(family, kind, proto, fileno=sock.detach()))
 
     def _wait(self, watcher: Any) -> None:
         # The watcher's callback is this greenlet's switch: when the descriptor

@@ -21,12 +21,13 @@ import ipaddress
 import socket
 
 import gevent
+from gevent.socket import socket as GeventSocket
 
 from geventsrv import tls
 from geventsrv.addresses import format_address
 from geventsrv.config import Config
 from geventsrv.connection import Connection, StreamSocket
-from geventsrv.cooperative import CooperativeSocket
+from geventsrv.cooperative import CooperativeSocket, PlainSocket
 from geventsrv.limits import Gate, Network, client_ip
 from geventsrv.proxyproto import ACCEPTED_VERSIONS, ProxyProtocolError, read_header
 from geventsrv.stats import CloseReason
@@ -72,6 +73,13 @@ class Prologue:
         )
         self.proxy_timeout = config.proxy_timeout
 
+    @property
+    def socket_class(self) -> type[socket.socket]:
+        """What to make accepted sockets: the standard library's when the cooperative
+        socket takes them over at once, gevent's when a step before the handler reads."""
+        plain = self.fast_io and self.proxy_versions is None and self.tls_context is None
+        return PlainSocket if plain else GeventSocket
+
     def open(self, conn: Connection, sock: socket.socket) -> StreamSocket:
         """Run the steps on ``sock``, the accepted socket; return the stream that serves it.
 
@@ -91,9 +99,13 @@ class Prologue:
                     raise OpeningFailed(f"TLS handshake failed: {_reason(exc)}") from None
             conn.tls = stream.describe()
             return stream
+        if not self.fast_io:
+            return sock
+        if type(sock) is PlainSocket:  # accepted as one: nothing ran before the handler
+            return CooperativeSocket(sock)
         # The PROXY header (if any) was read through the patched socket, exactly;
         # the cooperative socket takes over the descriptor for what follows.
-        return CooperativeSocket.adopt(sock) if self.fast_io else sock
+        return CooperativeSocket.adopt(sock)
 
     def _read_proxy_header(
         self, conn: Connection, sock: socket.socket, versions: tuple[int, ...]

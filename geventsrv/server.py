@@ -1,15 +1,17 @@
-"""The accept loop: one greenlet per connection, limits, back-off, idle reaping and drain.
+"""The server: one greenlet per connection, limits, back-off, idle reaping and drain.
 
-Everything here is ordinary blocking-socket code: ``accept()`` in a loop, and
-per connection a handler that calls ``recv()`` and ``sendall()``. The calls
-park only their own greenlet because of what sits under them: by default
-geventsrv's own cooperative socket (:mod:`geventsrv.cooperative`, on gevent's
-hub), with ``--io patched`` the socket ``gevent.monkey.patch_all()`` put in
-the standard library's place. The accept loop itself always uses the patched
-socket, so :meth:`EchoServer.start` refuses to run in an unpatched process,
-where it would serve one client at a time. Binding lives in
-:mod:`geventsrv.listen`, the process around a server (signals, limits) in
-:mod:`geventsrv.service`.
+Per connection a handler calls ``recv()`` and ``sendall()``, ordinary
+blocking-socket code. The calls park only their own greenlet because of what
+sits under them: by default geventsrv's own cooperative socket
+(:mod:`geventsrv.cooperative`, on gevent's hub), with ``--io patched`` the
+socket ``gevent.monkey.patch_all()`` put in the standard library's place.
+New connections are accepted and started from the hub
+(:mod:`geventsrv.newcomers`); the accept loop is the greenlet that waits when
+that needs a wait (a free slot, a back-off). The rest (the prologue, the
+reaper, the drain) waits through the patched library, so
+:meth:`EchoServer.start` refuses to run in an unpatched process, where it
+would serve one client at a time. Binding lives in :mod:`geventsrv.listen`,
+the process around a server (signals, limits) in :mod:`geventsrv.service`.
 
 Error handling
     A connection's failure (reset, broken pipe, idle timeout) ends that
@@ -32,8 +34,8 @@ Idle connections
     and 0.8 KiB more memory per idle connection (the parked timer).
 
 Resource handling
-    At most ``max_conns`` connections are served at once: the accept loop
-    takes a slot before it calls ``accept()``, so further clients wait in the
+    At most ``max_conns`` connections are served at once: a slot is taken
+    before each ``accept()``, so further clients wait in the
     kernel's listen backlog and are served, oldest first, as slots free.
     Every accepted socket is closed exactly once: by :meth:`EchoServer._release`,
     run by the greenlet that serves it or, for a greenlet killed before it
@@ -52,7 +54,6 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
-from gevent.socket import wait_read
 
 from geventsrv import modes, procstats
 from geventsrv.accepting import AcceptErrors, RateLimitedLog
@@ -61,14 +62,12 @@ from geventsrv.config import Config
 from geventsrv.connection import Connection, Drained, Handler, IdleTimeout
 from geventsrv.limits import AccessList, Gate, TokenBuckets, parse_rate
 from geventsrv.listen import ListenError, Sockets, open_sockets
+from geventsrv.newcomers import Newcomers
 from geventsrv.prologue import OpeningFailed, Prologue
-from geventsrv.spawner import GreenletSpawner
 from geventsrv.stats import CloseReason, Refusal, ServerStats
 from geventsrv.udp import DatagramEcho, reflector_warning
 
 log = logging.getLogger(__name__)
-#: Connections accepted in a row before the accept loop lets the hub run one turn.
-ACCEPTS_PER_TURN = 64
 #: One line per closed connection, with ``--access-log``.
 access_log = logging.getLogger("geventsrv.access")
 
@@ -194,11 +193,11 @@ class EchoServer:
         self._sockets = Sockets()
         self._given_sockets = sockets
         self._accepting: gevent.Greenlet[[socket.socket], None] | None = None
+        self._newcomers: Newcomers | None = None
         #: The UDP echo service, when ``config.udp`` is set.
         self.udp: DatagramEcho | None = None
         self._datagrams: gevent.Greenlet[[], None] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
-        self._spawner = GreenletSpawner()
         self._started = False
         self._slots = Semaphore(self.config.max_conns)
         self._connections: dict[ConnectionGreenlet, Connection] = {}
@@ -386,7 +385,8 @@ class EchoServer:
         self._finished = True
         if self._reaper is not None:
             self._reaper.kill()
-        self._spawner.close()
+        if self._newcomers is not None:
+            self._newcomers.close()
         stats = self.stats
         if self._sockets.tcp is not None or self.config.tcp:
             log.info(
@@ -411,46 +411,44 @@ class EchoServer:
     # -- accepting -------------------------------------------------------
 
     def _accept_loop(self, listener: socket.socket) -> None:
-        acquire_slot = self._slots.acquire
+        # The hub accepts and starts connections (Newcomers); this greenlet
+        # waits for what needs waiting: a free slot, an accept() back-off.
         errors = self._accept_errors
-        accepted = 0
-        while True:
-            # Taking the slot first keeps extra clients in the kernel backlog
-            # instead of accepting them only to make them wait here.
-            acquire_slot()
-            try:
-                sock, addr = listener.accept()
-            except OSError as exc:
-                self._slots.release()
-                pause = errors.failed(exc, len(self._connections))
+        newcomers = self._newcomers = Newcomers(
+            listener, self._slots, self._start_connection, self._prologue.socket_class
+        )
+        try:
+            while True:
+                trouble = newcomers.run()
+                if trouble is None:  # every slot taken: extra clients wait in the backlog
+                    self._slots.wait()
+                    continue
+                pause = errors.failed(trouble, len(self._connections))
                 self.stats.accept_errors = errors.count
                 if pause is None:
                     gevent.spawn(self.stop)
                     return
                 if pause:
                     gevent.sleep(pause)
-                continue
-            errors.succeeded()
-            self._start_connection(sock, addr)
-            accepted += 1
-            if accepted % ACCEPTS_PER_TURN == 0:
-                # While connections keep arriving, accept() never waits, so this
-                # loop would never let the hub turn: connections already accepted
-                # would not start, nor timers fire, until arrivals paused (a
-                # storm from one address held a bystander's echo back 0.8 s).
-                # Waiting for the listener to be readable gives the hub one full
-                # turn (all ready I/O, timers) and resumes in that same turn, as
-                # gevent's own servers accept at most a batch per readiness.
-                wait_read(listener.fileno())
+        finally:
+            # Those accepted already still start (and drain) until _finish().
+            newcomers.stop_accepting()
 
-    def _start_connection(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+    def _start_connection(
+        self, sock: socket.socket, addr: tuple[str, int]
+    ) -> ConnectionGreenlet | None:
+        """The greenlet to serve an accepted socket (its slot taken), or None if refused.
+
+        Runs in the hub, from :class:`~geventsrv.newcomers.Newcomers`: nothing here waits.
+        """
+        self._accept_errors.succeeded()
         self.stats.accepted += 1
         limit_key = None
         if self._gate_at_accept:
             refusal, limit_key = self.gate.admit(addr[0])
             if refusal is not None:
                 self._refuse(sock, addr, refusal)
-                return
+                return None
         try:
             # Echo replies are written as soon as they are read; Nagle's
             # algorithm would hold a small reply back for the previous one's ACK.
@@ -461,14 +459,14 @@ class EchoServer:
             if limit_key is not None:
                 self.gate.release(limit_key)
             self._slots.release()
-            return
+            return None
         # Until the prologue hands over its stream, conn.sock is the accepted
         # socket: what _release() closes if the greenlet never runs.
         conn = Connection(sock, format_address(addr[0], addr[1]), self.stats.accepted)
         conn.limit_key = limit_key
         greenlet = gevent.Greenlet(self._serve_connection, conn, sock)
         self._connections[greenlet] = conn
-        self._spawner.start(greenlet)
+        return greenlet
 
     def _refuse(self, sock: socket.socket, addr: tuple[str, int], reason: Refusal) -> None:
         """Close a connection the gate turned away, before any greenlet work is spent on it."""
