@@ -35,6 +35,7 @@ no free connection slot, or an ``accept()`` failure (its back-off sleeps).
 from __future__ import annotations
 
 import collections
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -43,6 +44,9 @@ from typing import Any
 import gevent
 from gevent.hub import Waiter
 from gevent.lock import Semaphore
+
+# Lines about accepting belong with the server's own.
+log = logging.getLogger("geventsrv.server")
 
 _READ = 1  # libev's and libuv's EV_READ
 #: Every connection slot is taken.
@@ -60,7 +64,8 @@ class Newcomers:
     ``admit(sock, address)`` is called in the hub for every accepted socket,
     with a slot of ``slots`` already taken for it; it returns the greenlet to
     start (created, not started) or None if it turned the connection away (and
-    gave the slot back). It must not wait.
+    gave the slot back). It must not wait. Should it raise, that connection is
+    closed, its slot given back, the error logged, and accepting goes on.
     """
 
     #: Newcomers' share of a loop turn: this many times what the rest of the turn took ...
@@ -164,7 +169,14 @@ class Newcomers:
             except OSError as exc:
                 slots.release()
                 return exc
-            greenlet = self.admit(make_socket(family, kind, proto, fileno=fd), address)
+            sock = make_socket(family, kind, proto, fileno=fd)
+            try:
+                greenlet = self.admit(sock, address)
+            except Exception:  # a bug must cost this connection only, not the accepting
+                log.exception("dropped a new connection: admitting it failed")
+                sock.close()
+                slots.release()
+                continue
             if greenlet is not None:
                 self._pending.append(greenlet)
         return None

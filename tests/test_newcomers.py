@@ -191,3 +191,28 @@ def test_connections_accepted_before_accepting_stops_are_still_started():
             newcomers.run()
         newcomers.close()
         admit.close()
+
+
+def test_an_admit_that_raises_costs_only_its_own_connection(caplog):
+    with queued(3) as (listener, clients):
+        admit = Recorder()
+        record = admit.__call__
+        calls: list[int] = []
+
+        def admit_with_a_bug(sock: socket.socket, address: tuple[str, int]) -> gevent.Greenlet:
+            calls.append(address[1])
+            if len(calls) == 2:
+                raise ValueError("a bug in admitting")
+            return record(sock, address)
+
+        slots = Semaphore(10)
+        newcomers = Newcomers(listener, slots, admit_with_a_bug)
+        runner = gevent.spawn(newcomers.run)
+        wait_for(lambda: len(admit.started) == 2)
+        assert calls == [client.getsockname()[1] for client in clients]
+        assert clients[1].recv(1) == b""  # closed, not left hanging
+        assert slots.counter == 10 - 2  # the failed one's slot came back
+        assert "admitting it failed" in caplog.text and "a bug in admitting" in caplog.text
+        runner.kill()
+        newcomers.close()
+        admit.close()
