@@ -128,6 +128,30 @@ def test_asyncio_and_gevent_versions_agree():
             assert result[name][f"{model}_seconds"] < 2.5 * module.PAUSE
 
 
+def test_protocols_one_blocking_loop_serves_http_keep_alive_and_websocket():
+    result = importlib.import_module("geventsrv.tutorial.protocols").run(narrator())
+    assert result["by_hand"].startswith(b"HTTP/1.1 200") and b"/by-hand" in result["by_hand"]
+    http, ws, own = result["http"], result["websocket"], result["geventsrv"]
+    assert http["answer"] == [
+        (200, b"you asked for " + path + b"\n") for path in (b"/one", b"/two", b"/three")
+    ]
+    assert ws["answer"] == ["hello", "sans-IO"]
+    for served in (http, ws):
+        # The loop's greenlet waited only in recv(): every switch to the hub while
+        # serving fell inside a recv() call, and it did wait there.
+        assert served["switches_away_in"]["recv"] == served["switches_away_serving"] >= 1
+        switches = [(origin, target) for _, _, origin, target in served["timeline"].switches]
+        assert all("hub" in pair for pair in switches)  # never greenlet to greenlet
+    assert http["calls"].count("recv") >= 4 and http["calls"].count("sendall") == 3
+    # geventsrv's own mode: two requests and a WebSocket on one connection.
+    assert [(status, path) for status, path, _ in own["requests"]] == [
+        (200, "/first"),
+        (200, "/second"),
+    ]
+    assert own["requests"][0][2]["connection"] == own["requests"][1][2]["connection"]
+    assert own["echoed"] == ["over the same connection"]
+
+
 def test_listing_names_every_lesson():
     result = run_tutorial()
     assert result.returncode == 0

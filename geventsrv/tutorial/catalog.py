@@ -15,6 +15,7 @@ LESSONS: list[tuple[str, str]] = [
     ("io_models", "geventsrv.tutorial.io_models"),
     ("event_loops", "geventsrv.tutorial.event_loops"),
     ("asyncio", "geventsrv.tutorial.asyncio_side_by_side"),
+    ("protocols", "geventsrv.tutorial.protocols"),
 ]
 
 
