@@ -247,7 +247,7 @@ def test_io_models_blocking_nonblocking_select_ceiling_and_triggering(lang):
 @pytest.fixture(scope="module", params=LANGUAGES)
 def event_loops_run(request: pytest.FixtureRequest) -> dict[str, object]:
     module = importlib.import_module("geventsrv.tutorial.event_loops")
-    return module.run(narrator(request.param))  # type: ignore[no-any-return]
+    return module.run(narrator(request.param))
 
 
 def test_the_selectors_chat_sleeps_when_idle_and_drops_only_the_client_that_never_reads(
