@@ -127,7 +127,7 @@ def run(out: Narrator, clients: int = 200) -> dict[str, Any]:
 
     out.step(
         "What a server you leave running needs on top (geventsrv/server.py)",
-        "一个要长期运行的服务器还需要什么（geventsrv/server.py）",
+        "一个要长期运行的服务器，在此之上还需要什么（geventsrv/server.py）",
     )
     out.say(
         """

@@ -129,10 +129,10 @@ def run(out: Narrator, pause: float = 0.5) -> dict[str, Any]:
         first statement of the program, as in geventsrv/__main__.py.
         """,
         f"""
-        不打补丁时，每个阻塞调用都占住唯一的线程：{un["sleep"]:.2f} 秒和
-        {un["socket"]:.2f} 秒，一个 greenlet 接一个 greenlet（3 x {pause:g} 秒）。
+        不打补丁时，每个阻塞调用都占住唯一的线程：sleep 共用 {un["sleep"]:.2f} 秒，
+        socket 读共用 {un["socket"]:.2f} 秒，一个 greenlet 接一个地执行（3 x {pause:g} 秒）。
         先打补丁时，time.sleep 和 socket 换成了 gevent 的版本，等待时会切回 hub：
-        {ok["sleep"]:.2f} 秒和 {ok["socket"]:.2f} 秒，三个同时进行。
+        两者分别只用 {ok["sleep"]:.2f} 秒和 {ok["socket"]:.2f} 秒，三个同时进行。
         补丁打晚了，socket 调用仍然重叠（{late["socket"]:.2f} 秒）：程序在调用时才去查找
         socket.create_connection，而补丁已经替换了这个属性。可是 `from time import sleep`
         早在 patch_all() 之前就把原来的函数复制到了自己的名字下，所以 sleep() 依旧阻塞

@@ -137,7 +137,7 @@ def run(out: Narrator) -> dict[str, Any]:
         f"""
         顺序是 1-2-3-4-5：每一行都要等一次显式的 switch() 之后才会执行。
         first.dead={first_g.dead}：它已经返回，控制权交还给它的 parent（main）。
-        second.dead={second_g.dead}：它仍挂起在 switch() 里，没有谁再切回去。
+        second.dead={second_g.dead}：它仍挂起在 switch() 里，再也没有谁切回它。
         等它被垃圾回收时，greenlet 会向它抛出 GreenletExit，让它的 finally 块得以执行。
         """,
     )
@@ -180,7 +180,7 @@ def run(out: Narrator) -> dict[str, Any]:
         """,
         """
         gevent 正是建立在这之上：Greenlet.kill() 就是在 greenlet 等待的位置执行
-        throw(GreenletExit)。下一课（第 2 课）看 gevent 的 hub 如何替你完成这些切换。
+        throw(GreenletExit)。下一课（第 2 课）来看 gevent 的 hub 如何替你完成这些切换。
         """,
     )
     return {
