@@ -15,13 +15,19 @@ import pytest
 from support import ROOT, recv_until_eof, require_tool
 
 from geventsrv.tutorial import catalog
-from geventsrv.tutorial._narrate import Narrator
+from geventsrv.tutorial._narrate import LANGUAGES, Narrator
 
 
-def narrator() -> Narrator:
+def narrator(lang: str = "en") -> Narrator:
     import io
 
-    return Narrator(io.StringIO())
+    return Narrator(io.StringIO(), lang=lang)
+
+
+@pytest.fixture(params=LANGUAGES)
+def lang(request: pytest.FixtureRequest) -> str:
+    """Each lesson's claims hold whatever language narrates it."""
+    return str(request.param)
 
 
 def run_tutorial(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -42,8 +48,8 @@ def test_every_lesson_says_what_it_shows_and_what_to_read_first(name, module):
     assert callable(lesson.run)
 
 
-def test_switching_order_values_parent_and_throw():
-    result = importlib.import_module("geventsrv.tutorial.switching").run(narrator())
+def test_switching_order_values_parent_and_throw(lang):
+    result = importlib.import_module("geventsrv.tutorial.switching").run(narrator(lang))
     assert [line.split(":")[1].strip()[0] for line in result["order"]] == list("12345")
     assert result["first_dead"] is True and result["second_dead"] is False
     assert result["totals"] == [100, 105, 115, 135, 135]
@@ -52,8 +58,8 @@ def test_switching_order_values_parent_and_throw():
     assert result["caught"] == "ValueError('bad input')" and result["doomed_dead"] is True
 
 
-def test_tracing_shows_every_switch_going_through_the_hub():
-    result = importlib.import_module("geventsrv.tutorial.tracing").run(narrator())
+def test_tracing_shows_every_switch_going_through_the_hub(lang):
+    result = importlib.import_module("geventsrv.tutorial.tracing").run(narrator(lang))
     switches = [(origin, target) for _, origin, target in result["switches"]]
     assert result["direct"] == []
     assert switches[0] == ("main", "hub") and switches[-1] == ("hub", "main")
@@ -62,9 +68,9 @@ def test_tracing_shows_every_switch_going_through_the_hub():
     assert resumed[2:] == ["b", "a"]  # woken in timer order: b sleeps less
 
 
-def test_scheduling_sleeps_overlap_and_a_cpu_loop_blocks_everyone():
+def test_scheduling_sleeps_overlap_and_a_cpu_loop_blocks_everyone(lang):
     result = importlib.import_module("geventsrv.tutorial.scheduling").run(
-        narrator(), seconds=1.0, busy_seconds=0.5
+        narrator(lang), seconds=1.0, busy_seconds=0.5
     )
     assert 0.95 < result["sleep_total"] < 2.0  # three 1 s sleeps, not 3 s
     assert result["blocking"]["max_gap"] > 0.4  # the ticker waited for the loop
@@ -74,10 +80,10 @@ def test_scheduling_sleeps_overlap_and_a_cpu_loop_blocks_everyone():
     assert result["idle_batch"] == 1
 
 
-def test_monkeypatching_changes_timings_only_when_it_comes_first():
+def test_monkeypatching_changes_timings_only_when_it_comes_first(lang):
     pause = 0.3
     result = importlib.import_module("geventsrv.tutorial.monkeypatching").run(
-        narrator(), pause=pause
+        narrator(lang), pause=pause
     )
     serial, overlapped = 2.5 * pause, 2 * pause  # 3 waits one by one vs at once
     assert result["unpatched"]["sleep"] > serial and result["unpatched"]["socket"] > serial
@@ -88,8 +94,10 @@ def test_monkeypatching_changes_timings_only_when_it_comes_first():
     assert result["unpatched"]["patched"] == []
 
 
-def test_echo_server_lesson_serves_every_client_at_once():
-    result = importlib.import_module("geventsrv.tutorial.echo_server").run(narrator(), clients=100)
+def test_echo_server_lesson_serves_every_client_at_once(lang):
+    result = importlib.import_module("geventsrv.tutorial.echo_server").run(
+        narrator(lang), clients=100
+    )
     assert result["clients"] == 100 and result["failures"] == []
 
 
@@ -113,9 +121,9 @@ def test_the_tutorial_echo_server_runs_as_a_program(rng):
         server.wait(10)
 
 
-def test_asyncio_and_gevent_versions_agree():
+def test_asyncio_and_gevent_versions_agree(lang):
     module = importlib.import_module("geventsrv.tutorial.asyncio_side_by_side")
-    result = module.run(narrator())
+    result = module.run(narrator(lang))
     assert set(result) == {"gather", "task", "timeout", "echo"}
     for pair in result.values():
         assert pair["asyncio"] == pair["gevent"] or pair is result["echo"]
@@ -128,8 +136,8 @@ def test_asyncio_and_gevent_versions_agree():
             assert result[name][f"{model}_seconds"] < 2.5 * module.PAUSE
 
 
-def test_protocols_one_blocking_loop_serves_http_keep_alive_and_websocket():
-    result = importlib.import_module("geventsrv.tutorial.protocols").run(narrator())
+def test_protocols_one_blocking_loop_serves_http_keep_alive_and_websocket(lang):
+    result = importlib.import_module("geventsrv.tutorial.protocols").run(narrator(lang))
     assert result["by_hand"].startswith(b"HTTP/1.1 200") and b"/by-hand" in result["by_hand"]
     http, ws, own = result["http"], result["websocket"], result["geventsrv"]
     assert http["answer"] == [
@@ -218,8 +226,8 @@ def test_echo_server_lesson_describes_the_idle_reaper_not_socket_timeouts():
     assert "one reaper greenlet" in text
 
 
-def test_io_models_blocking_nonblocking_select_ceiling_and_triggering():
-    result = importlib.import_module("geventsrv.tutorial.io_models").run(narrator(), delay=0.2)
+def test_io_models_blocking_nonblocking_select_ceiling_and_triggering(lang):
+    result = importlib.import_module("geventsrv.tutorial.io_models").run(narrator(lang), delay=0.2)
     blocking = result["blocking"]
     assert blocking["waited"] >= 0.18 and blocking["bytes"] == 1000
     assert blocking["copied"] < blocking["waited"] / 10  # phase 2 alone: no wait
@@ -236,9 +244,10 @@ def test_io_models_blocking_nonblocking_select_ceiling_and_triggering():
     assert result["edge"] == {"unread": [1, 0, 0], "partial": [0, 0], "new": [1]}
 
 
-@pytest.fixture(scope="module")
-def event_loops_run():
-    return importlib.import_module("geventsrv.tutorial.event_loops").run(narrator())
+@pytest.fixture(scope="module", params=LANGUAGES)
+def event_loops_run(request: pytest.FixtureRequest) -> dict[str, object]:
+    module = importlib.import_module("geventsrv.tutorial.event_loops")
+    return module.run(narrator(request.param))
 
 
 def test_the_selectors_chat_sleeps_when_idle_and_drops_only_the_client_that_never_reads(

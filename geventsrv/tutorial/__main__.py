@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geventsrv import cmdline
+from geventsrv.tutorial._lang import UnknownLanguage
+from geventsrv.tutorial._lang import choose as choose_language
 from geventsrv.tutorial._narrate import Narrator, stopwatch
 from geventsrv.tutorial.catalog import LESSONS, UnknownLesson, load, summaries
 
@@ -20,10 +22,14 @@ PROG = "python -m geventsrv.tutorial"
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
-def listing() -> str:
-    """The text shown when no lesson is named."""
-    lines = ["Lessons (run one with its name or number, or all with --all):", ""]
-    for number, name, summary in summaries():
+def listing(lang: str = "en") -> str:
+    """The text shown when no lesson is named, in ``lang``."""
+    heading = {
+        "en": "Lessons (run one with its name or number, or all with --all):",
+        "zh": "课程（用名称或编号运行其中一课，或用 --all 全部运行）：",
+    }
+    lines = [heading[lang], ""]
+    for number, name, summary in summaries(lang):
         lines.append(f"  {number}. {name:<15} {summary}")
     return "\n".join(lines)
 
@@ -33,16 +39,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("lesson", nargs="?", help="a lesson's name or number")
     parser.add_argument("--all", action="store_true", help="run every lesson in order")
     parser.add_argument(
+        "--lang",
+        metavar="LANG",
+        help="narrate in en or zh (default: $GEVENTSRV_LANG, else zh under a Chinese locale, "
+        "else en)",
+    )
+    parser.add_argument(
         "--plot",
         type=Path,
         metavar="FILE.png",
         help="with tracing or scheduling: draw which greenlet ran when (needs matplotlib)",
     )
     args = parser.parse_args(argv)
+    try:
+        lang = choose_language(args.lang)
+    except UnknownLanguage as exc:
+        parser.error(f"argument --lang: {exc}")
     if args.all and args.lesson:
         parser.error("give a lesson or --all, not both")
     if not args.all and not args.lesson:
-        print(listing())
+        print(listing(lang))
         return 0
     names = [name for name, _ in LESSONS] if args.all else [args.lesson]
     try:
@@ -59,19 +75,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             parser.error("argument --plot: needs matplotlib: pip install matplotlib")
     _quiet_ctrl_c_in_greenlets()
-    narrator = Narrator()
+    narrator = Narrator(lang=lang)
     with stopwatch() as elapsed:
         for _, module in lessons:
             result = module.run(narrator)
     if args.plot is not None:
+        from geventsrv.tutorial._timeline import cjk_font
+
+        plot_lang = lang
+        if lang == "zh" and cjk_font() is None:
+            plot_lang = "en"
+            narrator.say(
+                "\nNo font for Chinese is installed, so the picture is labelled in English.",
+                "\n没有安装能显示中文的字体（例如 Debian 的 fonts-wqy-microhei 或 "
+                "fonts-noto-cjk），所以图中的文字用英文。",
+            )
         try:
-            path = lessons[0][1].draw(result, args.plot)
+            path = lessons[0][1].draw(result, args.plot, plot_lang)
         except OSError as exc:
             print(f"{PROG}: error: cannot write {args.plot}: {exc.strerror}", file=sys.stderr)
             return 2
-        narrator.say(f"\nThe timeline is in {path}.")
+        narrator.say(f"\nThe timeline is in {path}.", f"\n时间线已写入 {path}。")
     if args.all:
-        narrator.say(f"\nAll {len(lessons)} lessons ran in {elapsed():.1f} s.")
+        seconds = elapsed()
+        narrator.say(
+            f"\nAll {len(lessons)} lessons ran in {seconds:.1f} s.",
+            f"\n全部 {len(lessons)} 课运行完毕，用时 {seconds:.1f} 秒。",
+        )
     return 0
 
 

@@ -25,6 +25,7 @@ class Timeline:
     title: str
     switches: list[tuple[float, str, str, str]] = field(default_factory=list)
     duration: float = 0.0
+    title_zh: str = ""  # the title for a reader of Chinese
 
 
 class SwitchRecorder:
@@ -34,8 +35,8 @@ class SwitchRecorder:
     one), the hub ``hub`` and the greenlet that started recording ``main``.
     """
 
-    def __init__(self, title: str) -> None:
-        self.timeline = Timeline(title)
+    def __init__(self, title: str, title_zh: str = "") -> None:
+        self.timeline = Timeline(title, title_zh=title_zh)
         self._names: dict[Any, str] = {}
         self._previous: Any = None
         self._start = 0.0
@@ -88,12 +89,77 @@ def row_order(timeline: Timeline) -> list[str]:
     return names
 
 
-def draw(timelines: Sequence[Timeline], path: Path, heading: str) -> Path:
-    """One panel per timeline: a bar where each greenlet ran, a grey tick at each switch."""
+#: Fonts that carry Chinese, most wanted first (Debian: fonts-noto-cjk, fonts-wqy-microhei).
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Source Han Sans SC",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+)
+#: The words on a picture, per language.
+LABELS = {
+    "en": {
+        "axis": "milliseconds",
+        "switches": "{count} switches",
+        "key": "dots: a switch into that greenlet; bars: how long it ran; lines: switches",
+    },
+    "zh": {
+        "axis": "毫秒",
+        "switches": "{count} 次切换",
+        "key": "圆点：切换进该 greenlet；色条：它运行了多久；细线：切换",
+    },
+}
+
+
+def cjk_font() -> str | None:
+    """The name of an installed font that can draw Chinese, or None."""
+    import subprocess
+
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+
+    def known() -> str | None:
+        installed = {font.name for font in manager.ttflist}
+        return next((name for name in CJK_FONTS if name in installed), None)
+
+    if (name := known()) is not None:
+        return name
+    # matplotlib lists the fonts it found when it built its cache: one installed
+    # since is missing there. fontconfig knows where the Chinese ones are.
+    try:
+        found = subprocess.run(
+            ["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in found.splitlines():
+        try:
+            manager.addfont(line.split(":")[0].strip())
+        except (OSError, RuntimeError, ValueError):
+            continue
+    return known()
+
+
+def draw(timelines: Sequence[Timeline], path: Path, heading: str, lang: str = "en") -> Path:
+    """One panel per timeline: a bar where each greenlet ran, a grey tick at each switch.
+
+    In Chinese (``lang="zh"``) only when a font for it is installed
+    (:func:`cjk_font`); callers check first and say so when it is not.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    words = LABELS[lang]
+    if lang == "zh":
+        font = cjk_font()
+        if font is None:
+            raise LookupError("no font for Chinese is installed")
+        plt.rcParams["font.sans-serif"] = [font, *plt.rcParams["font.sans-serif"]]
 
     heights = [1.2 + 0.4 * len(row_order(timeline)) for timeline in timelines]
     fig, axes = plt.subplots(
@@ -130,11 +196,11 @@ def draw(timelines: Sequence[Timeline], path: Path, heading: str) -> Path:
         ax.set_yticks(range(len(rows)), rows)
         ax.invert_yaxis()
         ax.set_xlim(0, timeline.duration * scale)
-        ax.set_xlabel("milliseconds")
-        ax.set_title(f"{timeline.title} ({len(timeline.switches)} switches)", fontsize=10)
-    fig.suptitle(
-        heading + "\ndots: a switch into that greenlet; bars: how long it ran; lines: switches"
-    )
+        ax.set_xlabel(words["axis"])
+        title = timeline.title_zh if lang == "zh" and timeline.title_zh else timeline.title
+        switches = words["switches"].format(count=len(timeline.switches))
+        ax.set_title(f"{title} ({switches})", fontsize=10)
+    fig.suptitle(heading + "\n" + words["key"])
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -26,6 +26,7 @@ from gevent import socket as gsocket
 from geventsrv.tutorial._narrate import Narrator, stopwatch
 
 SUMMARY = "the same programs with async/await and with greenlets, side by side"
+SUMMARY_ZH = "同样的程序，用 async/await 写一遍，用 greenlet 写一遍，并排对照"
 
 PAUSE = 0.2
 
@@ -135,37 +136,60 @@ def echo_gevent() -> bytes:
 
 
 PAIRS = [
-    ("sleep three times at once, collect results", gather_async, gather_gevent),
-    ("start a task, work meanwhile, collect it", task_async, task_gevent),
-    ("give up after a timeout", timeout_async, timeout_gevent),
-    ("echo server and client", echo_async, echo_gevent),
-]
+    ("sleep three times at once, collect results", "同时睡三次，收集结果",
+     gather_async, gather_gevent),
+    ("start a task, work meanwhile, collect it", "启动一个任务，其间做别的事，再取回结果",
+     task_async, task_gevent),
+    ("give up after a timeout", "超时即放弃", timeout_async, timeout_gevent),
+    ("echo server and client", "回显服务器与客户端", echo_async, echo_gevent),
+]  # fmt: skip
 
 
 def run(out: Narrator) -> dict[str, Any]:
     """Run each pair, show both sources and both results; return them for the tests."""
-    out.title("Lesson 8: asyncio beside gevent")
-    out.say("""
+    out.title("Lesson 8: asyncio beside gevent", "第 8 课：asyncio 与 gevent 对照")
+    out.say(
+        """
+        asyncio and gevent both do asynchronous I/O in one thread: while one operation
+        waits, others run. They differ in how the code is written: asyncio's coroutines
+        mark every waiting point with async/await; gevent keeps synchronous,
+        blocking-style code, and the hub switches greenlets while it waits.
         Each program twice: asyncio first, then gevent. Both run here, now.
-    """)
+        """,
+        """
+        asyncio 和 gevent 都在一个线程里做异步（asynchronous）I/O：一个操作在等待时，
+        别的操作接着运行。区别在写法：asyncio 的协程用 async/await 标出每个等待点；
+        gevent 让你照旧写同步（synchronous）、阻塞式的代码，等待时由 hub 切换 greenlet。
+        每个程序写两遍：先是 asyncio，再是 gevent。两者都在这里当场运行。
+        """,
+    )
     results: dict[str, Any] = {}
-    for title, async_version, gevent_version in PAIRS:
-        out.step(title)
+    for title, title_zh, async_version, gevent_version in PAIRS:
+        out.step(title, title_zh)
         out.code(async_version)
         with stopwatch() as async_time:
             async_result = asyncio.run(async_version())
-        out.trace(f"asyncio: {async_result!r} in {async_time():.3f} s")
+        spent = async_time()
+        out.trace(
+            f"asyncio: {async_result!r} in {spent:.3f} s",
+            f"asyncio：{async_result!r}，用时 {spent:.3f} 秒",
+        )
         out.code(gevent_version)
         with stopwatch() as gevent_time:
             gevent_result = gevent_version()
-        out.trace(f"gevent:  {gevent_result!r} in {gevent_time():.3f} s")
+        spent = gevent_time()
+        out.trace(
+            f"gevent:  {gevent_result!r} in {spent:.3f} s",
+            f"gevent： {gevent_result!r}，用时 {spent:.3f} 秒",
+        )
         results[gevent_version.__name__.removesuffix("_gevent")] = {
             "asyncio": async_result,
             "gevent": gevent_result,
             "asyncio_seconds": async_time(),
             "gevent_seconds": gevent_time(),
         }
-    out.say("""
+    out.say(
+        """
         What each model asks of the code:
         - asyncio: every function that may wait is `async def`, and every call to it
           is `await`ed, all the way up. Waiting points are visible; libraries must
@@ -176,5 +200,16 @@ def run(out: Narrator) -> dict[str, Any]:
           with threads wherever a call might do I/O.
         Neither pre-empts: a loop that never awaits (asyncio) or never does I/O
         (gevent) stalls everything else, as lesson 3 showed.
-    """)
+        """,
+        """
+        两种模型各自对代码提出什么要求：
+        - asyncio：每个可能等待的函数都是 `async def`，每次调用它都要 `await`，
+          一路向上都是如此。等待点在代码里看得见；库必须专为 asyncio 编写。
+        - gevent：函数还是普通函数；任何做 I/O 的调用都可能切换 greenlet。
+          现有的阻塞式库打过补丁就能用，但等待点在源码里没有标记：凡是可能做 I/O
+          的调用处，共享状态都要像用线程时一样小心对待。
+        两者都不抢占：一个从不 await 的循环（asyncio），或从不做 I/O 的循环（gevent），
+        都会让其余一切停下来，第 3 课已经演示过。
+        """,
+    )
     return results

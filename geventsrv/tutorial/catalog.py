@@ -35,9 +35,10 @@ def load(name_or_number: str) -> tuple[str, ModuleType]:
     )
 
 
-def summaries() -> list[tuple[int, str, str]]:
-    """``(number, name, one-line summary)`` for every lesson."""
+def summaries(lang: str = "en") -> list[tuple[int, str, str]]:
+    """``(number, name, one-line summary)`` for every lesson, the summary in ``lang``."""
+    attribute = "SUMMARY" if lang == "en" else f"SUMMARY_{lang.upper()}"
     return [
-        (number, name, importlib.import_module(module).SUMMARY)
+        (number, name, getattr(importlib.import_module(module), attribute))
         for number, (name, module) in enumerate(LESSONS, start=1)
     ]

@@ -32,6 +32,7 @@ from geventsrv.tutorial._narrate import Narrator
 from geventsrv.tutorial._programs import running_program
 
 SUMMARY = "a selectors chat server done right; gevent's hub on the same epoll; C10k in numbers"
+SUMMARY_ZH = "用 selectors 正确写出的聊天服务器；同样跑在 epoll 上的 gevent hub；C10k 的实测数字"
 
 MAX_LINE = 1024  # a longer line is an abuse: the client is dropped
 MAX_BACKLOG = 64 * 1024  # bytes queued for one client before it counts as too slow
@@ -274,40 +275,78 @@ C10K_COMMAND = "python -m geventsrv.bench --sizes 1024 --connections 10000"
 
 def run(out: Narrator, round_trips: int = 300) -> dict[str, Any]:
     """Narrate the lesson; return what was measured, for the tests."""
-    out.title("Lesson 7: one loop on epoll for many clients")
-    out.say("""
+    out.title(
+        "Lesson 7: one loop on epoll for many clients",
+        "第 7 课：一个跑在 epoll 上的循环，服务众多客户端",
+    )
+    out.say(
+        """
         Lesson 6 ended with epoll: ask the kernel which sockets are ready, then
         make only the calls that will not wait. A server built on that is one
         loop: wait for readiness, handle what is ready, repeat.
-    """)
+        """,
+        """
+        第 6 课以 epoll 收尾：先问内核哪些 socket 已经就绪，再只做那些不会等待的调用。
+        在此之上搭起来的服务器就是一个循环：等待就绪，处理就绪的，如此往复。
+        这个循环就是事件循环（event loop）。
+        """,
+    )
 
-    out.step("A group chat server on selectors (level-triggered epoll underneath)")
+    out.step(
+        "A group chat server on selectors (level-triggered epoll underneath)",
+        "基于 selectors 的群聊服务器（底层是水平触发的 epoll）",
+    )
     out.code(ChatRoom)
     result: dict[str, Any] = {"chat": chat_demo()}
     chat = result["chat"]
     result["spinning"] = spinning_loop()
-    out.trace(f"idle for 0.2 s with 3 clients: {chat['idle_wakeups']} wake-ups")
-    out.trace(f"the classic version, which watches an idle client for writing: "
-              f"{result['spinning']:,} wake-ups in 0.2 s")  # fmt: skip
+    idle, spinning = chat["idle_wakeups"], result["spinning"]
     out.trace(
-        f"alice sent 2,000 lines: bob got {chat['bob']:,} intact, alice saw her own "
-        f"{chat['alice']:,}; the loop woke {chat['wakeups']:,} times"
+        f"idle for 0.2 s with 3 clients: {idle} wake-ups",
+        f"3 个客户端空闲 0.2 秒：唤醒 {idle} 次",
     )
-    out.trace(f"sloth, who never reads: dropped, {chat['dropped'][0] if chat['dropped'] else 'no'}")
-    out.say("""
+    out.trace(
+        f"the classic version, which watches an idle client for writing: "
+        f"{spinning:,} wake-ups in 0.2 s",
+        f"经典写法一直监视空闲客户端是否可写：0.2 秒里唤醒 {spinning:,} 次",
+    )
+    bob, alice, woke = chat["bob"], chat["alice"], chat["wakeups"]
+    out.trace(
+        f"alice sent 2,000 lines: bob got {bob:,} intact, alice saw her own "
+        f"{alice:,}; the loop woke {woke:,} times",
+        f"alice 发了 2,000 行：bob 完整收到 {bob:,} 行，alice 看到自己的 {alice:,} 行；"
+        f"循环唤醒了 {woke:,} 次",
+    )
+    if chat["dropped"]:
+        reason = chat["dropped"][0]
+        out.trace(f"sloth, who never reads: dropped, {reason}", f"从不读的 sloth：已断开，{reason}")
+    else:
+        out.trace("sloth, who never reads: not dropped", "从不读的 sloth：没有断开")
+    out.say(
+        """
         A socket is writable whenever its send buffer has room, which is almost
         always: watch it only while you have bytes queued for it. And a client
         that never reads (sloth, with a 4 KiB receive window) would make its
         queue grow for ever; past 64 KiB it is dropped, and everyone else carries
         on. The classic version of this server has neither guard.
-    """)
+        """,
+        """
+        只要发送缓冲区还有空间，socket 就是可写的，而这几乎总是成立：所以只在确有
+        字节排队等着发给它时，才监视它是否可写。还有，一个从不读的客户端（sloth，
+        接收窗口只有 4 KiB）会让它的队列无限增长；超过 64 KiB 就断开它，其他人照常进行。
+        这个服务器的经典写法，这两道防护都没有。
+        """,
+    )
 
-    out.step("gevent's hub is the same loop: libev on epoll")
+    out.step(
+        "gevent's hub is the same loop: libev on epoll",
+        "gevent 的 hub 是同样的循环：跑在 epoll 上的 libev",
+    )
     import gevent
 
     backend = gevent.get_hub().loop.backend
     result["backend"] = backend
-    out.trace(f"gevent.get_hub().loop.backend == {backend!r}")
+    out.trace(f"gevent.get_hub().loop.backend == {backend!r}")  # code, in any language
     watches: dict[str, list[int]] = {}
     counted: dict[str, dict[str, float] | str] = {}
     for name, module in PROGRAMS:  # each started once, looked at in both ways
@@ -319,26 +358,45 @@ def run(out: Narrator, round_trips: int = 300) -> dict[str, Any]:
                 sock.close()
             counted[name] = syscalls_per_message(proc.pid, port, round_trips)
     for name, watched in watches.items():
-        out.trace(f"{name} with 3 clients: its epoll instance(s) watch {watched} "
-                  "descriptors (/proc/PID/fdinfo)")  # fmt: skip
+        out.trace(
+            f"{name} with 3 clients: its epoll instance(s) watch {watched} descriptors "
+            "(/proc/PID/fdinfo)",
+            f"{name}，3 个客户端：它的 epoll 实例监视着 {watched} 个描述符（/proc/PID/fdinfo）",
+        )
     result["watches"] = watches
-    out.say("""
+    out.say(
+        """
         The listener and each connection are registered with an epoll instance in
         both; gevent's one more is libev's own wake-up descriptor.
         The difference is what runs when a socket is ready: a callback in the
         selectors loop; in gevent, the greenlet that was waiting in recv(), resumed
         where it stopped.
-    """)
+        """,
+        """
+        两者都把监听 socket 和每个连接注册到一个 epoll 实例上；gevent 多出的那一个，
+        是 libev 自己用来唤醒的描述符。
+        区别在于 socket 就绪时运行的是什么：selectors 循环里是一个回调函数；
+        gevent 里则是那个在 recv() 中等待的 greenlet，从它停下的地方接着运行。
+        """,
+    )
 
-    out.step("System calls per message, counted (perf, or strace where perf cannot)")
+    out.step(
+        "System calls per message, counted (perf, or strace where perf cannot)",
+        "数一数每条消息的系统调用（用 perf；perf 用不了时用 strace）",
+    )
     for name, figures in counted.items():
         if isinstance(figures, str):
-            out.trace(f"{name}: not counted here: {figures}")
+            out.trace(f"{name}: not counted here: {figures}", f"{name}：这里没法统计：{figures}")
         else:
             shown = ", ".join(f"{k} {v:.1f}" for k, v in figures.items() if k != "total" and v)
-            out.trace(f"{name}: {figures['total']:.1f} per message ({shown})")
+            total = figures["total"]
+            out.trace(
+                f"{name}: {total:.1f} per message ({shown})",
+                f"{name}：每条消息 {total:.1f} 次（{shown}）",
+            )
     result["syscalls"] = counted
-    out.say("""
+    out.say(
+        """
         The client pauses 1 ms between messages, so each server waits for every
         message, as servers mostly do. The selectors loop: epoll_wait, recv, send.
         The monkey-patched gevent socket first tries recv and gets EAGAIN (an
@@ -349,23 +407,49 @@ def run(out: Narrator, round_trips: int = 300) -> dict[str, Any]:
         geventsrv's default socket waits on its watcher before reading and sends
         without asking (the lab's "fast path" section measures it). To count a
         server of your own: strace -c -f -p PID while a client runs.
-    """)
+        """,
+        """
+        客户端每两条消息之间停 1 毫秒，所以服务器每条消息都要等，大多数服务器平时正是
+        如此。selectors 循环：epoll_wait、recv、send。打过补丁的 gevent socket 先试
+        recv，得到 EAGAIN（构造并捕获一个异常），切换到 hub，hub 的 epoll_wait 返回
+        （之后 libev 每轮循环调用一次 getpid() 检查是否发生过 fork），再试 recv，发送，
+        而 sendall() 还要用 getsockopt() 查询发送缓冲区的大小。
+        geventsrv 默认的 socket 先在自己的 watcher 上等待再读，发送时也不去查询
+        （实验室文档的 "fast path" 一节有测量）。要统计你自己的服务器：在客户端运行时
+        执行 strace -c -f -p PID。
+        """,
+    )
 
-    out.step("C10k: 10,000 connections, threads against event loops")
-    out.trace(f"{'server':16} {'requests/s':>11} {'p99':>9} {'memory per connection':>22}")
+    out.step(
+        "C10k: 10,000 connections, threads against event loops",
+        "C10k：一万个连接，线程对事件循环",
+    )
+    out.trace(
+        f"{'server':16} {'requests/s':>11} {'p99':>9} {'memory per connection':>22}",
+        f"{'服务器':14} {'请求/秒':>9} {'p99':>9} {'每连接内存':>17}",
+    )
     for name, row in C10K.items():
         out.trace(f"{name:16} {row['requests_per_s']:>11,.0f} {row['p99_us'] / 1000:>7,.0f} ms "
                   f"{row['kib']:>18.1f} KiB")  # fmt: skip
-    out.trace(f"measured on {C10K_MACHINE}")
-    out.trace(f"reproduce: {C10K_COMMAND}")
-    out.say("""
+    out.trace(f"measured on {C10K_MACHINE}", f"测量环境：{C10K_MACHINE}")
+    out.trace(f"reproduce: {C10K_COMMAND}", f"复现命令：{C10K_COMMAND}")
+    out.say(
+        """
         The C10k problem (serving 10,000 clients at once on one machine) is why
         event loops exist. A thread per connection pays a stack and a kernel
         thread for every client, and the scheduler switches among 10,000 of them;
         one loop on epoll pays for activity, not for the number of clients. The
         ranking among the event loops depends on the machine (run the command on
         yours); the gap to threads is the point.
-    """)
+        """,
+        """
+        C10k 问题（一台机器同时服务一万个客户端）正是事件循环存在的理由。每个连接一个
+        线程，就要为每个客户端付出一个栈和一个内核线程，调度器还要在一万个线程之间切换；
+        一个跑在 epoll 上的循环，付出的代价取决于活跃程度，而不是客户端的数量。
+        几种事件循环之间的排名取决于机器（请在你自己的机器上运行那条命令）；
+        要看的是它们与线程之间的差距。
+        """,
+    )
     result["c10k"] = C10K
     return result
 

@@ -42,6 +42,7 @@ from geventsrv.tutorial._narrate import Narrator
 from geventsrv.tutorial._timeline import SwitchRecorder
 
 SUMMARY = "sans-IO parsers and a greenlet: one blocking loop serves HTTP keep-alive and WebSocket"
+SUMMARY_ZH = "sans-IO 解析器加 greenlet：一个阻塞式循环同时服务 HTTP keep-alive 和 WebSocket"
 
 
 class SansIO(Protocol):
@@ -248,39 +249,62 @@ def geventsrv_on_one_connection() -> dict[str, Any]:
 
 def run(out: Narrator) -> dict[str, Any]:
     """Narrate the lesson; return what it measured, for the tests."""
-    out.title("Lesson 9: protocols over greenlets")
-    out.say("""
+    out.title("Lesson 9: protocols over greenlets", "第 9 课：greenlet 之上的协议")
+    out.say(
+        """
         A sans-IO parser does the protocol and nothing else: bytes go in, events come
         out; events go in, bytes come out. It never reads a socket, never waits, never
         sleeps. The waiting is the greenlet's: one blocking loop around the parser.
-    """)
-    out.step("The loop, and two parsers for it")
+        """,
+        """
+        sans-IO 解析器只管协议本身：字节进去，事件出来；事件进去，字节出来。
+        它从不读 socket，从不等待，也从不睡眠。等待是 greenlet 的事：
+        围绕解析器的一个阻塞式循环。
+        """,
+    )
+    out.step("The loop, and two parsers for it", "循环，以及给它用的两个解析器")
     out.code(serve)
     out.code(HttpHello)
     out.code(WebSocketEcho)
     by_hand = HttpHello().feed(b"GET /by-hand HTTP/1.1\r\nHost: lesson\r\n\r\n")
-    out.say("Fed by hand, with no socket anywhere, the HTTP parser answers:")
+    out.say(
+        "Fed by hand, with no socket anywhere, the HTTP parser answers:",
+        "手工喂给它一个请求，周围没有任何 socket，HTTP 解析器照样作答：",
+    )
     for line in by_hand.decode().splitlines():
         out.trace(line)
 
-    out.step("HTTP/1.1 keep-alive: three requests on one connection")
+    out.step(
+        "HTTP/1.1 keep-alive: three requests on one connection",
+        "HTTP/1.1 keep-alive：一个连接上的三个请求",
+    )
     http = over_one_connection(HttpHello, three_requests, "HTTP keep-alive on h11")
     for status, body in http["answer"]:
         out.trace(f"{status} {body.decode().strip()}")
     for _, event, origin, target in http["timeline"].switches:
         out.trace(f"{event:6} {origin:>12} -> {target}")
     serving, in_recv = http["switches_away_serving"], http["switches_away_in"]["recv"]
-    out.say(f"""
+    in_sendall = http["switches_away_in"]["sendall"]
+    out.say(
+        f"""
         One connection, one greenlet, three requests: after each response the loop goes
         back to recv(), and h11 starts its next cycle. While serve() ran, the
         connection's greenlet switched to the hub {serving} time(s), {in_recv} inside recv():
         it waits for the next bytes and for nothing else (its other switches above are
-        the wait in accept() and its end). Inside sendall(): {http["switches_away_in"]["sendall"]}
+        the wait in accept() and its end). Inside sendall(): {in_sendall}
         (a reply waits only when the kernel's send buffer is full). h11 itself never
         switched: a parser has nothing to wait for.
-    """)
+        """,
+        f"""
+        一个连接，一个 greenlet，三个请求：每次回复之后，循环回到 recv()，h11 开始下一轮。
+        serve() 运行期间，这个连接的 greenlet 切换到 hub {serving} 次，其中 {in_recv} 次在
+        recv() 里：它只等下一批字节，别的什么都不等（上面其余的切换，是它在 accept() 里的
+        等待和它的结束）。在 sendall() 里切换了 {in_sendall} 次（只有内核的发送缓冲区满了，
+        回复才需要等）。h11 本身从不切换：解析器没有什么可等的。
+        """,
+    )
 
-    out.step("A WebSocket echo on the same loop")
+    out.step("A WebSocket echo on the same loop", "同一个循环上的 WebSocket 回显")
     ws = over_one_connection(
         WebSocketEcho,
         lambda sock: websocket_round(sock, "/", ["hello", "sans-IO"]),
@@ -289,26 +313,50 @@ def run(out: Narrator) -> dict[str, Any]:
     for text in ws["answer"]:
         out.trace(f"echoed: {text}")
     ws_serving, ws_in_recv = ws["switches_away_serving"], ws["switches_away_in"]["recv"]
-    out.say(f"""
+    out.say(
+        f"""
         serve() did not change, only the object it feeds. The upgrade, the messages and
         the close handshake are wsproto's; the waiting is still recv()'s: {ws_in_recv} of
         the {ws_serving} switch(es) to the hub while serving. This is why sans-IO parsers
         and greenlets fit: the parser is plain code, and the loop that drives it is
         plain blocking code, with neither callbacks nor 'await'.
-    """)
+        """,
+        f"""
+        serve() 一个字没改，改的只是喂给它的对象。协议升级、消息、关闭握手都由 wsproto
+        处理；等待仍然是 recv() 的事：服务期间切换到 hub 的 {ws_serving} 次里，有 {ws_in_recv} 次
+        在 recv() 里。这就是 sans-IO 解析器与 greenlet 相得益彰的原因：解析器是普通代码，
+        驱动它的循环是普通的阻塞式代码，既不需要回调，也不需要 'await'。
+        """,
+    )
 
-    out.step("geventsrv's own --mode http: the same shape, with llhttp")
+    out.step(
+        "geventsrv's own --mode http: the same shape, with llhttp",
+        "geventsrv 自己的 --mode http：同样的结构，解析器换成 llhttp",
+    )
     own = geventsrv_on_one_connection()
     for status, path, where in own["requests"]:
-        out.trace(f"{status} {path}: served on connection {where['connection']}")
+        number = where["connection"]
+        out.trace(
+            f"{status} {path}: served on connection {number}",
+            f"{status} {path}：由第 {number} 号连接服务",
+        )
     for text in own["echoed"]:
         out.trace(f"echoed: {text}")
-    out.say("""
+    out.say(
+        """
         Two requests and then a WebSocket, on one connection: the reflection names the
         same connection each time. In geventsrv/modes/httpwire.py, RequestReader feeds
         llhttp (through httptools) whatever recv() returns and hands the handler whole
         requests; at an upgrade, modes/websocket.py takes the same socket and loop over
         to WebSocket frames. One greenlet per connection, blocking calls, and a parser
         that never touches the socket.
-    """)
+        """,
+        """
+        一个连接上先是两个请求，然后是一个 WebSocket：每一次，反射结果里写的都是同一个连接。
+        在 geventsrv/modes/httpwire.py 里，RequestReader 把 recv() 返回的一切交给 llhttp
+        （通过 httptools），再把完整的请求交给处理函数；遇到协议升级时，modes/websocket.py
+        接过同一个 socket 和同一个循环，改为处理 WebSocket 帧。每个连接一个 greenlet，
+        阻塞式调用，外加一个从不碰 socket 的解析器。
+        """,
+    )
     return {"by_hand": by_hand, "http": http, "websocket": ws, "geventsrv": own}
