@@ -132,11 +132,12 @@ def wait_until(
 _apt_updated = False
 
 
-def require_tool(command: str, package: str) -> str:
-    """The path of ``command``, installing Debian's ``package`` first if it is missing.
+def apt_install(package: str, missing: str) -> str:
+    """Install Debian's ``package`` (updating the lists once per run if the first try fails);
+    return the last line apt-get printed, for a skip message.
 
     Installs only where that is possible (root, ``apt-get``); otherwise the
-    calling test is skipped with the reason, never silently.
+    calling test is skipped with ``missing``, the reason, never silently.
     """
     import shutil
     import subprocess
@@ -144,11 +145,8 @@ def require_tool(command: str, package: str) -> str:
     import pytest
 
     global _apt_updated
-    found = shutil.which(command)
-    if found:
-        return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(f"{command!r} is not installed (Debian package {package}) and cannot be here")
+        pytest.skip(f"{missing} (Debian package {package}) and cannot be installed here")
     install = ["apt-get", "install", "-y", "-qq", package]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     result = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
@@ -156,10 +154,24 @@ def require_tool(command: str, package: str) -> str:
         _apt_updated = True
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=600)
         result = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+    tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+    return tail[0]
+
+
+def require_tool(command: str, package: str) -> str:
+    """The path of ``command``, installing Debian's ``package`` first if it is missing
+    (:func:`apt_install`); the calling test is skipped with the reason where it cannot be."""
+    import shutil
+
+    import pytest
+
+    found = shutil.which(command)
+    if found:
+        return found
+    said = apt_install(package, f"{command!r} is not installed")
     found = shutil.which(command)
     if not found:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        pytest.skip(f"{command!r} is missing and installing {package} failed: {tail[0]}")
+        pytest.skip(f"{command!r} is missing and installing {package} failed: {said}")
     return found
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support import ROOT, apt_install
 
 from geventsrv.tutorial import catalog
 from geventsrv.tutorial._lang import UnknownLanguage, choose, normalize
@@ -191,18 +191,9 @@ def require_chinese_font() -> None:
 
     if cjk_font() is not None:
         return
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("no font for Chinese is installed (Debian: fonts-wqy-microhei) and cannot be")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (["apt-get", "install", "-y", "-qq", "fonts-wqy-microhei"],
-                    ["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "fonts-wqy-microhei"]):  # fmt: skip
-        subprocess.run(command, capture_output=True, env=env, timeout=600)
-        if cjk_font() is not None:
-            return
-    pytest.skip("installing fonts-wqy-microhei failed: no font for Chinese")
+    said = apt_install("fonts-wqy-microhei", "no font for Chinese is installed")
+    if cjk_font() is None:
+        pytest.skip(f"no font for Chinese: installing fonts-wqy-microhei failed: {said}")
 
 
 @pytest.mark.parametrize("lesson", ["tracing", "scheduling"])
