@@ -432,3 +432,81 @@ def test_many_frames_in_one_write_then_a_fragment_then_more_come_back_in_order(w
 def test_bad_utf8_after_good_frames_echoes_those_then_closes_1007(ws_server):
     seen = exchange_frames(ws_server, [frame(TEXT, b"ok"), frame(TEXT, b"\xc3\x28")])
     assert seen[0][1:] == (TEXT, b"ok") and closed_with(seen) == 1007
+
+
+# -- what RFC 6455 measures and forbids, whichever path a frame takes ---------------------
+
+#: A fragmented message first: every frame after it goes through wsproto, not the fast path.
+HANDED_OVER = [frame(TEXT, b"hand", fin=False), frame(CONTINUATION, b"over")]
+
+
+def closed_after(
+    server, before: list[bytes], data: bytes, cut: int | None = None
+) -> int | str | None:
+    """Send ``before`` and then ``data`` (in two writes, split at ``cut``); the close code,
+    or ``"echoed"`` if a message came back instead."""
+    import time
+
+    sock, reader, _ = open_websocket(server.address)
+    with sock:
+        sock.sendall(b"".join(before))
+        if before:
+            assert reader.next()[1:] == (TEXT, b"handover")
+        if cut is not None:
+            sock.sendall(data[:cut])
+            time.sleep(0.005)  # (only so that the pieces tend to arrive as separate reads)
+            data = data[cut:]
+        sock.sendall(data)
+        _, opcode, payload = reader.next()
+        if opcode != CLOSE:
+            return "echoed"
+        return int.from_bytes(payload[:2], "big") if payload else None
+
+
+@pytest.mark.parametrize("before", [[], HANDED_OVER], ids=["fast-path", "after-hand-over"])
+@pytest.mark.parametrize(
+    "text",
+    ["é" + "a" * 99_999, "😀" * 25_001, "€" * 33_334],  # 100,001 / 100,004 / 100,002 bytes
+    ids=["2-byte", "4-byte", "3-byte"],
+)
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_a_text_message_is_bounded_in_bytes_not_characters(ws_server, before, text, fragmented):
+    """--ws-max-message is 100,000 here: each text holds at most 100,000 characters but
+    more bytes, and RFC 6455 measures a payload in bytes."""
+    data = text.encode()
+    assert len(text) <= 100_000 < len(data)
+    if fragmented:
+        middle = len(data) // 2
+        message = frame(TEXT, data[:middle], fin=False) + frame(CONTINUATION, data[middle:])
+    else:
+        message = frame(TEXT, data)
+    assert closed_after(ws_server, before, message) == 1009
+
+
+@pytest.mark.parametrize("before", [[], HANDED_OVER], ids=["fast-path", "after-hand-over"])
+def test_a_text_message_of_exactly_the_bound_in_bytes_is_echoed(ws_server, before):
+    data = ("é" + "a" * 99_998).encode()  # 100,000 bytes
+    sock, reader, _ = open_websocket(ws_server.address)
+    with sock:
+        sock.sendall(b"".join(before) + frame(TEXT, data))
+        if before:
+            assert reader.next()[1:] == (TEXT, b"handover")
+        assert reader.next() == (True, TEXT, data)
+
+
+NOT_MINIMAL = [
+    frame(TEXT, b"short", length_bytes=2),  # 126: a 16-bit length under 126
+    frame(BINARY, b"short", length_bytes=8),  # 127: a 64-bit length under 65,536
+    frame(BINARY, b"m" * 200, length_bytes=8),
+]
+
+
+@pytest.mark.parametrize("before", [[], HANDED_OVER], ids=["fast-path", "after-hand-over"])
+@pytest.mark.parametrize("data", NOT_MINIMAL, ids=["126-for-5", "127-for-5", "127-for-200"])
+def test_a_length_not_minimally_encoded_is_refused_1002_split_anywhere(ws_server, before, data):
+    """RFC 6455 5.2: the minimal number of bytes MUST be used to encode the length. The
+    answer may not depend on what came before on the connection, nor on how it was read."""
+    cuts = [None, *range(1, len(data))]  # whole, and cut after every byte
+    assert {cut: closed_after(ws_server, before, data, cut) for cut in cuts} == dict.fromkeys(
+        cuts, 1002
+    )

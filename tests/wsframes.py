@@ -14,15 +14,26 @@ TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
 def frame(
-    opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, mask: bool = True
+    opcode: int,
+    payload: bytes = b"",
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bool = True,
+    length_bytes: int | None = None,
 ) -> bytes:
-    """One frame as a client sends it (masked unless ``mask`` is false)."""
+    """One frame as a client sends it (masked unless ``mask`` is false).
+
+    The length takes the fewest bytes RFC 6455 allows, or ``length_bytes`` (0, 2 or 8
+    after the first two) to send one encoded longer than it may be.
+    """
     first = (0x80 if fin else 0) | (rsv << 4) | opcode
     bit = 0x80 if mask else 0
     size = len(payload)
-    if size < 126:
+    if length_bytes is None:
+        length_bytes = 0 if size < 126 else 2 if size < 1 << 16 else 8
+    if length_bytes == 0:
         head = bytes((first, bit | size))
-    elif size < 1 << 16:
+    elif length_bytes == 2:
         head = bytes((first, bit | 126)) + struct.pack("!H", size)
     else:
         head = bytes((first, bit | 127)) + struct.pack("!Q", size)

@@ -316,11 +316,17 @@ class Session:
                 if end - position < 4:
                     return self.keep(buffer[position:], 0)
                 size, head = int.from_bytes(buffer[position + 2 : position + 4], "big"), 8
+                shortest = 126
             elif size == 127:
                 if end - position < 10:
                     return self.keep(buffer[position:], 0)
                 size, head = int.from_bytes(buffer[position + 2 : position + 10], "big"), 14
-            if size > most or (opcode >= 8 and size > 125):
+                shortest = 1 << 16
+            else:
+                shortest = 0
+            # A length in more bytes than it needs (RFC 6455 5.2 forbids it) is wsproto's
+            # to refuse, as are control frames over 125 bytes and messages over the bound.
+            if size < shortest or size > most or (opcode >= 8 and size > 125):
                 break
             if end - position < head + size:  # the rest of it has not arrived
                 return self.keep(buffer[position:], head + size)
@@ -371,7 +377,10 @@ class Session:
     def act(self, event: Any) -> None:
         ws = self.ws
         if isinstance(event, Message):
-            self.size += len(event.data)
+            data = event.data
+            # The bound is in bytes, as RFC 6455 measures a payload: a text piece counts
+            # its UTF-8 length (isascii() is free for a str, encode() is not).
+            self.size += len(data) if type(data) is bytes or data.isascii() else len(data.encode())
             if self.size > self.echo.max_message:
                 self.close(CloseReason.MESSAGE_TOO_BIG, "message too big")
                 return
