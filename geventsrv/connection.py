@@ -13,12 +13,11 @@ Contract for every handler:
 * let ``OSError`` (resets, broken pipes) and :class:`IdleTimeout` (which the
   server's idle reaper raises inside whichever call is waiting) propagate: the
   server turns them into one debug log line and a close reason;
-* count the bytes it echoed in ``conn.bytes_echoed`` as it goes, so the count
-  is right even when the connection dies half way;
-* make every wait a blocking socket call, and show progress: the server's idle
-  reaper closes a connection whose ``bytes_echoed + progress`` has not changed
-  for the idle timeout. A handler that moves data without echoing it (chat)
-  bumps ``conn.progress``;
+* count the bytes it reads in ``conn.bytes_received`` and the bytes it writes in
+  ``conn.bytes_sent`` as it goes, so the counts are right even when the
+  connection dies half way (the metrics and the access log read them);
+* make every wait a blocking socket call: the server's idle reaper closes a
+  connection whose two counts have not changed for the idle timeout;
 * for a request/response protocol, set ``conn.between_requests`` while it
   waits for the next request: at shutdown the server closes such connections
   at once (raising :class:`Drained` in the waiting call, which the handler
@@ -63,8 +62,8 @@ class Connection:
     """One accepted client: its socket, its addresses and what it has cost."""
 
     __slots__ = (
-        "between_requests", "bytes_echoed", "client", "draining", "limit_key", "number", "peer",
-        "progress", "proxy", "sock", "started", "tls",
+        "between_requests", "bytes_received", "bytes_sent", "client", "draining", "limit_key",
+        "number", "peer", "proxy", "sock", "started", "tls",
     )  # fmt: skip
 
     def __init__(self, sock: StreamSocket, peer: str, number: int = 0) -> None:
@@ -86,9 +85,9 @@ class Connection:
         self.number = number
         #: The client key it counts against in the per-client limit, once counted.
         self.limit_key: str | None = None
-        self.bytes_echoed = 0
-        #: Bumped by handlers for data moved without being counted as echoed.
-        self.progress = 0
+        #: Bytes read from the client and written to it, so far.
+        self.bytes_received = 0
+        self.bytes_sent = 0
         #: Set by a request/response handler while it waits for the next request.
         self.between_requests = False
         #: Set by the server when it begins to stop: finish the request at hand, then close.

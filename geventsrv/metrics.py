@@ -125,16 +125,16 @@ class ServerCollector:
         for reason, count in stats.closed.items():
             closed.add_metric([reason], count)
         yield closed
-        echoed = stats.bytes_echoed + server.open_bytes_echoed()
+        received, sent = server.open_bytes()
         yield CounterMetricFamily(
             "geventsrv_received_bytes",
-            "Bytes received from clients and echoed (chat: relayed); open connections included.",
-            value=echoed,
+            "Bytes received from clients over TCP; open connections included.",
+            value=stats.bytes_received + received,
         )
         yield CounterMetricFamily(
             "geventsrv_sent_bytes",
-            "Bytes echoed back to clients; open connections included.",
-            value=echoed,
+            "Bytes sent to clients over TCP; open connections included.",
+            value=stats.bytes_sent + sent,
         )
         yield _histogram(
             HistogramMetricFamily,

@@ -113,7 +113,7 @@ class IdleReaper:
     def __init__(self, timeout: float, connections: Mapping[Any, Connection]) -> None:
         self.timeout = timeout
         self.connections = connections
-        #: greenlet -> (the last ``bytes_echoed + progress`` seen, when first seen).
+        #: greenlet -> (the last bytes received + sent seen, when first seen).
         self._seen: dict[object, tuple[int, float]] = {}
 
     def run(self) -> None:
@@ -130,7 +130,7 @@ class IdleReaper:
         killed = 0
         seen = self._seen
         for greenlet, conn in list(self.connections.items()):
-            mark = conn.bytes_echoed + conn.progress
+            mark = conn.bytes_received + conn.bytes_sent
             last = seen.get(greenlet)
             if last is None or last[0] != mark:
                 seen[greenlet] = (mark, now)
@@ -242,9 +242,13 @@ class EchoServer:
         """
         self._leaving = True
 
-    def open_bytes_echoed(self) -> int:
-        """Bytes echoed so far by the connections open right now."""
-        return sum(conn.bytes_echoed for conn in list(self._connections.values()))
+    def open_bytes(self) -> tuple[int, int]:
+        """Bytes received and sent so far by the connections open right now."""
+        connections = list(self._connections.values())
+        return (
+            sum(conn.bytes_received for conn in connections),
+            sum(conn.bytes_sent for conn in connections),
+        )
 
     def status(self) -> dict[str, int]:
         """A snapshot for operators: connections, live greenlets, open descriptors, RSS.
@@ -390,9 +394,11 @@ class EchoServer:
         stats = self.stats
         if self._sockets.tcp is not None or self.config.tcp:
             log.info(
-                "stopped: %d connection(s) served, %d byte(s) echoed, %d closed at shutdown",
+                "stopped: %d connection(s) served, %d byte(s) received, %d sent, "
+                "%d closed at shutdown",
                 stats.accepted,
-                stats.bytes_echoed,
+                stats.bytes_received,
+                stats.bytes_sent,
                 self._closed_at_stop,
             )
         if self.udp is not None:
@@ -517,7 +523,8 @@ class EchoServer:
         if conn.limit_key is not None:
             self.gate.release(conn.limit_key)
         stats = self.stats
-        stats.bytes_echoed += conn.bytes_echoed
+        stats.bytes_received += conn.bytes_received
+        stats.bytes_sent += conn.bytes_sent
         stats.closed[reason] += 1
         duration = time.monotonic() - conn.started
         stats.durations.observe(duration)
@@ -526,21 +533,23 @@ class EchoServer:
         if self._stopping and not self._connections:
             self._drained.set()
         if reason not in REFUSALS and reason != "refused":  # refused ones had their line
-            log.debug("%s: closed after %d byte(s)", conn.client, conn.bytes_echoed)
+            log.debug(
+                "%s: closed after %d byte(s) in, %d out",
+                conn.client, conn.bytes_received, conn.bytes_sent,
+            )  # fmt: skip
         if self._access_log and not self.mode.logs_requests:
-            # Every echoed byte was received and sent: one count serves both.
             access_log.info(
                 "%s: %s after %.3f s, %d byte(s) in, %d out",
                 conn.client,
                 reason,
                 duration,
-                conn.bytes_echoed,
-                conn.bytes_echoed,
+                conn.bytes_received,
+                conn.bytes_sent,
                 extra={
                     "client": conn.client,
                     "reason": reason,
                     "duration": round(duration, 6),
-                    "received": conn.bytes_echoed,
-                    "sent": conn.bytes_echoed,
+                    "received": conn.bytes_received,
+                    "sent": conn.bytes_sent,
                 },
             )

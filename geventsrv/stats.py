@@ -1,7 +1,8 @@
 """A server's running totals: plain integers, updated as connections close, read on demand.
 
-The hot path never touches these: a request costs no counting at all (bytes
-are counted by the handler in ``conn.bytes_echoed``, which it keeps anyway).
+The hot path never touches these: a request costs no counting here (bytes
+are counted by the handler in ``conn.bytes_received`` and ``conn.bytes_sent``,
+which it keeps anyway).
 A connection adds to them once, when it closes; :mod:`geventsrv.metrics`
 turns them into Prometheus metrics when scraped.
 """
@@ -62,8 +63,9 @@ class ServerStats:
     """Running totals of one :class:`~geventsrv.server.EchoServer`."""
 
     accepted: int = 0
-    #: Bytes echoed by connections already closed (open ones hold their own count).
-    bytes_echoed: int = 0
+    #: Bytes received and sent by connections already closed (open ones hold their own).
+    bytes_received: int = 0
+    bytes_sent: int = 0
     #: Connections closed, by reason (:data:`CLOSE_REASONS`).
     closed: dict[CloseReason, int] = field(default_factory=lambda: dict.fromkeys(CLOSE_REASONS, 0))
     #: Failures of accept() that were not about one queued connection.

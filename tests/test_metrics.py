@@ -86,6 +86,43 @@ def test_bytes_of_open_connections_count_at_once(start_server):
         assert value(scrape(base), "geventsrv_connections_open") == 1
 
 
+def test_http_and_websocket_bytes_are_what_crossed_the_wire_each_way(start_server):
+    """Received counts the requests and frames as sent, sent the responses as read: in
+    http mode the two differ, and neither is the other."""
+    import base64
+
+    server = start_server("--mode", "http", "--metrics", "127.0.0.1:0")
+    base = metrics_url(server)
+    request = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    with connect(server.address) as sock:
+        sock.sendall(request)
+        response = recv_until_eof(sock)
+    key = base64.b64encode(os.urandom(16))
+    upgrade = (
+        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    mask = b"\x01\x02\x03\x04"
+    close = b"\x88\x82" + mask + bytes(a ^ b for a, b in zip(b"\x03\xe8", mask[:2], strict=True))
+    with connect(server.address) as sock:
+        sock.sendall(upgrade + close)  # a WebSocket closed with 1000 at once
+        answer = recv_until_eof(sock)
+    assert answer.startswith(b"HTTP/1.1 101 ") and answer.endswith(b"\x88\x02\x03\xe8")
+
+    def counted() -> tuple[float, float]:
+        samples = scrape(base)
+        return (
+            value(samples, "geventsrv_received_bytes_total"),
+            value(samples, "geventsrv_sent_bytes_total"),
+        )
+
+    expected = (len(request) + len(upgrade) + len(close), len(response) + len(answer))
+    assert wait_until(lambda: counted() == expected), (counted(), expected)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+    assert f"{expected[0]} byte(s) received, {expected[1]} sent" in server.stderr
+
+
 def test_failed_openings_count_as_refused(start_server, certs):
     server = start_server("--metrics", "127.0.0.1:0", "--tls-cert", certs.server)
     base = metrics_url(server)

@@ -46,7 +46,7 @@ def test_echo_returns_input_and_counts_it(rng, size):
     payload = rng.randbytes(size)
     received, conn = run_handler(echo, payload)
     assert received == payload
-    assert conn.bytes_echoed == size
+    assert conn.bytes_received == conn.bytes_sent == size
 
 
 def test_upper_changes_only_ascii_lowercase():
@@ -54,7 +54,7 @@ def test_upper_changes_only_ascii_lowercase():
     received, conn = run_handler(upper, payload)
     expected = bytes(b - 32 if 97 <= b <= 122 else b for b in payload)
     assert received == expected
-    assert conn.bytes_echoed == 256
+    assert conn.bytes_received == conn.bytes_sent == 256
 
 
 def test_handler_returns_when_the_client_half_closes():

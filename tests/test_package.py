@@ -83,7 +83,7 @@ with EchoServer(Config(port=0, drain_timeout=5)) as server:
     print("echoed", sum(job.value for job in jobs))
     gevent.spawn(server.stop, 5)
     server.serve_forever()  # returns once stop() has finished
-print("served", server.stats.accepted, "bytes", server.stats.bytes_echoed)
+print("served", server.stats.accepted, "bytes", server.stats.bytes_sent)
 """
 
 

@@ -99,9 +99,9 @@ def test_idle_reaper_kills_only_connections_without_progress():
     reaper = IdleReaper(10.0, connections)
     busy = next(c for c in connections.values() if c.peer == "busy")
     assert reaper.sweep(0.0) == 0
-    busy.bytes_echoed += 5
+    busy.bytes_received += 5
     assert reaper.sweep(9.9) == 0
-    busy.progress += 1
+    busy.bytes_sent += 1
     assert reaper.sweep(10.0) == 1  # idle for 10 s; busy moved at 9.9 s
     gevent.sleep(0)
     assert killed == ["idle"]

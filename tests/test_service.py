@@ -77,7 +77,7 @@ def test_drain_deadline_closes_what_is_left_and_exits_0(start_server):
     assert lingering.recv(1) == b""  # closed by the server at the deadline
     assert server.wait(10) == 0
     assert 0.8 < time.monotonic() - started < 5
-    assert "8 byte(s) echoed, 1 closed at shutdown" in server.stderr
+    assert "8 byte(s) received, 8 sent, 1 closed at shutdown" in server.stderr
     lingering.close()
 
 

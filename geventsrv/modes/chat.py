@@ -172,7 +172,7 @@ class ChatRoom:
         pending = b""
         while True:
             data = sock.recv(RECV_SIZE)
-            member.conn.progress += 1
+            member.conn.bytes_received += len(data)
             if not data:
                 if pending and not member.dropped:
                     self.broadcast(prefix + pending + b"\n", member)
@@ -185,7 +185,6 @@ class ChatRoom:
             if too_long is not None:
                 del lines[too_long:]
             if lines:
-                member.conn.bytes_echoed += sum(len(line) + 1 for line in lines)
                 self.broadcast(b"".join(prefix + line + b"\n" for line in lines), member)
                 # A fast sender's recv() never has to wait, so without this its
                 # greenlet would never give the writers a turn and every outbox
@@ -201,8 +200,8 @@ class ChatRoom:
         try:
             while data := member.outbox.take():
                 sock.sendall(data)
-                # A member that only listens is not idle while the room talks.
-                member.conn.progress += 1
+                # Counted, a member that only listens is not idle while the room talks.
+                member.conn.bytes_sent += len(data)
         except OSError as exc:
             log.debug("%s: write failed: %s", member.name, exc)
 

@@ -32,8 +32,10 @@ def relay(conn: Connection, transform: Callable[[bytes], bytes] | None = None) -
         data = recv(RECV_SIZE)
         if not data:
             return
-        sendall(data if transform is None else transform(data))
-        conn.bytes_echoed += len(data)
+        size = len(data)
+        conn.bytes_received += size
+        sendall(data if transform is None else transform(data))  # the same length
+        conn.bytes_sent += size
         # A full buffer means more was already waiting. A bulk sender that also
         # reads fast never makes recv() or sendall() wait, so this loop would
         # never give the hub a turn and every other connection would stall
@@ -41,7 +43,7 @@ def relay(conn: Connection, transform: Callable[[bytes], bytes] | None = None) -
         # buffers, step aside: a timer, unlike sleep(0), lets the hub poll for
         # I/O first. Not after every full buffer: that cost 30% of the
         # throughput at 100 KiB messages.
-        if len(data) < RECV_SIZE:
+        if size < RECV_SIZE:
             full_buffers = 0
         else:
             full_buffers += 1

@@ -122,19 +122,23 @@ PLAIN = Controls()
 class Responder:
     """One connection's side of the responses: has the one under way begun?"""
 
-    __slots__ = ("sock", "started")
+    __slots__ = ("conn", "sock", "started")
 
     def __init__(self, conn: Connection) -> None:
+        self.conn = conn
         self.sock = conn.sock
         self.started = False
 
     def head(self, status: int, lines: list[bytes], body: bytes | memoryview = b"") -> None:
         """Send the status line and header ``lines``, and ``body`` with them in one write."""
         self.started = True
-        self.sock.sendall(b"".join((status_line(status), *lines, b"\r\n", body)))
+        data = b"".join((status_line(status), *lines, b"\r\n", body))
+        self.sock.sendall(data)
+        self.conn.bytes_sent += len(data)
 
     def send(self, data: bytes | memoryview) -> None:
         self.sock.sendall(data)
+        self.conn.bytes_sent += len(data)
 
 
 class HttpReflector:
@@ -614,7 +618,9 @@ def refuse(conn: Connection, status: int, why: str, extra: list[bytes] | None = 
     )  # fmt: skip
     try:
         head += b"".join(extra or ())
-        conn.sock.sendall(status_line(status) + head + b"Connection: close\r\n\r\n" + payload)
+        answer = status_line(status) + head + b"Connection: close\r\n\r\n" + payload
+        conn.sock.sendall(answer)
+        conn.bytes_sent += len(answer)
     except OSError:
         return
     linger(conn)
@@ -631,6 +637,7 @@ def linger(conn: Connection) -> None:
                 if not data:
                     return
                 drained += len(data)
+                conn.bytes_received += len(data)
     except (OSError, gevent.Timeout):
         return  # gone already, or lingered long enough: nothing left to protect
 

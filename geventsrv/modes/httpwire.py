@@ -49,6 +49,7 @@ MAX_HEAD = 16 * 1024
 #: request before).
 MAX_PENDING_HEAD = MAX_HEAD + RECV_SIZE
 VERSIONS = ("1.1", "1.0")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class HttpError(Exception):
@@ -230,7 +231,8 @@ class RequestReader:
                     return
             if self._continue_due:
                 self._continue_due = False
-                self.conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.conn.sock.sendall(CONTINUE)
+                self.conn.bytes_sent += len(CONTINUE)
             if not self._fill():
                 raise ConnectionAbortedError("the client closed in the middle of a request body")
 
@@ -266,8 +268,7 @@ class RequestReader:
             conn.between_requests = False
         if not data:
             return False
-        conn.progress += 1
-        conn.bytes_echoed += len(data)
+        conn.bytes_received += len(data)
         self._feed(data)
         return True
 

@@ -84,6 +84,7 @@ class InfoHandler:
         }
 
     def __call__(self, conn: Connection) -> None:
-        line = json.dumps(self.describe(conn), separators=(", ", ": ")) + "\n"
-        conn.sock.sendall(line.encode())
+        line = (json.dumps(self.describe(conn), separators=(", ", ": ")) + "\n").encode()
+        conn.sock.sendall(line)
+        conn.bytes_sent += len(line)
         relay(conn)

@@ -191,7 +191,9 @@ class WebSocketEcho:
               extensions: list[PerMessageDeflate], first: bytes | None) -> int:  # fmt: skip
         """Switch, then echo until either side closes; the close code the client saw."""
         started = time.monotonic()
-        conn.sock.sendall(b"".join((status_line(101), *lines, b"\r\n")))
+        head = b"".join((status_line(101), *lines, b"\r\n"))
+        conn.sock.sendall(head)
+        conn.bytes_sent += len(head)
         ws = WsConnection(ConnectionType.SERVER, extensions=list(extensions))
         session = Session(self, conn, ws, fast=not extensions)
         code = int(CloseReason.ABNORMAL_CLOSURE)  # unless a closing handshake says otherwise
@@ -341,7 +343,7 @@ class Session:
             if opcode == PONG_OPCODE:
                 continue
             reply = PONG_OPCODE if opcode == PING_OPCODE else opcode
-            self.conn.sock.sendall(frame_head(reply, size) + payload)
+            self.write(frame_head(reply, size) + payload)
             if opcode != PING_OPCODE:
                 self.received += 1
                 self.sent += 1
@@ -370,8 +372,7 @@ class Session:
             conn.between_requests = False
         if not data:
             return None
-        conn.progress += 1
-        conn.bytes_echoed += len(data)
+        conn.bytes_received += len(data)
         return data
 
     def act(self, event: Any) -> None:
@@ -395,25 +396,30 @@ class Session:
                     self.send(BytesMessage(data=b"".join(self.parts)))
                 self.parts, self.size = [], 0
         elif isinstance(event, Ping):
-            self.conn.sock.sendall(ws.send(event.response()))
+            self.write(ws.send(event.response()))
         elif isinstance(event, CloseConnection):
             if ws.state is ConnectionState.REMOTE_CLOSING:  # the client closed: echo its close
                 self.code = int(event.code)
-                self.conn.sock.sendall(ws.send(event.response()))
+                self.write(ws.send(event.response()))
             elif ws.state is ConnectionState.OPEN:  # wsproto found an error: fail with its code
                 self.close(int(event.code), event.reason or "")
             else:  # their answer to our close
                 self.code = self.code or int(event.code)
 
     def send(self, message: Message[Any]) -> None:
-        self.conn.sock.sendall(self.ws.send(message))
+        self.write(self.ws.send(message))
         self.sent += 1
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the client, counted."""
+        self.conn.sock.sendall(data)
+        self.conn.bytes_sent += len(data)
 
     def close(self, code: int, reason: str) -> None:
         """Begin the closing handshake with ``code`` (the first one wins)."""
         if self.ws.state is ConnectionState.OPEN:
             self.code = code
-            self.conn.sock.sendall(self.ws.send(CloseConnection(code=code, reason=reason[:100])))
+            self.write(self.ws.send(CloseConnection(code=code, reason=reason[:100])))
 
     def await_their_close(self) -> int:
         """After our close: half-close (the server ends the TCP connection, as RFC 6455
@@ -426,6 +432,7 @@ class Session:
                 data = self.conn.sock.recv(RECV_SIZE)
                 if not data:
                     break
+                self.conn.bytes_received += len(data)
                 self.ws.receive_data(data)
                 for _ in self.ws.events():  # all but their close are dropped now
                     pass
