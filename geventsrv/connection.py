@@ -30,9 +30,12 @@ table that names them.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
+
+import gevent
 
 if TYPE_CHECKING:
     from geventsrv.proxyproto import ProxyHeader
@@ -40,6 +43,10 @@ if TYPE_CHECKING:
 #: Most bytes taken from the kernel by one ``recv``. 64 KiB matches the usual
 #: loopback segment size, so a large upload is echoed in few system calls.
 RECV_SIZE = 65536
+#: After a refusal, how long and how much of the rest :func:`linger` reads (and
+#: drops) before the close.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 
 
 class StreamSocket(Protocol):
@@ -103,3 +110,24 @@ class Drained(Exception):
 
 class IdleTimeout(TimeoutError):
     """Raised in a connection's greenlet when it made no progress for the idle timeout."""
+
+
+def linger(sock: StreamSocket) -> int:
+    """Half-close, then read and drop what the client still sends, bounded in time and
+    bytes; how many bytes it dropped.
+
+    A refusal must reach the client: closing with unread bytes would send it an
+    RST that can destroy the refusal before it is read (nginx's lingering close).
+    """
+    drained = 0
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        with gevent.Timeout(LINGER_SECONDS):
+            while drained < LINGER_BYTES:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                drained += len(data)
+    except (OSError, gevent.Timeout):
+        pass  # gone already, or lingered long enough: nothing left to protect
+    return drained

@@ -9,7 +9,11 @@ Runs in the connection's own greenlet, so a slow or hostile client parks
 only itself. Each step has a deadline for the whole step, not per read: a
 client that trickles one byte a second cannot stretch a handshake past it.
 Any failure raises :class:`OpeningFailed` with a short reason; the server logs
-it as one debug line and closes that connection, nothing else.
+it as one line and closes that connection, nothing else. The line is at
+debug level, but for what a person must fix in front of the server, at info:
+bytes that are not the PROXY header the port requires, and plain HTTP sent to
+the TLS port (which gets a plain-text 400 first, as nginx answers it, instead
+of a reset that says nothing).
 
 Order, as a proxy sends them: the PROXY header comes first, in clear, then the
 client's own bytes, which over TLS begin with its ClientHello.
@@ -18,6 +22,8 @@ client's own bytes, which over TLS begin with its ClientHello.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 import socket
 
 import gevent
@@ -26,23 +32,45 @@ from gevent.socket import socket as GeventSocket
 from geventsrv import tls
 from geventsrv.addresses import format_address
 from geventsrv.config import Config
-from geventsrv.connection import Connection, StreamSocket
+from geventsrv.connection import Connection, StreamSocket, linger
 from geventsrv.cooperative import CooperativeSocket, PlainSocket
 from geventsrv.limits import Gate, Network, client_ip
-from geventsrv.proxyproto import ACCEPTED_VERSIONS, ProxyProtocolError, read_header
+from geventsrv.proxyproto import (
+    ACCEPTED_VERSIONS,
+    ClosedBeforeHeader,
+    ProxyProtocolError,
+    read_header,
+)
 from geventsrv.stats import CloseReason
+
+#: The first byte of every TLS handshake record (content type 22).
+TLS_HANDSHAKE = 0x16
+#: What the start of a plain HTTP request looks like: a method, then a space (or
+#: a method still arriving).
+PLAIN_HTTP = re.compile(rb"[A-Z]{1,16}( |$)")
+PLAIN_HTTP_TEXT = (
+    b"This port speaks TLS: the plain HTTP request was sent to a TLS port; use https.\n"
+)
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(PLAIN_HTTP_TEXT), PLAIN_HTTP_TEXT)
+)
 
 
 class OpeningFailed(Exception):
     """A connection failed before its handler ran; ``str()`` says why, for the log.
 
     ``reason`` is the close reason counted for it (``refused``, or the gate's
-    ``denied``/``limit``/``rate`` for a client named by a PROXY header).
+    ``denied``/``limit``/``rate`` for a client named by a PROXY header);
+    ``level`` the level of its log line.
     """
 
-    def __init__(self, message: str, reason: CloseReason = "refused") -> None:
+    def __init__(
+        self, message: str, reason: CloseReason = "refused", level: int = logging.DEBUG
+    ) -> None:
         super().__init__(message)
         self.reason = reason
+        self.level = level
 
 
 def allowed(address: str, networks: tuple[Network, ...]) -> bool:
@@ -93,6 +121,7 @@ class Prologue:
             with gevent.Timeout(
                 self.tls_timeout, OpeningFailed(f"no TLS handshake within {self.tls_timeout:g} s")
             ):
+                refuse_plain_http(sock)
                 try:
                     stream = tls.handshake(self.tls_context, sock)
                 except OSError as exc:
@@ -119,8 +148,14 @@ class Prologue:
         ):
             try:
                 header = read_header(sock, versions)
+            except ClosedBeforeHeader as exc:  # a balancer's TCP check, often: not news
+                raise OpeningFailed(str(exc)) from None
             except ProxyProtocolError as exc:
-                raise OpeningFailed(f"bad PROXY header: {exc}") from None
+                raise OpeningFailed(
+                    f"bad PROXY header: {exc} (every connection must begin with one: "
+                    "--proxy-protocol)",
+                    level=logging.INFO,
+                ) from None
             except OSError as exc:
                 raise OpeningFailed(
                     f"lost while reading the PROXY header: {_reason(exc)}"
@@ -133,6 +168,27 @@ class Prologue:
                 refusal, conn.limit_key = self.gate.admit(header.source[0])
                 if refusal is not None:
                     raise OpeningFailed(f"client refused ({refusal})", refusal)
+
+
+def refuse_plain_http(sock: socket.socket) -> None:
+    """Before a TLS handshake: if the client's first bytes are a plain HTTP request,
+    answer a plain-text 400 and raise :class:`OpeningFailed`; else return, reading nothing."""
+    try:
+        start = sock.recv(16, socket.MSG_PEEK)
+    except OSError as exc:
+        raise OpeningFailed(f"lost before the TLS handshake: {_reason(exc)}") from None
+    if not start:
+        raise OpeningFailed("closed before the TLS handshake")
+    if start[0] == TLS_HANDSHAKE or not PLAIN_HTTP.match(start):
+        return
+    try:
+        sock.sendall(PLAIN_HTTP_ANSWER)
+        linger(sock)
+    except OSError:
+        pass  # gone already: the line below is all that is left to say
+    raise OpeningFailed(
+        "plain HTTP sent to the TLS port: answered 400 (use https://)", level=logging.INFO
+    )
 
 
 def _reason(exc: OSError) -> str:

@@ -73,6 +73,10 @@ class ProxyProtocolError(ValueError):
     """Not a valid PROXY header; ``str()`` says why, in a few words."""
 
 
+class ClosedBeforeHeader(ProxyProtocolError):
+    """The peer closed before its header was complete (a balancer's TCP check, often)."""
+
+
 @dataclass(frozen=True)
 class ProxyHeader:
     """One parsed header.
@@ -318,7 +322,7 @@ def read_header(sock: PeekableSocket, versions: tuple[int, ...] = (1, 2)) -> Pro
     while True:
         peeked = sock.recv(limit - len(taken), socket.MSG_PEEK)
         if not peeked:
-            raise ProxyProtocolError("closed before the PROXY header was complete")
+            raise ClosedBeforeHeader("closed before the PROXY header was complete")
         seen = taken + peeked
         total = header_length(seen, versions)
         # Everything seen is header while the end is unknown (the header ends
@@ -334,7 +338,7 @@ def _recv_exactly(sock: PeekableSocket, size: int) -> bytes:
     while size:
         chunk = sock.recv(size)
         if not chunk:
-            raise ProxyProtocolError("closed before the PROXY header was complete")
+            raise ClosedBeforeHeader("closed before the PROXY header was complete")
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)

@@ -189,6 +189,7 @@ class EchoServer:
         #: Built here so that a bad TLS file fails before anything is bound.
         self._prologue = Prologue(config, self.gate if self.gate.active else None)
         self._refusals = RateLimitedLog(self.accept_error_log_interval)
+        self._openings = RateLimitedLog(self.accept_error_log_interval)
         self.stats = ServerStats()
         self._sockets = Sockets()
         self._given_sockets = sockets
@@ -496,6 +497,8 @@ class EchoServer:
             reason = exc.reason
             if exc.reason in REFUSALS:  # the gate, judging the client its PROXY header named
                 self._log_refusal(conn.client, exc.reason)
+            elif exc.level > logging.DEBUG:  # something to fix in front: said, sparingly
+                self._openings(exc.level, "%s: closed before serving: %s", conn.client, exc)
             else:
                 log.debug("%s: closed before serving: %s", conn.client, exc)
         except Drained:  # closed between requests at shutdown: a clean end

@@ -134,3 +134,19 @@ NETWORKS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "10
 )
 def test_allowed(address, expected):
     assert allowed(address, NETWORKS) is expected
+
+
+def test_bytes_without_the_required_header_are_one_info_line_naming_the_peer(start_server):
+    """Something to fix in front of the server: said at the default log level. A balancer's
+    TCP check (connect, then close) is not: it comes first here, and is not in the log."""
+    server = start_server("--proxy-protocol", "v1")
+    connect(server.address).close()
+    with connect(server.address) as sock:
+        peer = format_address(*sock.getsockname()[:2])
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):  # unread bytes: the close may reset
+            assert recv_until_eof(sock) == b""
+    line = server.wait_for_log(r"INFO geventsrv.server: (\S+): closed before serving: (.*)")
+    assert line.group(1) == peer
+    assert line.group(2).startswith("bad PROXY header:") and "--proxy-protocol" in line.group(2)
+    assert server.stderr.count("closed before serving") == 1

@@ -12,9 +12,18 @@ import subprocess
 import time
 
 import pytest
-from support import TlsClient, connect, random_chunks, recv_exactly, require_tool
+from support import (
+    CLIENT_TIMEOUT,
+    TlsClient,
+    connect,
+    random_chunks,
+    recv_exactly,
+    recv_until_eof,
+    require_tool,
+)
 from test_cli import assert_one_line_error, run_cli
 
+from geventsrv.addresses import format_address
 from geventsrv.exitcodes import USAGE
 
 
@@ -231,9 +240,7 @@ def test_handshake_timeout(start_server, certs, sends):
     assert tls_round_trip(server, certs.client_context()) == b"over tls\n"
 
 
-@pytest.mark.parametrize(
-    "garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\x00" * 600]
-)
+@pytest.mark.parametrize("garbage", [b"hello\r\n", b"\x16\x03\x01\x00\x05hello", b"\x00" * 600])
 def test_plain_text_or_garbage_costs_one_connection(start_server, certs, garbage):
     server = start_server("--tls-cert", certs.server, "--log-level", "debug")
     with connect(server.address) as sock:
@@ -243,6 +250,37 @@ def test_plain_text_or_garbage_costs_one_connection(start_server, certs, garbage
     assert "Traceback" not in server.stderr
     assert "ERROR" not in server.stderr, line
     assert tls_round_trip(server, certs.client_context()) == b"over tls\n"
+
+
+@pytest.mark.parametrize("mode", ["http", "echo"])
+def test_plain_http_to_the_tls_port_gets_a_plain_400_saying_so_and_one_info_line(
+    start_server, certs, mode
+):
+    """As nginx answers it: a reset would leave curl saying only "Connection reset by peer"."""
+    curl = require_tool("curl", "curl")
+    server = start_server("--tls-cert", certs.server, "--mode", mode)
+    with connect(server.address) as sock:
+        client = format_address(*sock.getsockname()[:2])
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        answer = recv_until_eof(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head
+    assert (
+        body == b"This port speaks TLS: the plain HTTP request was sent to a TLS port; use https.\n"
+    )
+    line = server.wait_for_log(r"INFO geventsrv.server: (\S+): closed before serving: plain HTTP")
+    assert line.group(1) == client
+    shown = subprocess.run(
+        [curl, "-s", "-S", f"http://127.0.0.1:{server.port}/"],
+        capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
+    )  # fmt: skip
+    assert "speaks TLS" in shown.stdout, shown
+    if mode == "echo":
+        assert tls_round_trip(server, certs.client_context()) == b"over tls\n"
+    else:  # and https:// is answered as ever
+        with tls_connect(server, certs.client_context()) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert recv_until_eof(tls).startswith(b"HTTP/1.1 200 ")
 
 
 # -- other real clients -------------------------------------------------------------

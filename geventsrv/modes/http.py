@@ -44,7 +44,7 @@ from urllib.parse import unquote_plus
 
 import gevent
 
-from geventsrv.connection import RECV_SIZE, Connection
+from geventsrv.connection import Connection, linger
 from geventsrv.modes.httpwire import (
     HttpError,
     Request,
@@ -72,11 +72,6 @@ METHODS = frozenset(
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 #: One line per request with ``--access-log`` (the server writes none per connection).
 access_log = logging.getLogger("geventsrv.access")
-#: After refusing a request, how long and how much of the rest the server reads
-#: (and drops) before it closes: closing with unread bytes would send the client
-#: an RST that can destroy the refusal before it is read (nginx's lingering close).
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 1 << 20
 #: What ``?bytes=N`` sends: this pattern, repeated, sliced without copying.
 PATTERN = b"0123456789abcdef" * 4096
 MAX_GENERATED = 1 << 30
@@ -623,23 +618,7 @@ def refuse(conn: Connection, status: int, why: str, extra: list[bytes] | None = 
         conn.bytes_sent += len(answer)
     except OSError:
         return
-    linger(conn)
-
-
-def linger(conn: Connection) -> None:
-    """Half-close, then read and drop what the client still sends, bounded in time and bytes."""
-    try:
-        conn.sock.shutdown(socket.SHUT_WR)
-        with gevent.Timeout(LINGER_SECONDS):
-            drained = 0
-            while drained < LINGER_BYTES:
-                data = conn.sock.recv(RECV_SIZE)
-                if not data:
-                    return
-                drained += len(data)
-                conn.bytes_received += len(data)
-    except (OSError, gevent.Timeout):
-        return  # gone already, or lingered long enough: nothing left to protect
+    conn.bytes_received += linger(conn.sock)
 
 
 _date: tuple[int, bytes] = (0, b"")
