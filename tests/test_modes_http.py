@@ -554,6 +554,23 @@ def test_what_http_1_1_forbids_is_refused(http_server, raw, status):
     assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
 
 
+@pytest.mark.parametrize("half_close", [False, True])
+@pytest.mark.parametrize("line", [b"GET /\r\n", b"GET /index.html\n", b"\r\nGET /x\r\n"])
+def test_an_http_0_9_request_gets_505_at_once(http_server, line, half_close):
+    """One line, no version: answered at once, not after the header timeout (10 s here),
+    and not left unanswered by a client that half-closes after its line."""
+    import time
+
+    with socket.create_connection(http_server.address, timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(line)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = recv_until_eof(sock)
+    assert data.startswith(b"HTTP/1.1 505 "), data[:200]
+    assert b"HTTP/0.9 is not served" in data and time.monotonic() - started < 5
+
+
 def test_curl_asking_to_upgrade_to_h2c_is_answered_in_http_1_1(http_server):
     result = curl("--http2", "-i", f"http://127.0.0.1:{http_server.port}/up")
     assert result.returncode == 0, result.stderr

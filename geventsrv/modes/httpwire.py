@@ -194,6 +194,10 @@ class RequestReader:
         #: What followed an ``Upgrade`` request in its read: the new protocol's
         #: first bytes if the handler switches, else the next request's.
         self._after_upgrade: bytes | None = None
+        #: The connection's bytes while its first request line may still be
+        #: arriving, to tell HTTP/0.9 (``GET /`` and a line end, no version);
+        #: ``None`` once the first head is in.
+        self._opening: bytes | None = b""
 
     def next_request(self) -> Request | None:
         """The next request's head; ``None`` when the client closed between requests,
@@ -248,6 +252,7 @@ class RequestReader:
         self._continue_due = False
 
     def _admit(self, request: Request) -> Request:
+        self._opening = None
         if request.version not in VERSIONS:
             raise HttpError(505, f"HTTP/{request.version} is not served; use HTTP/1.1")
         if request.version == "1.1" and request.hosts != 1:
@@ -296,6 +301,8 @@ class RequestReader:
                 raise HttpError(505, "HTTP/2 is not served; use HTTP/1.1") from None
             raise HttpError(400, f"bad request: {exc}") from None
         if self._collector.in_head:  # part of a head: bounded in size and in time
+            if self._opening is not None:
+                self._refuse_http_09(data)
             self._pending_head += len(data)
             if self._pending_head > MAX_PENDING_HEAD:
                 raise HttpError(431, f"request head over {MAX_HEAD} bytes")
@@ -304,6 +311,14 @@ class RequestReader:
         else:
             self._pending_head = 0
             self._head_deadline = None
+
+    def _refuse_http_09(self, data: bytes) -> None:
+        """505 for an HTTP/0.9 request: a request line without a version, which llhttp
+        would take as the start of a head and wait for its end (the header timeout)."""
+        self._opening = opening = (self._opening or b"") + data
+        line, newline, _ = opening.lstrip(b"\r\n").partition(b"\n")
+        if newline and not line.rstrip(b"\r").rpartition(b" ")[2].startswith(b"HTTP/"):
+            raise HttpError(505, "HTTP/0.9 is not served; use HTTP/1.1")
 
 
 # -- writing -------------------------------------------------------------------------
