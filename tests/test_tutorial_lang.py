@@ -160,10 +160,18 @@ def test_the_listing_is_in_chinese_with_the_flag_the_variable_and_the_locale():
     assert english.stdout.startswith("Lessons") and not CJK.search(english.stdout)
 
 
-def test_an_unknown_language_is_one_line_and_exit_2():
-    result = run_tutorial("--lang", "fr", env=clean_env())
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--lang", "fr"], {}, "argument --lang: "),
+        ([], {"GEVENTSRV_LANG": "fr"}, "GEVENTSRV_LANG: "),
+    ],
+)
+def test_an_unknown_language_is_one_line_naming_where_it_came_from_and_exit_2(args, env, named):
+    result = run_tutorial(*args, env=clean_env(**env))
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "en, zh" in result.stderr
+    assert f"error: {named}no lessons in 'fr'" in result.stderr, result.stderr
 
 
 def test_all_lessons_run_in_chinese_in_order():

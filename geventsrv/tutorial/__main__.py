@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lang = choose_language(args.lang)
     except UnknownLanguage as exc:
-        parser.error(f"argument --lang: {exc}")
+        parser.error(f"{'argument ' if exc.source == '--lang' else ''}{exc.source}: {exc}")
     if args.all and args.lesson:
         parser.error("give a lesson or --all, not both")
     if not args.all and not args.lesson:

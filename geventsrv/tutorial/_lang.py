@@ -12,7 +12,12 @@ LOCALE_VARIABLES = ("LC_ALL", "LC_MESSAGES", "LANG")
 
 
 class UnknownLanguage(ValueError):
-    """A language the tutorial does not speak; ``str()`` names the ones it does."""
+    """A language the tutorial does not speak; ``str()`` names the ones it does, and
+    ``source`` where the bad value came from (``--lang`` or ``GEVENTSRV_LANG``)."""
+
+    def __init__(self, message: str, source: str = "--lang") -> None:
+        super().__init__(message)
+        self.source = source
 
 
 def normalize(value: str) -> str:
@@ -26,9 +31,12 @@ def normalize(value: str) -> str:
 def choose(requested: str | None, environ: Mapping[str, str] = os.environ) -> str:
     """The language to narrate in: what was asked for, else ``GEVENTSRV_LANG``, else
     Chinese when the locale is a Chinese one, else English."""
-    for value in (requested, environ.get("GEVENTSRV_LANG")):
+    for value, source in ((requested, "--lang"), (environ.get("GEVENTSRV_LANG"), "GEVENTSRV_LANG")):
         if value:
-            return normalize(value)
+            try:
+                return normalize(value)
+            except UnknownLanguage as exc:
+                raise UnknownLanguage(str(exc), source) from None
     for name in LOCALE_VARIABLES:
         value = environ.get(name)
         if value:  # the first one set decides, as for the C library
