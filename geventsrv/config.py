@@ -1,27 +1,43 @@
 """The one typed description of a server: every setting, declared once.
 
-Each field of :class:`Config` is declared with :func:`setting`: its default,
-the help line ``--help`` shows, how its value is written on a command line
-(its *kind*) and its group there. :mod:`geventsrv.flags` derives the parser,
-the ``GEVENTSRV_<FLAG>`` variables and the inverse, :func:`~geventsrv.flags.to_argv`,
-from these declarations, so a new setting is one field here and nothing else.
+:class:`Config` holds the server's own settings, declared here, and each mode's,
+declared beside the mode's code (:class:`~geventsrv.http.settings.HttpSettings`,
+which Config takes in as a base class). Each field is declared with
+:func:`~geventsrv.settings.setting`: its default, the help line ``--help``
+shows, how its value is written on a command line (its *kind*) and its group
+there. :mod:`geventsrv.flags` derives the parser, the ``GEVENTSRV_<FLAG>``
+variables and the inverse, :func:`~geventsrv.flags.to_argv`, from these
+declarations, so a new setting is one field and nothing else.
 
 The command line and the Python API build the same :class:`Config`, so a value
 means the same thing whichever way it arrives. :meth:`Config.validate` is the
 single place where a value is judged; it raises :class:`ConfigError` naming the
-setting, which the command line shows as ``argument --flag: ...``.
+setting, which the command line shows as ``argument --flag: ...``. A setting
+that does nothing without another (``--tls-alpn`` without ``--tls-cert``, a
+mode's setting under another mode) is refused, not silently ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from geventsrv import modes
+from geventsrv.http.settings import HttpSettings
 from geventsrv.limits import parse_rate
 from geventsrv.proxyproto import ACCEPTED_VERSIONS
+from geventsrv.settings import (
+    ConfigError,
+    Setting,
+    check_choice,
+    check_integer,
+    check_networks,
+    check_seconds,
+    flag_of,
+    setting,
+)
+
+__all__ = ["Config", "ConfigError", "flag_of", "setting_of"]
 
 #: The port used when none is given: unprivileged, and easy to remember as
 #: "echo (7) on 7007".
@@ -60,53 +76,13 @@ GROUPS = {
 }
 
 
-class ConfigError(ValueError):
-    """A setting's value cannot be used; ``str()`` is a message for the user.
-
-    ``setting`` names the :class:`Config` field at fault (``None`` when no
-    single one is), and ``problem`` says what is wrong with it, so that the
-    command line can say ``argument --port: must be ...`` as argparse does.
-    """
-
-    def __init__(self, setting: str | None, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}" if setting else problem)
-        self.setting = setting
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How one :class:`Config` field appears on the command line (see :func:`setting`)."""
-
-    help: str
-    #: How the value is written: a key of :data:`geventsrv.flags.KINDS`.
-    kind: str = "text"
-    group: str | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    #: What ``--help`` says the default is, when ``%(default)s`` would not say it well.
-    default_text: str | None = None
-    #: Set by the supervisor for its workers, never by a person: not in ``--help``.
-    hidden: bool = False
-
-
-def setting(default: Any, help: str, **how: Any) -> Any:
-    """A :class:`Config` field with its default and its :class:`Setting`."""
-    return field(default=default, metadata={"setting": Setting(help, **how)})
-
-
 def setting_of(name: str) -> Setting:
-    """The :class:`Setting` of the field ``name``."""
+    """The :class:`~geventsrv.settings.Setting` of the field ``name``."""
     return FIELDS[name].metadata["setting"]  # type: ignore[no-any-return]
 
 
-def flag_of(name: str) -> str:
-    """The command-line flag of the field ``name``: ``idle_timeout`` -> ``--idle-timeout``."""
-    return "--" + name.replace("_", "-")
-
-
 @dataclass(frozen=True)
-class Config:
+class Config(HttpSettings):
     """Everything a server needs to know before it starts.
 
     ``idle_timeout`` of ``None`` (or 0 on the command line) disables the idle
@@ -337,43 +313,6 @@ class Config:
         group="limits",
         metavar="RATE[:BURST]",
     )
-    #: The http mode: the most body bytes held for one request's reflection (413 past it).
-    http_max_body: int = setting(
-        1 << 20,
-        "most body bytes one request may send to be reflected; past it, 413",
-        kind="integer",
-        group="http",
-        metavar="BYTES",
-    )
-    #: The http mode: the longest delay a request may ask for (``?delay=``).
-    http_max_delay: float = setting(
-        10.0,
-        "longest delay a request may ask for with ?delay= or X-Echo-Delay",
-        kind="seconds",
-        group="http",
-        metavar="SECONDS",
-    )
-    #: The http mode: seconds a request's head (request line and headers) may
-    #: take to arrive once it has begun; past it, 408 and a close. Bounds a
-    #: slowloris, whose trickle of bytes would keep the idle timeout from firing.
-    http_header_timeout: float = setting(
-        10.0,
-        "seconds a request head may take to arrive once begun; past it, 408 and a close",
-        kind="positive_seconds",
-        group="http",
-        metavar="SECONDS",
-    )
-
-    #: The http mode's WebSocket echo: the largest message (its fragments
-    #: together, decompressed) echoed; past it, close 1009.
-    ws_max_message: int = setting(
-        1 << 20,
-        "largest WebSocket message echoed, in bytes, its fragments together and decompressed; "
-        "past it, close 1009",
-        kind="integer",
-        group="http",
-        metavar="BYTES",
-    )
 
     @property
     def per_client_limit(self) -> int:
@@ -402,44 +341,56 @@ class Config:
 
     def validate(self) -> Config:
         """Return ``self`` if every value is usable, else raise :class:`ConfigError`."""
-        _integer(self, "port", 0, MAX_PORT)
+        check_integer(self, "port", 0, MAX_PORT)
         if self.mode not in modes.MODES:
             raise ConfigError(
                 "mode", f"must be one of {', '.join(modes.MODE_NAMES)}, got {self.mode!r}"
             )
         mode = modes.get(self.mode)
-        _integer(self, "backlog", 1, MAX_BACKLOG)
-        _integer(self, "max_conns", 1, MAX_CONNS)
+        check_integer(self, "backlog", 1, MAX_BACKLOG)
+        check_integer(self, "max_conns", 1, MAX_CONNS)
         if self.idle_timeout is not None:
-            _seconds(self, "idle_timeout", positive=True)
-        _seconds(self, "drain_timeout")
-        _choice(self, "log_level", LOG_LEVELS)
-        _choice(self, "io", IO_PATHS)
+            check_seconds(self, "idle_timeout", positive=True)
+        check_seconds(self, "drain_timeout")
+        check_choice(self, "log_level", LOG_LEVELS)
+        check_choice(self, "io", IO_PATHS)
         if not (self.tcp or self.udp):
             raise ConfigError(None, "nothing to serve: enable TCP, UDP or both")
         if self.udp and not mode.serves_udp:
             served = " and ".join(name for name, m in modes.MODES.items() if m.serves_udp)
             raise ConfigError("udp", f"serves the {served} modes, not {self.mode}")
-        _integer(self, "workers", 1, MAX_WORKERS)
+        check_integer(self, "workers", 1, MAX_WORKERS)
         if self.workers > 1 and not mode.across_workers:
             raise ConfigError(
                 "workers", f"{self.mode} mode keeps its state in one process; use --workers 1"
             )
-        _integer(self, "worker_id", 0, MAX_WORKERS)
+        check_integer(self, "worker_id", 0, MAX_WORKERS)
         if self.workers > 1 and self.udp:
             raise ConfigError("workers", "UDP echo runs in one process; use --workers 1 with --udp")
         self._validate_front()
         self._validate_operations()
         self._validate_limits()
+        self._validate_mode_settings(mode)
         return self
+
+    def _validate_mode_settings(self, mode: modes.Mode) -> None:
+        """The mode's own settings, judged by it; another mode's, left at their defaults."""
+        for other in modes.MODES.values():
+            if other.settings is None or other.settings is mode.settings:
+                continue
+            for declared in dataclasses.fields(other.settings):
+                if getattr(self, declared.name) != declared.default:
+                    raise ConfigError(declared.name, f"applies to --mode {other.name} only")
+        if mode.settings is not None:
+            mode.settings.check(self)
 
     def _validate_limits(self) -> None:
         """Per-client limits and the access list."""
         if self.max_conns_per_client is not None:
-            _integer(self, "max_conns_per_client", 0, MAX_CONNS, "0 (no limit)")
-        _integer(self, "ipv6_client_prefix", 0, 128)
+            check_integer(self, "max_conns_per_client", 0, MAX_CONNS, "0 (no limit)")
+        check_integer(self, "ipv6_client_prefix", 0, 128)
         for name in ("allow", "deny"):
-            _networks(self, name)
+            check_networks(self, name)
         for name in ("accept_rate_per_client", "udp_rate_per_client"):
             rate = getattr(self, name)
             if rate is not None:
@@ -452,68 +403,41 @@ class Config:
         """Metrics, shutdown delay and logs."""
         if self.metrics is not None:
             parse_host_port(self.metrics, "metrics")
-        _seconds(self, "shutdown_delay")
-        _choice(self, "log_format", LOG_FORMATS)
-        _integer(self, "http_max_body", 0, 1 << 30)
-        _seconds(self, "http_max_delay")
-        _seconds(self, "http_header_timeout", positive=True)
-        _integer(self, "ws_max_message", 1, 1 << 30)
+        check_seconds(self, "shutdown_delay")
+        check_choice(self, "log_format", LOG_FORMATS)
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""
-        for name in ("tls_key", "tls_ca"):
-            if self.tls_cert is None and getattr(self, name) is not None:
-                raise ConfigError(name, "needs --tls-cert")
-        _seconds(self, "tls_handshake_timeout", positive=True)
-        if self.proxy_protocol is not None:
-            _choice(self, "proxy_protocol", tuple(ACCEPTED_VERSIONS))
-        _seconds(self, "proxy_timeout", positive=True)
-        _networks(self, "proxy_allow_from")
+        if self.tls_cert is None:
+            self._refuse_unless_default(("tls_key", "tls_ca", "tls_alpn", "tls_handshake_timeout"),
+                                        "--tls-cert")  # fmt: skip
+        check_seconds(self, "tls_handshake_timeout", positive=True)
+        if self.proxy_protocol is None:
+            self._refuse_unless_default(("proxy_allow_from", "proxy_timeout"), "--proxy-protocol")
+        else:
+            check_choice(self, "proxy_protocol", tuple(ACCEPTED_VERSIONS))
+        check_seconds(self, "proxy_timeout", positive=True)
+        check_networks(self, "proxy_allow_from")
         if not self.tcp and (self.tls_cert is not None or self.proxy_protocol is not None):
             raise ConfigError(
                 "tls_cert" if self.tls_cert else "proxy_protocol",
                 "TLS and the PROXY protocol are for TCP; drop --udp-only",
             )
 
+    def _refuse_unless_default(self, names: tuple[str, ...], needed: str) -> None:
+        """Settings that do nothing without ``needed``: each must be left at its default."""
+        for name in names:
+            if getattr(self, name) != FIELDS[name].default:
+                raise ConfigError(name, f"needs {needed}")
+
     def replace(self, **changes: object) -> Config:
         """Return a copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes).validate()  # type: ignore[arg-type]
 
 
-#: Every field of :class:`Config` by name, with its :class:`Setting` in ``metadata``.
+#: Every field of :class:`Config` by name, with its :class:`~geventsrv.settings.Setting`
+#: in ``metadata``.
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-
-
-def _integer(config: Config, name: str, low: int, high: int, low_text: str = "") -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            name, f"must be a whole number from {low_text or low} to {high}, got {value!r}"
-        )
-
-
-def _seconds(config: Config, name: str, positive: bool = False) -> None:
-    value = getattr(config, name)
-    ok = isinstance(value, (int, float)) and (value > 0 if positive else value >= 0)
-    if not ok or not value < float("inf"):
-        what = "a positive number" if positive else "a number, 0 or more,"
-        raise ConfigError(name, f"must be {what} of seconds, got {value!r}")
-
-
-def _choice(config: Config, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(config, name)
-    if value not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _networks(config: Config, name: str) -> None:
-    for network in getattr(config, name):
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ConfigError(
-                name, f"takes networks such as 10.0.0.0/8 or ::1, got {network!r}"
-            ) from None
 
 
 def parse_host_port(text: str, name: str) -> tuple[str, int]:

@@ -70,7 +70,7 @@ class Connection:
 
     __slots__ = (
         "between_requests", "bytes_received", "bytes_sent", "client", "draining", "limit_key",
-        "number", "peer", "proxy", "sock", "started", "tls",
+        "memo", "number", "peer", "proxy", "sock", "started", "tls",
     )  # fmt: skip
 
     def __init__(self, sock: StreamSocket, peer: str, number: int = 0) -> None:
@@ -99,6 +99,9 @@ class Connection:
         self.between_requests = False
         #: Set by the server when it begins to stop: finish the request at hand, then close.
         self.draining = False
+        #: What a handler works out once for the connection's life (the http mode: the
+        #: part of the reflection every request of the connection shares).
+        self.memo: dict[str, object] | None = None
 
 
 Handler = Callable[[Connection], None]

@@ -15,6 +15,7 @@ is shown as argparse shows its own errors: ``geventsrv: error: argument
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser behind ``--help``: one flag per :class:`Config` field, defaults from it."""
     parser = Parser(
         prog=PROG,
-        description="An echo server (RFC 862, TCP and UDP) and group chat: plain "
+        description="An echo server (RFC 862, TCP and UDP), an info mode, group chat, and an "
+        "HTTP mode that reflects every request and echoes /echo, /sse and WebSocket: plain "
         "blocking-socket code made concurrent by gevent, one greenlet per connection.",
         epilog="SIGINT/SIGTERM stop accepting and drain open connections; a second "
         "signal closes them at once; SIGUSR1 logs a status line. Exit codes: 0 clean "
@@ -161,7 +163,7 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) 
         value: object
         if action.nargs == 0:  # an on/off flag
             if text.lower() not in _TRUE + _FALSE:
-                parser.error(f"{name} takes 1/true/yes/on or 0/false/no/off, got {text!r}")
+                parser.error(f"{name}: takes 1/true/yes/on or 0/false/no/off, got {text!r}")
             value = text.lower() in _TRUE
         else:
             try:
@@ -170,7 +172,7 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) 
                 parser.error(f"{name}: {exc}")
             if action.choices is not None and value not in action.choices:
                 choices = ", ".join(map(str, action.choices))
-                parser.error(f"{name} must be one of {choices}, got {text!r}")
+                parser.error(f"{name}: must be one of {choices}, got {text!r}")
         parser.set_defaults(**{action.dest: value})
         if value:
             taken.add(action.dest)
@@ -178,7 +180,30 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) 
         clash = [env_name(a) for a in group._group_actions if a.dest in taken]
         if len(clash) > 1:
             parser.error(f"{' and '.join(clash)}: not allowed together (like their flags)")
+    warn_unknown_variables(parser, environ)
     return taken
+
+
+#: Variables with the prefix that other geventsrv commands read, not the server.
+#: (The tutorial's language, the lab's and the tests' switches, the cluster's locust users.)
+OTHER_VARIABLES = ("GEVENTSRV_LANG", "GEVENTSRV_LAB", "GEVENTSRV_TEST_IO")
+OTHER_PREFIXES = ("GEVENTSRV_CLUSTER_", "GEVENTSRV_FUZZ_")
+
+
+def warn_unknown_variables(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+    """One line on stderr per ``GEVENTSRV_*`` variable that sets nothing, naming the setting
+    it most resembles: a misspelt variable would otherwise be ignored without a word."""
+    known = {env_name(a) for a in parser._actions if a.option_strings and a.dest != "help"}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in OTHER_VARIABLES:
+            continue
+        if name.startswith(OTHER_PREFIXES):
+            continue
+        # Compared without the prefix, which every name shares.
+        suffixes = sorted(known_name[len(ENV_PREFIX) :] for known_name in known)
+        close = difflib.get_close_matches(name[len(ENV_PREFIX) :], suffixes, n=1, cutoff=0.7)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else " (see --help)"
+        print(f"{parser.prog}: warning: {name} is not a setting, ignored{hint}", file=sys.stderr)
 
 
 def env_name(action: argparse.Action) -> str:
@@ -192,7 +217,8 @@ def parse_config(
     """Parse ``argv`` (over ``GEVENTSRV_*`` in ``environ``, default ``os.environ``) into a
     validated :class:`Config`; bad input exits with code 2."""
     parser = build_parser()
-    from_env = apply_environment(parser, dict(os.environ if environ is None else environ))
+    environ = dict(os.environ if environ is None else environ)
+    apply_environment(parser, environ)
     args = parser.parse_args(argv)
     values = vars(args)
     udp_only = values.pop("udp_only")
@@ -203,23 +229,29 @@ def parse_config(
     try:
         return Config(**values).validate()
     except ConfigError as exc:
-        given = argv if argv is not None else sys.argv[1:]
-        env_only = exc.setting in from_env and flag_of(exc.setting or "") not in given
-        fail(exc, parser, via_environment=env_only)
+        fail(exc, parser, argv, environ)
 
 
 def fail(
     exc: ConfigError,
     parser: argparse.ArgumentParser | None = None,
-    via_environment: bool = False,
+    argv: Sequence[str] | None = None,
+    environ: dict[str, str] | None = None,
 ) -> NoReturn:
-    """Show ``exc`` as argparse shows a bad argument (``argument --flag: ...``); exit 2."""
+    """Show ``exc`` as argparse shows a bad argument, exit 2: ``argument --flag: ...``, or
+    ``GEVENTSRV_FLAG: ...`` when the value came from the environment, not the command line
+    (``argv`` and ``environ``, by default the process's own)."""
     parser = parser or build_parser()
     if exc.setting is None:
         parser.error(exc.problem)
     flag = UDP_ONLY if exc.setting == "tcp" else flag_of(exc.setting)
-    where = f"{ENV_PREFIX}{flag[2:].replace('-', '_').upper()}" if via_environment else None
-    parser.error(f"{where or 'argument ' + flag}: {exc.problem}")
+    variable = f"{ENV_PREFIX}{flag[2:].replace('-', '_').upper()}"
+    given = sys.argv[1:] if argv is None else argv
+    on_command_line = any(arg == flag or arg.startswith(flag + "=") for arg in given)
+    from_environment = variable in (os.environ if environ is None else environ)
+    if from_environment and not on_command_line:
+        parser.error(f"{variable}: {exc.problem}")
+    parser.error(f"argument {flag}: {exc.problem}")
 
 
 def to_argv(config: Config) -> list[str]:

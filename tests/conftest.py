@@ -47,6 +47,12 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
         assert "Traceback" not in server.stderr, server.stderr
 
 
+@pytest.fixture
+def http_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """A server in http mode, with small bounds the tests reach quickly."""
+    return start_server("--mode", "http", "--http-max-body", "100000", "--http-max-delay", "2")
+
+
 @pytest.fixture(autouse=True)
 def test_process_stays_unpatched() -> Iterator[None]:
     """Tests run the patched server in subprocesses; the test process itself must stay plain.

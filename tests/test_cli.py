@@ -69,6 +69,8 @@ def test_idle_timeout_zero_means_never():
 def test_help_documents_every_flag_and_the_exit_codes():
     result = run_cli("--help")
     assert result.returncode == 0
+    for mode in ("echo", "info", "chat", "HTTP"):  # the description names every kind of mode
+        assert mode in result.stdout.split("options:")[0], mode
     for flag in (
         "--host",
         "--port",
@@ -97,6 +99,20 @@ def test_bad_port_is_one_line_and_exit_2(port):
         (["--backlog", "3000000000"], "argument --backlog: must be a whole number from 1"),
         (["--workers", "100000"], "argument --workers: must be a whole number from 1 to 1024"),
         (["--tls-key", "key.pem"], "argument --tls-key: needs --tls-cert"),
+        (["--tls-alpn", "h2"], "argument --tls-alpn: needs --tls-cert"),
+        (["--tls-handshake-timeout", "3"], "argument --tls-handshake-timeout: needs --tls-cert"),
+        (
+            ["--proxy-allow-from", "10.0.0.0/8"],
+            "argument --proxy-allow-from: needs --proxy-protocol",
+        ),
+        (["--proxy-timeout", "2"], "argument --proxy-timeout: needs --proxy-protocol"),
+        (["--http-max-body", "10"], "argument --http-max-body: applies to --mode http only"),
+        (["--ws-max-message", "10"], "argument --ws-max-message: applies to --mode http only"),
+        (
+            ["--mode", "http", "--http-max-delay", "3601"],
+            "argument --http-max-delay: must be a "
+            "number, 0 or more, of seconds, at most 3600, got 3601.0",
+        ),
         (["--metrics", "nowhere"], "argument --metrics: must be HOST:PORT"),
         (["--udp", "--udp-only"], "argument --udp-only: not allowed with argument --udp"),
         (["--backlog", "x"], "--backlog"),

@@ -56,6 +56,16 @@ CHANGED = {
 }
 
 
+#: What a field does nothing without, given with it (alone it is refused, see test_config).
+NEEDS: dict[str, dict[str, object]] = {
+    **{name: {"tls_cert": CHANGED["tls_cert"]}
+       for name in ("tls_key", "tls_ca", "tls_handshake_timeout", "tls_alpn")},
+    **{name: {"proxy_protocol": "v1"} for name in ("proxy_allow_from", "proxy_timeout")},
+    **{name: {"mode": "http"}
+       for name in ("http_max_body", "http_max_delay", "http_header_timeout", "ws_max_message")},
+}  # fmt: skip
+
+
 def test_every_field_has_a_changed_value_here():
     assert set(CHANGED) == {field.name for field in dataclasses.fields(Config)}
 
@@ -71,8 +81,7 @@ def test_each_field_round_trips_alone(name):
         changes["udp"] = True  # something must be served
     if name == "workers":
         changes["udp"] = False
-    if name in ("tls_key", "tls_ca"):
-        changes["tls_cert"] = CHANGED["tls_cert"]
+    changes.update(NEEDS.get(name, {}))
     config = Config(**changes).validate()  # type: ignore[arg-type]
     assert parse_config(to_argv(config)) == config
 
@@ -83,8 +92,13 @@ def test_idle_timeout_none_round_trips_as_never():
 
 
 def test_all_fields_changed_at_once_round_trip():
-    # TLS and the PROXY protocol need TCP, so TCP stays on beside UDP.
-    config = Config(**dict(CHANGED, workers=1, tcp=True)).validate()  # type: ignore[arg-type]
+    # TLS and the PROXY protocol need TCP, so TCP stays on beside UDP; the http mode's
+    # settings need the http mode, which serves no UDP; one with UDP, without them.
+    config = Config(**dict(CHANGED, workers=1, tcp=True, udp=False, mode="http")).validate()  # type: ignore[arg-type]
+    assert parse_config(to_argv(config)) == config
+    http_settings = set(NEEDS) - {name for name, need in NEEDS.items() if "mode" not in need}
+    kept = {name: value for name, value in CHANGED.items() if name not in http_settings}
+    config = Config(**dict(kept, workers=1, tcp=True)).validate()  # type: ignore[arg-type]
     assert parse_config(to_argv(config)) == config
 
 
@@ -102,6 +116,7 @@ def test_every_flag_can_come_from_the_environment():
         "GEVENTSRV_IDLE_TIMEOUT": "30",
         "GEVENTSRV_MODE": "upper",
         "GEVENTSRV_UDP": "yes",
+        "GEVENTSRV_PROXY_PROTOCOL": "v1",
         "GEVENTSRV_PROXY_ALLOW_FROM": "10.0.0.0/8, 192.168.0.0/16",
         "GEVENTSRV_ACCESS_LOG": "1",
         "GEVENTSRV_LOG_FORMAT": "json",
@@ -134,9 +149,11 @@ def test_every_option_has_its_variable():
     [
         ("GEVENTSRV_PORT", "70000", "GEVENTSRV_PORT: must be a whole number from 0 to 65535"),
         ("GEVENTSRV_PORT", "x", "GEVENTSRV_PORT: must be a whole number, got 'x'"),
-        ("GEVENTSRV_MODE", "shout", "GEVENTSRV_MODE must be one of echo, upper, info, http, chat"),
-        ("GEVENTSRV_UDP", "maybe", "GEVENTSRV_UDP takes 1/true/yes/on or 0/false/no/off"),
+        ("GEVENTSRV_MODE", "shout", "GEVENTSRV_MODE: must be one of echo, upper, info, http, chat"),
+        ("GEVENTSRV_UDP", "maybe", "GEVENTSRV_UDP: takes 1/true/yes/on or 0/false/no/off"),
         ("GEVENTSRV_IDLE_TIMEOUT", "soon", "GEVENTSRV_IDLE_TIMEOUT: must be a number of seconds"),
+        ("GEVENTSRV_TLS_CERT", "/no/such.pem", "GEVENTSRV_TLS_CERT: cannot read /no/such.pem"),
+        ("GEVENTSRV_HTTP_MAX_BODY", "10", "GEVENTSRV_HTTP_MAX_BODY: applies to --mode http only"),
     ],
 )
 def test_a_bad_variable_is_named_in_one_line_and_exit_2(variable, value, needle):
@@ -154,6 +171,29 @@ def run_with_environment(variables: dict[str, str]) -> subprocess.CompletedProce
         cwd=ROOT,
         env=dict(os.environ, **variables),
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "said"),
+    [
+        ("GEVENTSRV_MAX_CONN", "GEVENTSRV_MAX_CONN is not a setting, ignored; did you mean "
+         "GEVENTSRV_MAX_CONNS?"),
+        ("GEVENTSRV_IDLETIMEOUT", "did you mean GEVENTSRV_IDLE_TIMEOUT?"),
+        ("GEVENTSRV_WHATEVER", "GEVENTSRV_WHATEVER is not a setting, ignored (see --help)"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_variable_is_warned_of_naming_the_closest_setting(variable, said):
+    result = run_with_environment({variable: "5", "GEVENTSRV_PORT": "70000"})
+    assert result.returncode == 2  # (the bad port ends the run once the warning is out)
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"geventsrv: warning: {said}" or said in lines[0], lines
+    assert len(lines) == 2 and "GEVENTSRV_PORT" in lines[1]
+
+
+def test_variables_the_other_commands_read_are_not_warned_of():
+    environ = {"GEVENTSRV_LANG": "zh", "GEVENTSRV_CLUSTER_SIZE": "1", "GEVENTSRV_PORT": "70000"}
+    result = run_with_environment(environ)
+    assert result.returncode == 2 and "warning" not in result.stderr
 
 
 def test_variables_of_flags_that_exclude_each_other_are_refused_together():

@@ -18,6 +18,8 @@ TESTED_ELSEWHERE = {
     "geventsrv/exitcodes.py": "test_cmdline.py",
     # The handlers' contract, tested through the simplest handlers that keep it.
     "geventsrv/connection.py": "test_modes_echo.py",
+    # The HTTP family's overview, tested as the mode it makes.
+    "geventsrv/http/__init__.py": "test_http_mode.py",
     "geventsrv/bench/__init__.py": "test_bench.py",
     "geventsrv/testing/__init__.py": "test_testing_process.py",
     "geventsrv/bench/__main__.py": "test_bench.py",

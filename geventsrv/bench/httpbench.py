@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ from typing import Any
 from geventsrv import cmdline
 from geventsrv.bench import machine
 from geventsrv.bench.haproxy import free_port
-from geventsrv.modes.http import PATTERN
+from geventsrv.http.app import PATTERN
 from geventsrv.procstats import cpu_seconds, process_tree
 
 PROG = "python -m geventsrv.bench http"
@@ -66,6 +67,16 @@ class HttpServer:
 
         absent = [name for name in self.needs if importlib.util.find_spec(name) is None]
         return f"{', '.join(absent)} not installed" if absent else ""
+
+    @classmethod
+    def parse(cls, text: str) -> HttpServer:
+        """``NAME=COMMAND`` from the command line; ``{port}`` in COMMAND is its port."""
+        name, sep, command = text.partition("=")
+        if not sep or not name or "{port}" not in command:
+            raise argparse.ArgumentTypeError(
+                f"a server is NAME=COMMAND with {{port}} in the command, got {text!r}"
+            )
+        return cls(name, tuple(shlex.split(command)))
 
 
 SERVERS = (
@@ -288,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of: {', '.join(names)} (default: all that are installed)",
     )  # fmt: skip
     parser.add_argument(
+        "--server", type=HttpServer.parse, action="append", default=[], metavar="NAME=COMMAND",
+        help="also a server of your own, serving the same answers on {port} (repeatable): "
+        "another checkout of geventsrv, to compare two versions in one run",
+    )  # fmt: skip
+    parser.add_argument(
         "--workloads", type=lambda t: t.split(","),
         help=f"comma-separated subset of: {', '.join(WORKLOADS)} (default: both)",
     )  # fmt: skip
@@ -333,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"skipping {server.name}: {why} (pip install 'geventsrv[bench]')")
             continue
         servers.append(server)
+    servers += args.server
     runs: list[dict[str, Any]] = []
     try:
         for round_number in range(rounds):

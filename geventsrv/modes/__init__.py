@@ -1,13 +1,16 @@
-"""The handler family: one module per mode, and the table that names them.
+"""The handler family: the table that names every mode, and the layer-4 modes' modules.
 
-Each mode is a module here (:mod:`~geventsrv.modes.echo`, :mod:`~geventsrv.modes.info`,
-:mod:`~geventsrv.modes.chat`) whose handler keeps the contract of
-:mod:`geventsrv.connection`. :data:`MODES` is the one table every other part
-reads: :mod:`geventsrv.config` validates a mode name and its combinations
-(UDP, workers) against it, :class:`~geventsrv.server.EchoServer` asks it for a
-handler, the UDP service for its transform. A handler's module is imported
-only when a server asks for it, so reading the table stays cheap
-(``geventsrv.config`` imports it before the process is monkey-patched).
+Each mode's handler keeps the contract of :mod:`geventsrv.connection`: echo and
+upper (:mod:`~geventsrv.modes.echo`), info (:mod:`~geventsrv.modes.info`) and
+chat (:mod:`~geventsrv.modes.chat`) live here; http, a family of its own
+(HTTP/1.1, HTTP/2, WebSocket and what they serve), in :mod:`geventsrv.http`.
+:data:`MODES` is the one table every other part reads: :mod:`geventsrv.config`
+validates a mode name, its combinations (UDP, workers) and its own settings
+against it, :class:`~geventsrv.server.EchoServer` asks it for a handler, the
+UDP service for its transform. A handler's module is imported only when a
+server asks for it, so reading the table stays cheap (``geventsrv.config``
+imports it before the process is monkey-patched): a mode's settings live in a
+module of their own, which imports nothing of the mode's code.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from geventsrv.config import Config
     from geventsrv.connection import Handler
 
+from geventsrv.http.settings import HttpSettings
+
 
 @dataclass(frozen=True)
 class Mode:
@@ -31,6 +36,7 @@ class Mode:
     summary: str
     #: ``module:factory``: the factory, given the server's :class:`~geventsrv.config.Config`,
     #: builds the TCP handler; called once per server (chat's room lives in it).
+    #: A module named without a dot is one of this package's.
     factory: str
     #: Whether UDP echo is served in this mode, and what it does to a datagram
     #: (``None``: sent back unchanged).
@@ -42,13 +48,17 @@ class Mode:
     #: Whether its handler writes the access log itself, one line per request
     #: (the server then writes none per connection).
     logs_requests: bool = False
+    #: The group of settings only this mode reads (a base class of Config), if any:
+    #: judged by its ``check`` under this mode, refused unless at its defaults under
+    #: any other.
+    settings: type[HttpSettings] | None = None
 
     def make_handler(self, config: Config) -> Handler:
         """The handler for a server configured by ``config``."""
         module, _, name = self.factory.partition(":")
-        factory: Callable[[Config], Handler] = getattr(
-            importlib.import_module(f"geventsrv.modes.{module}"), name
-        )
+        if "." not in module:
+            module = f"geventsrv.modes.{module}"
+        factory: Callable[[Config], Handler] = getattr(importlib.import_module(module), name)
         return factory(config)
 
 
@@ -81,12 +91,14 @@ MODES: dict[str, Mode] = {
         ),
         Mode(
             "http",
-            "every HTTP/1.1 request answered with a JSON reflection of what arrived",
-            "http:HttpReflector",
+            "every HTTP request answered with a JSON reflection of what arrived; /echo, /sse, "
+            "WebSocket",
+            "geventsrv.http.mode:HttpMode",
             serves_udp=False,
             udp_transform=None,
             across_workers=True,
             logs_requests=True,
+            settings=HttpSettings,
         ),
         Mode(
             "chat",

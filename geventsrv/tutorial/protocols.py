@@ -12,8 +12,8 @@ What it shows
 
 Read first
     Lesson 2 (``tracing``) for the trace, lesson 5 (``echo_server``) for the
-    loop. The real thing: ``geventsrv/modes/httpwire.py`` and
-    ``geventsrv/modes/websocket.py``.
+    loop. The real thing: ``geventsrv/http/h1read.py`` and
+    ``geventsrv/http/websocket.py``.
 """
 
 from __future__ import annotations
@@ -345,16 +345,16 @@ def run(out: Narrator) -> dict[str, Any]:
     out.say(
         """
         Two requests and then a WebSocket, on one connection: the reflection names the
-        same connection each time. In geventsrv/modes/httpwire.py, RequestReader feeds
+        same connection each time. In geventsrv/http/h1read.py, RequestReader feeds
         llhttp (through httptools) whatever recv() returns and hands the handler whole
-        requests; at an upgrade, modes/websocket.py takes the same socket and loop over
+        requests; at an upgrade, http/websocket.py takes the same socket and loop over
         to WebSocket frames. One greenlet per connection, blocking calls, and a parser
         that never touches the socket.
         """,
         """
         一个连接上先是两个请求，然后是一个 WebSocket：每一次，反射结果里写的都是同一个连接。
-        在 geventsrv/modes/httpwire.py 里，RequestReader 把 recv() 返回的一切交给 llhttp
-        （通过 httptools），再把完整的请求交给处理函数；遇到协议升级时，modes/websocket.py
+        在 geventsrv/http/h1read.py 里，RequestReader 把 recv() 返回的一切交给 llhttp
+        （通过 httptools），再把完整的请求交给处理函数；遇到协议升级时，http/websocket.py
         接过同一个 socket 和同一个循环，改为处理 WebSocket 帧。每个连接一个 greenlet，
         阻塞式调用，外加一个从不碰 socket 的解析器。
         """,

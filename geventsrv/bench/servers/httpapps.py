@@ -19,21 +19,11 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
 
-from geventsrv.modes.http import PATTERN
-from geventsrv.modes.reflection import SCHEMA, client_sources, describe_body, encode
+from geventsrv.http.app import PATTERN
+from geventsrv.http.reflection import document, encode
 
 HOST = socket.gethostname()
-
-
-class _Peer:
-    """Enough of a connection for :func:`client_sources`: its peer, no PROXY header."""
-
-    proxy = None
-
-    def __init__(self, peer: str) -> None:
-        self.peer = peer
 
 
 def small(query: str) -> bytes | None:
@@ -44,25 +34,14 @@ def small(query: str) -> bytes | None:
 
 
 def reflection(
-    method: str, target: str, version: str, headers: list[list[str]], body: bytes, peer: str,
-    local: str,
+    method: str, target: str, version: str, headers: list[tuple[bytes, bytes]], body: bytes,
+    peer: str, local: str,
 ) -> bytes:  # fmt: skip
-    """The reflection, keyed as geventsrv's (``request.number`` is not known: ``null``)."""
-    path, _, query = target.partition("?")
-    return encode({
-        "schema": SCHEMA,
-        "request": {
-            "number": None, "method": method, "target": target, "path": path,
-            "query": parse_qs(query, keep_blank_values=True), "http_version": version,
-            "headers": headers,
-        },
-        "body": describe_body(body),
-        "client": client_sources(_Peer(peer), headers),  # type: ignore[arg-type]
-        "proxy": None,
-        "tls": None,
-        "server": {"host": HOST, "worker": 0, "pid": os.getpid(), "local": local,
-                   "connection": None},
-    })  # fmt: skip
+    """The reflection, from geventsrv's own builder (``request.number`` and the connection's
+    are not known to these servers: ``null``; no PROXY header, no TLS)."""
+    server = {"host": HOST, "worker": 0, "pid": os.getpid(), "local": local, "connection": None}
+    request = method.encode("latin-1"), target.encode("latin-1"), version, headers, body
+    return encode(document(None, *request, peer, None, None, server))
 
 
 async def asgi(
@@ -82,7 +61,7 @@ async def asgi(
     content_type = b"application/octet-stream"
     if payload is None:
         target = scope["raw_path"].decode("latin-1") + (f"?{query}" if query else "")
-        headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
+        headers = list(scope["headers"])
         client, server = scope.get("client") or ("", 0), scope.get("server") or ("", 0)
         payload = reflection(
             scope["method"], target, scope["http_version"], headers, body,
@@ -107,7 +86,7 @@ def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
     if payload is None:
         target = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
         headers = [
-            [name[5:].replace("_", "-").title(), value]
+            (name[5:].replace("_", "-").title().encode("latin-1"), value.encode("latin-1"))
             for name, value in environ.items()
             if name.startswith("HTTP_")
         ]

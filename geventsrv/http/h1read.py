@@ -1,9 +1,10 @@
-"""HTTP/1.1 over one blocking socket: requests read with llhttp, responses written out.
+"""HTTP/1.1's requests, read off one blocking socket with llhttp.
 
 The parser is llhttp (Node.js's HTTP parser, through ``httptools``): sans-IO,
 it never touches the socket. :class:`RequestReader` is the blocking-style
 loop around it: ``recv()`` what the socket has, feed it, hand out what the
-parser found (a request head, pieces of its body, its end) one at a time, and
+parser found (a request head, pieces of its body, its trailers and end) one at
+a time, and
 ``recv()`` again only when nothing is left. So a greenlet serving a
 connection parks in exactly one place, ``recv``, and pipelined requests that
 arrived in one read are answered without another system call.
@@ -19,18 +20,20 @@ What the reader bounds, since a peer controls it all:
   handed out as it arrives, so a handler that streams it holds one piece.
 
 It enforces what llhttp leaves to the server (RFC 9112): an HTTP/1.1 request
-has exactly one ``Host``; versions other than 1.0 and 1.1 get 505. llhttp
+has exactly one ``Host``; versions other than 1.0 and 1.1 get 505, HTTP/0.9's
+one-line request among them (llhttp would wait for its head to end). llhttp
 itself refuses the rest: malformed lines, ``Content-Length`` beside
 ``Transfer-Encoding`` (request smuggling), bad chunk sizes, obsolete line
 folding, bare LF. Unknown methods get 400 too: llhttp accepts the methods
 registered with IANA (PURGE, PROPFIND, QUERY...), not any token.
+
+The answers are written by the front, :mod:`geventsrv.http.h1`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from http import HTTPStatus
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -38,9 +41,11 @@ import gevent
 import httptools
 
 from geventsrv.connection import RECV_SIZE
+from geventsrv.http.exchange import Header, HttpError, Request
 
 if TYPE_CHECKING:
     from geventsrv.connection import Connection
+    from geventsrv.http.exchange import Exchange
 
 #: Largest request head (request line and headers) accepted; past it, 431.
 MAX_HEAD = 16 * 1024
@@ -52,78 +57,11 @@ VERSIONS = ("1.1", "1.0")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class HttpError(Exception):
-    """A request the server refuses: the ``status`` to answer, a one-line ``reason``, and
-    header lines the refusal must carry (``Sec-WebSocket-Version`` with a 426, say)."""
-
-    def __init__(self, status: int, reason: str, headers: list[bytes] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or []
-
-
 class EndOfMessage:
     """The end of a request's body (the parser's ``on_message_complete``)."""
 
 
 END = EndOfMessage()
-
-
-class Request:
-    """One request's head, as it arrived: bytes throughout, headers in order and case."""
-
-    __slots__ = (
-        "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
-        "hosts", "keep_alive", "last_event_id", "method", "target", "upgrade", "version",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        #: What llhttp judged from the version and ``Connection``.
-        self.keep_alive = keep_alive
-        self.content_length: int | None = None
-        self.content_type: bytes | None = None
-        self.chunked = False
-        self.expect_continue = False
-        self.hosts = 0
-        self.last_event_id: bytes | None = None
-        #: The ``Upgrade`` header, lower-cased (``b"websocket"``, ``b"h2c"``).
-        self.upgrade: bytes | None = None
-        #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
-        self.controls: list[tuple[str, bytes]] = []
-        for name, value in headers:  # one pass, for what the server acts on
-            lower = name.lower()
-            if lower == b"host":
-                self.hosts += 1
-            elif lower == b"content-length":
-                self.content_length = int(value)  # llhttp has checked it is a number
-            elif lower == b"content-type":
-                self.content_type = value
-            elif lower == b"transfer-encoding":
-                self.chunked = True  # llhttp refuses any coding that does not end in chunked
-            elif lower == b"expect":
-                self.expect_continue = value.lower() == b"100-continue"
-            elif lower == b"last-event-id":
-                self.last_event_id = value
-            elif lower == b"upgrade":
-                self.upgrade = value.lower()
-            elif lower.startswith(b"x-echo-"):
-                self.controls.append((lower[7:].decode("latin-1"), value))
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
 
 
 class _Collector:
@@ -134,13 +72,15 @@ class _Collector:
         self.events: deque[Request | bytes | EndOfMessage] = deque()
         self.in_head = False
         self._target: list[bytes] = []
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[Header] = []
+        #: Where fields go: the head's headers, then (after the head) the trailers.
+        self._fields = self._headers
         self._size = 0
 
     def on_message_begin(self) -> None:
         self.in_head = True
         self._target = []
-        self._headers = []
+        self._headers = self._fields = []
         self._size = 0
 
     def on_url(self, url: bytes) -> None:
@@ -148,7 +88,7 @@ class _Collector:
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._fields.append((name, value))  # trailers are bounded with the head
         self._count(len(name) + len(value) + 4)
 
     def _count(self, size: int) -> None:
@@ -160,15 +100,15 @@ class _Collector:
         self.in_head = False
         parser = self.parser
         assert parser is not None
-        self.events.append(
-            Request(
-                parser.get_method(),
-                b"".join(self._target),
-                parser.get_http_version(),
-                self._headers,
-                parser.should_keep_alive(),
-            )
+        request = Request(
+            parser.get_method(),
+            b"".join(self._target),
+            parser.get_http_version(),
+            self._headers,
+            parser.should_keep_alive(),
         )
+        self._fields = request.trailers
+        self.events.append(request)
 
     def on_body(self, data: bytes) -> None:
         self.events.append(data)
@@ -189,7 +129,11 @@ class RequestReader:
         self._events = self._collector.events
         self._pending_head = 0
         self._head_deadline: float | None = None
-        #: The request under way expects ``100 Continue`` and has not had it.
+        #: Whether the client of the request under way waits for a ``100 Continue`` it
+        #: has not had: it may or may not send its body, so the connection cannot go on
+        #: after a response that leaves the body unread.
+        self.awaiting_continue = False
+        #: Whether the server will still send it (the body is wanted).
         self._continue_due = False
         #: What followed an ``Upgrade`` request in its read: the new protocol's
         #: first bytes if the handler switches, else the next request's.
@@ -221,28 +165,31 @@ class RequestReader:
             if not self._fill(between_requests=not self._collector.in_head):
                 return None  # a head cut short by a close has nothing to answer
 
-    def body(self) -> Iterator[bytes]:
+    def body(self, counter: Exchange | None = None) -> Iterator[bytes]:
         """The current request's body, piece by piece as it arrives (sends ``100
-        Continue`` first when the client waits for it). Raises ``ConnectionAbortedError``
-        when the client closes before the end."""
+        Continue`` first when the client waits for it), each counted in
+        ``counter.received`` if given. Raises ``ConnectionAbortedError`` when the
+        client closes before the end."""
         events = self._events
         while True:
             while events:
                 event = events.popleft()
                 if type(event) is bytes:
+                    if counter is not None:
+                        counter.received += len(event)
                     yield event
                 else:  # the end of the message: nothing else can come before it
                     return
             if self._continue_due:
-                self._continue_due = False
+                self._continue_due = self.awaiting_continue = False
                 self.conn.sock.sendall(CONTINUE)
                 self.conn.bytes_sent += len(CONTINUE)
             if not self._fill():
                 raise ConnectionAbortedError("the client closed in the middle of a request body")
 
     def switch_protocols(self) -> bytes:
-        """The connection leaves HTTP (an upgrade was accepted): the bytes already
-        read that belong to the new protocol. The reader is not used again."""
+        """The connection leaves HTTP (an upgrade or a CONNECT was accepted): the bytes
+        already read that belong to the new protocol. The reader is not used again."""
         rest, self._after_upgrade = self._after_upgrade or b"", None
         self._collector.parser = None  # the parser and its callbacks hold each other: let go
         return rest
@@ -257,7 +204,9 @@ class RequestReader:
             raise HttpError(505, f"HTTP/{request.version} is not served; use HTTP/1.1")
         if request.version == "1.1" and request.hosts != 1:
             raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
-        self._continue_due = request.expect_continue and request.has_body
+        if request.content_length is None and not request.chunked:
+            request.content_length = 0  # HTTP/1: no length and no chunks, no body
+        self._continue_due = self.awaiting_continue = request.expect_continue and request.has_body
         return request
 
     def _fill(self, between_requests: bool = False) -> bool:
@@ -319,35 +268,3 @@ class RequestReader:
         line, newline, _ = opening.lstrip(b"\r\n").partition(b"\n")
         if newline and not line.rstrip(b"\r").rpartition(b" ")[2].startswith(b"HTTP/"):
             raise HttpError(505, "HTTP/0.9 is not served; use HTTP/1.1")
-
-
-# -- writing -------------------------------------------------------------------------
-
-
-_status_lines: dict[int, bytes] = {}
-
-
-def status_line(status: int) -> bytes:
-    """``HTTP/1.1 <status> <reason>`` and its CRLF, made once per status."""
-    line = _status_lines.get(status)
-    if line is None:
-        line = _status_lines[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason(status))
-    return line
-
-
-def chunk(data: bytes) -> bytes:
-    """One piece of a chunked body (RFC 9112 7.1); ``chunk(b"")`` ends the body."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def reason(status: int) -> bytes:
-    """The reason phrase of ``status`` (``b""`` for a code without a name)."""
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
-
-
-def bodiless(status: int) -> bool:
-    """Whether a response with ``status`` never has a body (RFC 9110 6.4.1)."""
-    return status in (204, 304)

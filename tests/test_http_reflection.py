@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from geventsrv.modes.reflection import SCHEMA, describe_body, encode, parse_forwarded
+from geventsrv.http.reflection import SCHEMA, describe_body, encode, parse_forwarded
 
 
 def test_a_body_is_shown_as_text_json_or_base64():

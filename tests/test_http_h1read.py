@@ -11,7 +11,8 @@ import socket
 import pytest
 
 from geventsrv.connection import Connection
-from geventsrv.modes.httpwire import MAX_HEAD, HttpError, RequestReader, chunk, status_line
+from geventsrv.http.exchange import HttpError
+from geventsrv.http.h1read import MAX_HEAD, RequestReader
 
 
 class CountingSocket:
@@ -123,7 +124,14 @@ def test_a_client_gone_in_the_middle_of_a_body_is_a_connection_error(pair):
         list(reader.body())
 
 
-def test_the_writing_helpers():
-    assert status_line(404) == b"HTTP/1.1 404 Not Found\r\n"
-    assert status_line(599) == b"HTTP/1.1 599 \r\n"
-    assert chunk(b"hello") == b"5\r\nhello\r\n" and chunk(b"") == b"0\r\n\r\n"
+def test_trailers_are_the_requests_own_not_headers(pair):
+    sock, client = pair
+    client.sendall(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Checksum: 900150983cd24fb0\r\nX-Done: yes\r\n\r\n"
+    )
+    reader = reader_for(sock)
+    request = reader.next_request()
+    assert request is not None and b"".join(reader.body()) == b"abc"
+    assert request.trailers == [(b"X-Checksum", b"900150983cd24fb0"), (b"X-Done", b"yes")]
+    assert [name for name, _ in request.headers] == [b"Host", b"Transfer-Encoding"]

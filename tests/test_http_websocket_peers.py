@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support import CLIENT_TIMEOUT, require_tool
-from test_modes_http_proxies import haproxy_in_front, nginx_in_front
+from test_http_mode_proxies import haproxy_in_front, nginx_in_front
 from wsframes import TEXT, FrameReader, frame, open_websocket
 
 pytestmark = pytest.mark.slow

@@ -2,9 +2,10 @@
 
 A request on any path that asks to upgrade to ``websocket`` is switched on the
 same connection, after the same prologue (PROXY header, TLS, limits) as any
-request. From then on the greenlet runs another blocking-style loop:
-``recv()``, feed wsproto (sans-IO, like llhttp: it never touches the
-socket), act on its events, ``sendall()``.
+request. From then on the greenlet runs another blocking-style loop over the
+exchange's tunnel (:meth:`~geventsrv.http.exchange.Exchange.tunnel`: the
+connection itself in HTTP/1.1): ``recv()``, feed wsproto (sans-IO, like
+llhttp: it never touches the socket), act on its events, ``sendall()``.
 
 What it does, as an echo server should:
 
@@ -35,7 +36,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import socket
 import time
 import zlib
 from collections.abc import Iterator
@@ -51,11 +51,12 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token, split_comma_header
 
 from geventsrv.connection import RECV_SIZE, Drained
-from geventsrv.modes.httpwire import HttpError, status_line
+from geventsrv.http.controls import is_token
+from geventsrv.http.exchange import Header, HttpError
 
 if TYPE_CHECKING:
     from geventsrv.connection import Connection
-    from geventsrv.modes.httpwire import Request
+    from geventsrv.http.exchange import Exchange, Request, Tunnel
 
 access_log = logging.getLogger("geventsrv.access")
 #: Seconds the server waits for the client's close after sending its own.
@@ -85,16 +86,6 @@ def frame_head(opcode: int, size: int) -> bytes:
     if size < 1 << 16:
         return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
     return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
-
-
-TOKEN_CHARACTERS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
-def is_token(text: str) -> bool:
-    """Whether ``text`` is an HTTP token (RFC 9110 5.6.2), as a subprotocol must be."""
-    return bool(text) and all(c in TOKEN_CHARACTERS for c in text)
 
 
 def wants_websocket(request: Request) -> bool:
@@ -138,21 +129,21 @@ class WebSocketEcho:
         self.messages = {"text": 0, "binary": 0}
         self.closes: dict[str, int] = {}
 
-    def handshake(self, request: Request) -> tuple[list[bytes], list[PerMessageDeflate]]:
-        """The 101 response's header lines and the extensions agreed, or :class:`HttpError`."""
+    def handshake(self, request: Request) -> tuple[list[Header], list[PerMessageDeflate]]:
+        """The 101 response's headers and the extensions agreed, or :class:`HttpError`."""
         try:
             return self._handshake(request)
         except (UnicodeDecodeError, ValueError) as exc:  # bytes past ASCII, bad parameters
             raise HttpError(400, f"a bad Sec-WebSocket header: {str(exc)[:100]}") from None
 
-    def _handshake(self, request: Request) -> tuple[list[bytes], list[PerMessageDeflate]]:
-        headers = {}
+    def _handshake(self, request: Request) -> tuple[list[Header], list[PerMessageDeflate]]:
+        fields = {}
         offers: list[str] = []
         protocols: list[str] = []
         connection_tokens: list[str] = []
         for name, value in request.headers:
             lower = name.lower()
-            headers[lower] = value
+            fields[lower] = value
             if lower == b"sec-websocket-extensions":
                 offers += split_comma_header(value)
             elif lower == b"sec-websocket-protocol":
@@ -163,42 +154,47 @@ class WebSocketEcho:
             raise HttpError(400, "a WebSocket upgrade is an HTTP/1.1 GET")
         if "upgrade" not in connection_tokens:
             raise HttpError(400, "a WebSocket upgrade needs Connection: Upgrade")
-        if headers.get(b"sec-websocket-version") != b"13":
+        if fields.get(b"sec-websocket-version") != b"13":
             raise HttpError(  # RFC 6455 4.4: the refusal names the versions served
-                426, "only WebSocket version 13 is served", [b"Sec-WebSocket-Version: 13\r\n"]
+                426, "only WebSocket version 13 is served", [(b"Sec-WebSocket-Version", b"13")]
             )
-        key = headers.get(b"sec-websocket-key", b"")
+        key = fields.get(b"sec-websocket-key", b"")
         try:
             valid_key = len(base64.b64decode(key, validate=True)) == 16
         except (binascii.Error, ValueError):
             valid_key = False
         if not valid_key:
             raise HttpError(400, "Sec-WebSocket-Key must be 16 bytes in base64")
-        lines = [
-            b"Upgrade: websocket\r\n",
-            b"Connection: Upgrade\r\n",
-            b"Sec-WebSocket-Accept: %s\r\n" % generate_accept_token(key),
+        headers: list[Header] = [
+            (b"Upgrade", b"websocket"),
+            (b"Connection", b"Upgrade"),
+            (b"Sec-WebSocket-Accept", generate_accept_token(key)),
         ]
         if protocols:
-            lines.append(b"Sec-WebSocket-Protocol: %s\r\n" % protocols[0].encode("latin-1"))
+            headers.append((b"Sec-WebSocket-Protocol", protocols[0].encode("latin-1")))
         deflate = BoundedDeflate(self.max_message)
         agreed = server_extensions_handshake(offers, [deflate]) if offers else None
         if agreed:
-            lines.append(b"Sec-WebSocket-Extensions: %s\r\n" % agreed)
-        return lines, [deflate] if agreed else []
+            headers.append((b"Sec-WebSocket-Extensions", agreed))
+        return headers, [deflate] if agreed else []
 
-    def serve(self, conn: Connection, target: bytes, rest: bytes, lines: list[bytes],
-              extensions: list[PerMessageDeflate], first: bytes | None) -> int:  # fmt: skip
-        """Switch, then echo until either side closes; the close code the client saw."""
+    def serve(
+        self,
+        exchange: Exchange,
+        headers: list[Header],
+        extensions: list[PerMessageDeflate],
+        first: bytes | None,
+    ) -> int:
+        """Switch (``headers``: the handshake's), then echo until either side closes; the
+        close code the client saw. ``first``: a message to send before any echo."""
         started = time.monotonic()
-        head = b"".join((status_line(101), *lines, b"\r\n"))
-        conn.sock.sendall(head)
-        conn.bytes_sent += len(head)
+        conn, target = exchange.conn, exchange.request.target
+        tunnel = exchange.tunnel(101, headers)
         ws = WsConnection(ConnectionType.SERVER, extensions=list(extensions))
-        session = Session(self, conn, ws, fast=not extensions)
+        session = Session(self, conn, tunnel, ws, fast=not extensions)
         code = int(CloseReason.ABNORMAL_CLOSURE)  # unless a closing handshake says otherwise
         try:
-            code = session.run(rest, first)
+            code = session.run(first)
         finally:  # a reset or the idle timeout too: counted and logged, then passed on
             self.record(conn, target, session, code, time.monotonic() - started)
         return code
@@ -244,9 +240,12 @@ class WebSocketEcho:
 class Session:
     """One WebSocket: the loop that reads, feeds wsproto and answers."""
 
-    def __init__(self, echo: WebSocketEcho, conn: Connection, ws: WsConnection, fast: bool) -> None:
+    def __init__(
+        self, echo: WebSocketEcho, conn: Connection, tunnel: Tunnel, ws: WsConnection, fast: bool
+    ) -> None:
         self.echo = echo
         self.conn = conn
+        self.tunnel = tunnel
         self.ws = ws
         self.received = 0
         self.sent = 0
@@ -265,11 +264,11 @@ class Session:
         self.pending_size = 0
         self.frame_size = 0
 
-    def run(self, rest: bytes, first: bytes | None) -> int:
+    def run(self, first: bytes | None) -> int:
         ws = self.ws
         if first is not None:
             self.send(TextMessage(data=first.decode()))
-        data: bytes | None = rest
+        data: bytes | None = b""
         while True:
             if data is None:
                 ws.receive_data(None)  # gone without a close frame: 1006
@@ -361,19 +360,12 @@ class Session:
 
     def read(self) -> bytes | None:
         """What the client sent next (``None``: it closed); ``b""`` when the server stops."""
-        conn = self.conn
-        conn.between_requests = True  # a stopping server interrupts this wait
         try:
-            data = conn.sock.recv(RECV_SIZE)
-        except Drained:
-            conn.draining = True
+            data = self.tunnel.recv(RECV_SIZE)
+        except Drained:  # the tunnel's wait, interrupted by a stopping server
+            self.conn.draining = True
             return b""
-        finally:
-            conn.between_requests = False
-        if not data:
-            return None
-        conn.bytes_received += len(data)
-        return data
+        return data or None
 
     def act(self, event: Any) -> None:
         ws = self.ws
@@ -411,9 +403,8 @@ class Session:
         self.sent += 1
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` to the client, counted."""
-        self.conn.sock.sendall(data)
-        self.conn.bytes_sent += len(data)
+        """Send ``data`` to the client."""
+        self.tunnel.sendall(data)
 
     def close(self, code: int, reason: str) -> None:
         """Begin the closing handshake with ``code`` (the first one wins)."""
@@ -426,13 +417,15 @@ class Session:
         7.1.1 asks), then read and drop until the client's close or end, for a moment."""
         assert self.code is not None
         with contextlib.suppress(OSError):
-            self.conn.sock.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(OSError), gevent.Timeout(CLOSE_WAIT, False):  # type: ignore[arg-type]
+            self.tunnel.shutdown_write()
+        with (
+            contextlib.suppress(OSError, Drained),
+            gevent.Timeout(CLOSE_WAIT, False),  # type: ignore[arg-type]
+        ):
             while self.ws.state is not ConnectionState.CLOSED:
-                data = self.conn.sock.recv(RECV_SIZE)
+                data = self.tunnel.recv(RECV_SIZE)
                 if not data:
                     break
-                self.conn.bytes_received += len(data)
                 self.ws.receive_data(data)
                 for _ in self.ws.events():  # all but their close are dropped now
                     pass

@@ -1,0 +1,280 @@
+"""The http mode's application: what every request gets, whatever its HTTP version.
+
+Every request is answered with one JSON reflection of what arrived
+(:mod:`geventsrv.http.reflection` has the schema): put the server behind a
+reverse proxy, an ingress or a gateway and read what reached the backend.
+Written once, against the version-neutral exchange
+(:mod:`geventsrv.http.exchange`): the front of each HTTP version frames what
+this module sends.
+
+Besides the reflection: ``/echo`` sends the request's body back byte for byte
+as it arrives (never held whole), for uploads through a proxy; ``/sse`` sends
+server-sent events, ``count`` of them ``interval`` seconds apart, to see
+whether a proxy buffers them; ``/.ws`` is a page to try the WebSocket echo
+from a browser; a request that asks to upgrade to WebSocket, on any path, gets
+the echo (:mod:`geventsrv.http.websocket`); and a CONNECT opens a tunnel whose
+far end is an echo, to test a forward proxy. Per-request controls
+(:mod:`geventsrv.http.controls`) set the status, a delay, generated or
+trickled bodies, extra headers.
+
+Bounded, as everything a peer controls: the body held for a reflection
+(``--http-max-body``, 413 past it), what is generated, trickled or streamed
+(never more than one read or one 64 KiB slice in memory). A request the
+server refuses raises :class:`~geventsrv.http.exchange.HttpError`, which the
+front answers; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import gevent
+
+from geventsrv.connection import RECV_SIZE, Drained
+from geventsrv.http.controls import PLAIN, BadControl, Controls, ControlsJudge, query_pairs
+from geventsrv.http.exchange import Exchange, Header, HttpError, bodiless
+from geventsrv.http.reflection import Answerer, encode
+from geventsrv.http.websocket import WebSocketEcho, wants_websocket
+
+if TYPE_CHECKING:
+    from geventsrv.config import Config
+    from geventsrv.http.exchange import Tunnel
+
+SERVER = (b"Server", b"geventsrv")
+NO_STORE = (b"Cache-Control", b"no-store")
+JSON = b"application/json"
+OCTETS = b"application/octet-stream"
+#: What ``?bytes=N`` sends: this pattern, repeated, sliced without copying.
+PATTERN = b"0123456789abcdef" * 4096
+#: A CONNECT's target: host and port (RFC 9110 9.3.6), the host a name or an address.
+AUTHORITY = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]+):[0-9]{1,5}")
+#: Full reads in a row after which a tunnel's relay steps aside (as the TCP echo does).
+FULL_READS_BEFORE_YIELD = 4
+
+
+class HttpApp:
+    """The application: called with each exchange, by every version's front."""
+
+    def __init__(self, config: Config) -> None:
+        self.answerer = Answerer(socket.gethostname(), config.worker_id, os.getpid())
+        self.max_body = config.http_max_body
+        self.judge = ControlsJudge(config.http_max_delay)
+        self.websocket = WebSocketEcho(config.ws_max_message, config.access_log)
+
+    def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        if wants_websocket(request):
+            return self._websocket(exchange)
+        if request.method == b"CONNECT":
+            return self._connect(exchange)
+        path, mark, query = request.target.partition(b"?")
+        if path == b"/.ws":
+            return self._page(exchange)
+        try:
+            controls = self.judge(request, query) if mark or request.controls else PLAIN
+        except BadControl as exc:
+            exchange.refuse_body()
+            payload = encode({"error": str(exc)})
+            return exchange.answer(400, [(b"Content-Type", JSON), SERVER, NO_STORE], payload)
+        if controls.delay:
+            gevent.sleep(controls.delay)
+        if controls.close:
+            exchange.close = True
+        if path == b"/echo":
+            return self._echo(exchange, controls)
+        if path == b"/sse":
+            return self._events(exchange, controls)
+        return self._reflect(exchange, controls)
+
+    # -- the reflection and generated bodies -------------------------------------------
+
+    def _reflect(self, exchange: Exchange, controls: Controls) -> None:
+        body = self._read_body(exchange)
+        if controls.size is None:
+            payload = self.answerer.reflect(exchange, body)
+            self._send(exchange, controls, JSON, payload, len(payload))
+        else:
+            self._send(exchange, controls, OCTETS, None, controls.size)
+
+    def _read_body(self, exchange: Exchange) -> bytes:
+        """The whole body, for the reflection; 413 past ``--http-max-body``."""
+        declared = exchange.request.content_length
+        if declared is not None and declared > self.max_body:
+            exchange.refuse_body()  # refused before the client sends it
+            raise HttpError(413, f"body larger than --http-max-body ({self.max_body} bytes)")
+        parts = []
+        size = 0
+        for piece in exchange.body():
+            size += len(piece)
+            if size > self.max_body:
+                raise HttpError(413, f"body larger than --http-max-body ({self.max_body} bytes)")
+            parts.append(piece)
+        return b"".join(parts)
+
+    def _send(
+        self,
+        exchange: Exchange,
+        controls: Controls,
+        content_type: bytes,
+        payload: bytes | memoryview | None,
+        size: int,
+    ) -> None:
+        """A response whose body is ``payload`` (or ``size`` generated bytes), whole or
+        trickled in ``controls.chunks`` pieces, ``controls.interval`` apart."""
+        status = controls.status
+        headers, date = response_headers(content_type, controls.headers)
+        if not controls.trickled or size == 0 or bodiless(status):
+            if payload is None and size <= len(PATTERN):  # one slice: no copy, one write
+                payload = memoryview(PATTERN)[:size]
+            if payload is not None:
+                return exchange.answer(status, headers, payload, date)
+            exchange.respond(status, headers, size, date)
+            for piece in generated(0, size):
+                exchange.send(piece)
+            return exchange.end()
+        exchange.respond(status, headers, None, date)  # streamed: sent as it goes
+        pieces = min(controls.chunks, size)
+        start = 0
+        for index in range(pieces):
+            end = size * (index + 1) // pieces
+            if index:
+                gevent.sleep(controls.interval)
+            if payload is not None:
+                exchange.send(payload[start:end])
+            else:
+                exchange.send_piece(generated(start, end - start), end - start)
+            start = end
+        exchange.end()
+
+    # -- the other paths -------------------------------------------------------------
+
+    def _echo(self, exchange: Exchange, controls: Controls) -> None:
+        """The request's body back as it arrives, with its length if it came with one: one
+        read in memory."""
+        request = exchange.request
+        pieces = exchange.body()
+        first = next(pieces, b"")  # sends 100 Continue when the client waits for it
+        headers, date = response_headers(request.content_type or OCTETS, controls.headers)
+        exchange.respond(controls.status, headers, request.content_length, date)
+        exchange.send(first)
+        for piece in pieces:
+            exchange.send(piece)
+        exchange.end()
+
+    def _events(self, exchange: Exchange, controls: Controls) -> None:
+        """Server-sent events: ``count`` of them, ``interval`` apart, from ``Last-Event-ID`` + 1."""
+        for _ in exchange.body():
+            pass
+        request = exchange.request
+        first = 1
+        if request.last_event_id is not None and request.last_event_id.isdigit():
+            first = int(request.last_event_id) + 1
+        if first > controls.count:  # a reconnecting EventSource: 204 tells it to stop
+            return exchange.answer(204, [SERVER, NO_STORE], b"")
+        status = controls.status
+        headers, date = response_headers(b"text/event-stream", controls.headers)
+        exchange.respond(status, headers, None, date)
+        if request.method == b"HEAD" or bodiless(status):
+            return exchange.end()
+        for number in range(first, controls.count + 1):
+            if number > first:
+                gevent.sleep(controls.interval)
+                if exchange.draining:  # the stream ends early, properly; the connection closes
+                    break
+            data = json.dumps({"n": number, "count": controls.count, "time": round(time.time(), 6)})
+            exchange.send(b"id: %d\ndata: %s\n\n" % (number, data.encode()))
+        exchange.end()
+
+    def _page(self, exchange: Exchange) -> None:
+        """``/.ws``: the page a person opens to try the WebSocket echo from a browser."""
+        for _ in exchange.body():
+            pass
+        headers = [(b"Content-Type", b"text/html; charset=utf-8"), SERVER, NO_STORE]
+        exchange.answer(200, headers, ws_page())
+
+    def _websocket(self, exchange: Exchange) -> None:
+        """The WebSocket echo, after its handshake (:class:`HttpError` if it cannot be)."""
+        headers, extensions = self.websocket.handshake(exchange.request)
+        for _ in exchange.body():  # a GET: only its end
+            pass
+        query = exchange.request.target.partition(b"?")[2]
+        reflect = any(
+            name == "reflect" and value.lower() in ("1", "true", "yes")
+            for name, value in query_pairs(query)
+        )
+        first = self.answerer.reflect(exchange, b"") if reflect else None
+        self.websocket.serve(exchange, headers, extensions, first)
+
+    def _connect(self, exchange: Exchange) -> None:
+        """CONNECT: a tunnel whose far end is an echo (never the host it names), or the
+        status ``X-Echo-Status`` asks for, with the reflection."""
+        request = exchange.request
+        if not AUTHORITY.fullmatch(request.target):
+            raise HttpError(400, "CONNECT takes host:port")
+        try:
+            controls = self.judge(request, b"") if request.controls else PLAIN
+        except BadControl as exc:
+            raise HttpError(400, str(exc)) from None
+        if controls.delay:
+            gevent.sleep(controls.delay)
+        if not 200 <= controls.status < 300:  # the tunnel refused, as a proxy would
+            exchange.close = controls.close
+            payload = self.answerer.reflect(exchange, b"")
+            headers, date = response_headers(JSON, controls.headers)
+            return exchange.answer(controls.status, headers, payload, date)
+        relay(exchange.tunnel(controls.status, [SERVER]))
+
+
+def response_headers(content_type: bytes | None, extra: list[Header]) -> tuple[list[Header], bool]:
+    """A response's headers: ``Content-Type``, ``Server``, ``Cache-Control``, and the
+    ``extra`` ones asked for, which replace the server's of the same name; and whether
+    the front adds ``Date`` (unless one was asked for)."""
+    headers = [(b"Content-Type", content_type), SERVER, NO_STORE] if content_type else [
+        SERVER, NO_STORE
+    ]  # fmt: skip
+    if not extra:
+        return headers, True
+    replaced = {name.lower() for name, _ in extra}
+    headers = [header for header in headers if header[0].lower() not in replaced]
+    return headers + extra, b"date" not in replaced
+
+
+def relay(tunnel: Tunnel) -> None:
+    """Echo a tunnel's bytes until the client ends its side or the server stops; then end
+    this side too."""
+    full_reads = 0
+    try:
+        while data := tunnel.recv(RECV_SIZE):
+            tunnel.sendall(data)
+            full_reads = full_reads + 1 if len(data) == RECV_SIZE else 0
+            if full_reads == FULL_READS_BEFORE_YIELD:  # a bulk sender lets the others run
+                full_reads = 0
+                gevent.sleep(1e-6)
+    except Drained:
+        pass
+    tunnel.shutdown_write()
+
+
+@functools.cache
+def ws_page() -> bytes:
+    """The ``/.ws`` page (``wspage.html`` beside this module), read once."""
+    return (importlib.resources.files("geventsrv.http") / "wspage.html").read_bytes()
+
+
+def generated(start: int, size: int) -> Iterator[memoryview]:
+    """``size`` bytes of :data:`PATTERN` from position ``start``, in slices of at most 64 KiB."""
+    view = memoryview(PATTERN)
+    position, end = start, start + size
+    while position < end:
+        offset = position % 16
+        length = min(end - position, len(PATTERN) - offset)
+        yield view[offset : offset + length]
+        position += length

@@ -1,0 +1,230 @@
+"""The version-neutral exchange: one request and its response, whatever the HTTP version.
+
+A front (:mod:`geventsrv.http.h1`, one per HTTP version) reads requests off its
+wire and hands each to the application (:mod:`geventsrv.http.app`) as an
+:class:`Exchange`: the request's head (:class:`Request`), its body piece by
+piece (:meth:`Exchange.body`), and the calls that answer it:
+:meth:`~Exchange.respond` (status and headers), :meth:`~Exchange.send` (body
+bytes), :meth:`~Exchange.end` (trailers, and the end), or :meth:`~Exchange.answer`
+for a whole body at once; or :meth:`~Exchange.tunnel`, which leaves HTTP for a
+byte stream of the exchange's own (a WebSocket, a CONNECT).
+
+The application writes no framing: ``Content-Length`` or chunks, keep-alive,
+``HEAD`` and bodiless statuses are the front's, and so is ``Date``. Each call
+returns once its bytes are handed on, parking only the calling greenlet.
+
+Contract for the application
+    Raise :class:`HttpError` to refuse a request before its response began:
+    the front answers it as its version answers refusals. Let ``OSError``
+    propagate. Set :attr:`Exchange.close` to end the connection after this
+    response. Read the body, or leave it: the front reads and drops what is
+    left, or closes where it cannot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from geventsrv.connection import Connection
+
+#: A header as the application gives it and the reflection shows it: name, value.
+Header = tuple[bytes, bytes]
+
+
+class HttpError(Exception):
+    """A request the server refuses: the ``status`` to answer, a one-line ``reason``, and
+    headers the refusal must carry (``Sec-WebSocket-Version`` with a 426, say)."""
+
+    def __init__(self, status: int, reason: str, headers: list[Header] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+class Request:
+    """One request's head, as it arrived: bytes throughout, headers in order and case.
+
+    ``version`` is ``"1.0"``, ``"1.1"`` or ``"2"``. ``headers`` are the fields as
+    they came (HTTP/2's arrive lower-case, and are shown so); ``pseudo``, HTTP/2's
+    pseudo-headers in their order (``None`` in HTTP/1).
+    """
+
+    __slots__ = (
+        "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
+        "hosts", "keep_alive", "last_event_id", "method", "protocol", "pseudo", "stream_id",
+        "target", "trailers", "upgrade", "version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,
+        headers: list[Header],
+        keep_alive: bool = True,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        #: Whether the client keeps the connection (HTTP/1: from the version and
+        #: ``Connection``).
+        self.keep_alive = keep_alive
+        self.pseudo: list[Header] | None = None
+        #: The stream (HTTP/2), ``None`` in HTTP/1.
+        self.stream_id: int | None = None
+        #: HTTP/2's ``:protocol`` (an extended CONNECT, RFC 8441).
+        self.protocol: bytes | None = None
+        #: The request's trailers, once its body has ended with some.
+        self.trailers: list[Header] = []
+        self.content_length: int | None = None
+        self.content_type: bytes | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.hosts = 0
+        self.last_event_id: bytes | None = None
+        #: The ``Upgrade`` header, lower-cased (``b"websocket"``, ``b"h2c"``).
+        self.upgrade: bytes | None = None
+        #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
+        self.controls: list[tuple[str, bytes]] = []
+        for name, value in headers:  # one pass, for what the server acts on
+            lower = name.lower()
+            if lower == b"host":
+                self.hosts += 1
+            elif lower == b"content-length":
+                self.content_length = int(value)  # the front has checked it is a number
+            elif lower == b"content-type":
+                self.content_type = value
+            elif lower == b"transfer-encoding":
+                self.chunked = True  # llhttp refuses any coding that does not end in chunked
+            elif lower == b"expect":
+                self.expect_continue = value.lower() == b"100-continue"
+            elif lower == b"last-event-id":
+                self.last_event_id = value
+            elif lower == b"upgrade":
+                self.upgrade = value.lower()
+            elif lower.startswith(b"x-echo-"):
+                self.controls.append((lower[7:].decode("latin-1"), value))
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a body may follow the head (a length above 0, or chunks)."""
+        return self.chunked or bool(self.content_length)
+
+
+class Tunnel(Protocol):
+    """The byte stream an exchange becomes once it leaves HTTP (:meth:`Exchange.tunnel`).
+
+    HTTP/1.1: the connection itself, after ``101`` or a ``2xx`` to CONNECT.
+    """
+
+    def recv(self, size: int, /) -> bytes:
+        """What the client sent next, at most ``size`` bytes; ``b""`` once it has ended
+        its side. Raises :class:`~geventsrv.connection.Drained` when the server stops
+        while it waits."""
+
+    def sendall(self, data: bytes, /) -> None:
+        """Send ``data`` to the client."""
+
+    def shutdown_write(self) -> None:
+        """Nothing more will be sent from this side."""
+
+
+class Exchange:
+    """One request and its response, as a front hands it to the application.
+
+    The base class keeps what every version shares; each front implements the
+    rest (see the module's contract).
+    """
+
+    __slots__ = ("close", "conn", "number", "received", "request", "status", "tunnelled")
+
+    def __init__(self, conn: Connection, request: Request, number: int) -> None:
+        self.conn = conn
+        self.request = request
+        #: The request's place on its connection, from 1.
+        self.number = number
+        #: The status sent; 0 until :meth:`respond`.
+        self.status = 0
+        #: Body bytes read so far.
+        self.received = 0
+        #: Set by the application: end the connection after this response.
+        self.close = False
+        #: Whether :meth:`tunnel` took the exchange out of HTTP.
+        self.tunnelled = False
+
+    @property
+    def started(self) -> bool:
+        """Whether the response has begun: a refusal can no longer be answered."""
+        return self.status != 0
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is stopping: a long response should end early, properly."""
+        return self.conn.draining
+
+    def body(self) -> Iterator[bytes]:
+        """The request's body, piece by piece as it arrives; each piece counts in
+        :attr:`received`. Raises ``ConnectionAbortedError`` if the client gives up in
+        the middle of it."""
+        raise NotImplementedError
+
+    def refuse_body(self) -> None:
+        """The body will not be read: a client waiting for ``100 Continue`` gets none."""
+
+    def respond(
+        self, status: int, headers: list[Header], length: int | None = None, date: bool = True
+    ) -> None:
+        """Begin the response: ``status`` and ``headers`` (no framing headers); ``length``,
+        the body's size when it is known (else the body is streamed). ``date``: add the
+        ``Date`` header (the application gives its own instead)."""
+        raise NotImplementedError
+
+    def send(self, data: bytes | memoryview) -> None:
+        """Body bytes (dropped where the response has no body: HEAD, 204, 304)."""
+        raise NotImplementedError
+
+    def send_piece(self, parts: Iterable[bytes | memoryview], size: int) -> None:
+        """One piece of the body, ``size`` bytes, from several buffers (one chunk in
+        HTTP/1.1), so that a large piece is never joined in memory."""
+        for part in parts:
+            self.send(part)
+
+    def end(self, trailers: list[Header] | None = None) -> None:
+        """End the response, with ``trailers`` if given (chunked framing in HTTP/1.1)."""
+        raise NotImplementedError
+
+    def answer(
+        self, status: int, headers: list[Header], body: bytes | memoryview, date: bool = True
+    ) -> None:
+        """A whole response at once (as few writes as the version allows)."""
+        self.respond(status, headers, len(body), date)
+        self.send(body)
+        self.end()
+
+    def tunnel(self, status: int, headers: list[Header]) -> Tunnel:
+        """Answer ``status`` (101, or 2xx to a CONNECT) and leave HTTP: what follows is the
+        returned byte stream's, until either side ends it."""
+        raise NotImplementedError
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value now (RFC 9110 5.6.7), formatted once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
+
+
+def bodiless(status: int) -> bool:
+    """Whether a response with ``status`` never has a body (RFC 9110 6.4.1, 15.2)."""
+    return status in (204, 304) or status < 200

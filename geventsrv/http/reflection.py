@@ -1,0 +1,201 @@
+"""The reflection: one JSON document saying what a request brought, whatever its version.
+
+The schema, version :data:`SCHEMA` (every key always present; ``null`` where
+it does not apply): ``schema``; ``request`` {``number`` (on this connection,
+from 1), ``method``, ``target`` (raw), ``path``, ``query`` (name -> list of
+values), ``http_version``, ``headers`` ([name, value] pairs in their order and
+case, duplicates kept)}; ``body`` {``size``, ``text`` (when UTF-8) or
+``base64``, ``json`` (when it parses as JSON)}; ``client`` {``peer``,
+``proxy`` (the PROXY header's source), ``x_forwarded_for`` (list),
+``forwarded`` (list of {for, by, proto, host}), ``x_real_ip``}; ``proxy`` (the
+PROXY header, as the info mode shows it); ``tls``; ``server`` {``host``,
+``worker``, ``pid``, ``local``, ``connection``}.
+
+Nothing from the server's environment or file system is ever reflected:
+only what the client sent, what the handshake settled, and which server
+answered.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from geventsrv.addresses import format_address
+from geventsrv.modes.info import describe_proxy
+
+if TYPE_CHECKING:
+    from geventsrv.http.exchange import Exchange
+    from geventsrv.proxyproto import ProxyHeader
+
+SCHEMA = "geventsrv.http/1"
+#: The lengths of the headers that name a client address (``X-Forwarded-For``,
+#: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
+ADDRESS_HEADER_LENGTHS = frozenset((15, 9))
+#: One encoder for every document (``json.dumps`` with separators makes one per call).
+ENCODER = json.JSONEncoder(separators=(", ", ": "))
+
+
+class Answerer:
+    """Who answers: the part of the reflection that is the same for every request."""
+
+    def __init__(self, host: str, worker: int, pid: int) -> None:
+        self.host = host
+        self.worker = worker
+        self.pid = pid
+
+    def reflect(self, exchange: Exchange, body: bytes) -> bytes:
+        """The reflection of one exchange's request, whose body was ``body``, encoded.
+
+        What belongs to the connection (its PROXY header, TLS, the server's address) is
+        encoded once per connection, kept in ``conn.memo``, and spliced after the
+        request's part, which the schema puts first."""
+        conn, request = exchange.conn, exchange.request
+        memo = conn.memo
+        if memo is None:
+            memo = conn.memo = {}
+        tail = memo.get("reflection")
+        if not isinstance(tail, bytes):
+            server = {
+                "host": self.host,
+                "worker": self.worker,
+                "pid": self.pid,
+                "local": format_address(*conn.sock.getsockname()[:2]),
+                "connection": conn.number,
+            }
+            tail = memo["reflection"] = (
+                b", " + encode(connection_part(conn.proxy, conn.tls, server))[1:]
+            )
+        head = request_part(
+            exchange.number, request.method, request.target, request.version,
+            request.headers, body, conn.peer, conn.proxy,
+        )  # fmt: skip
+        return ENCODER.encode(head).encode()[:-1] + tail
+
+
+def request_part(
+    number: int | None,
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    peer: str,
+    proxy: ProxyHeader | None,
+) -> dict[str, object]:
+    """The reflection's keys that each request has its own: ``schema``, ``request``,
+    ``body``, ``client`` (in the schema's order: they come first)."""
+    text = target.decode("latin-1")
+    path, _, query = text.partition("?")
+    shown = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+    return {
+        "schema": SCHEMA,
+        "request": {
+            "number": number,
+            "method": method.decode("latin-1"),
+            "target": text,
+            "path": path.partition("#")[0],
+            "query": parse_qs(query.partition("#")[0], keep_blank_values=True) if query else {},
+            "http_version": version,
+            "headers": shown,
+        },
+        "body": describe_body(body),
+        "client": client_sources(peer, proxy, shown),
+    }
+
+
+def connection_part(
+    proxy: ProxyHeader | None, tls: dict[str, object] | None, server: dict[str, object]
+) -> dict[str, object]:
+    """The reflection's keys that every request of a connection shares: ``proxy``,
+    ``tls``, ``server`` (last in the schema's order)."""
+    return {"proxy": describe_proxy(proxy), "tls": tls, "server": server}
+
+
+def document(
+    number: int | None,
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    peer: str,
+    proxy: ProxyHeader | None,
+    tls: dict[str, object] | None,
+    server: dict[str, object],
+) -> dict[str, object]:
+    """The whole reflection document (the schema above), from what the request brought
+    and which server answered: what the lab's peers build, with the server's own parts."""
+    return request_part(number, method, target, version, headers, body, peer, proxy) | (
+        connection_part(proxy, tls, server)
+    )
+
+
+def encode(reflection: dict[str, object]) -> bytes:
+    """A document as the mode sends it: JSON on one line, ending in a newline."""
+    return ENCODER.encode(reflection).encode() + b"\n"
+
+
+def describe_body(body: bytes) -> dict[str, object]:
+    """The body as the reflection shows it: its size, text or base64, and JSON when it parses."""
+    described: dict[str, object] = {"size": len(body), "text": None, "base64": None, "json": None}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        described["base64"] = base64.b64encode(body).decode("ascii")
+        return described
+    described["text"] = text
+    if text.strip():
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON, or nested too deep
+            described["json"] = json.loads(text)
+    return described
+
+
+def client_sources(
+    peer: str, proxy: ProxyHeader | None, headers: list[list[str]]
+) -> dict[str, object]:
+    """Every source of the client's address, side by side; none is chosen for the reader:
+    the socket's ``peer``, the source of the ``proxy`` header, and the ``headers``'."""
+
+    forwarded_for: list[str] = []
+    forwarded: list[dict[str, str]] = []
+    real_ip = None
+    for key, value in headers:  # one pass, names compared only when they could match
+        if len(key) not in ADDRESS_HEADER_LENGTHS:
+            continue
+        name = key.lower()
+        if name == "x-forwarded-for":
+            forwarded_for += (part.strip() for part in value.split(","))
+        elif name == "forwarded":
+            forwarded += parse_forwarded(value)
+        elif name == "x-real-ip":
+            real_ip = value.strip()
+    source = proxy.source if proxy is not None else None
+    return {
+        "peer": peer,
+        "proxy": format_address(*source) if source is not None else None,
+        "x_forwarded_for": [part for part in forwarded_for if part] or None,
+        "forwarded": forwarded or None,
+        "x_real_ip": real_ip,
+    }
+
+
+def parse_forwarded(value: str) -> list[dict[str, str]]:
+    """RFC 7239 ``Forwarded``: ``for=1.2.3.4;proto=https, for="[2001:db8::1]"`` -> elements.
+
+    Lenient: a pair without ``=`` is skipped rather than refused, since the
+    reflection shows what arrived, it does not judge it.
+    """
+    elements = []
+    for element in value.split(","):
+        pairs: dict[str, str] = {}
+        for pair in element.split(";"):
+            name, sep, text = pair.strip().partition("=")
+            if sep and name:
+                pairs[name.strip().lower()] = text.strip().strip('"')
+        if pairs:
+            elements.append(pairs)
+    return elements
