@@ -92,47 +92,78 @@ def refuse_bad_options(environment: Any, **_: Any) -> None:
         raise SystemExit(2) from None
 
 
-def only_echo_users(environment: Any) -> bool:
-    """Whether the run has echo users only (an ``http://`` host is then a mistake)."""
-    classes = environment.user_classes or []
-    return bool(classes) and all(issubclass(cls, EchoUser) for cls in classes)
+#: What a host must look like, for one user or another of this directory.
+HOSTS = (
+    "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT (the echo and chat users), or "
+    "http://, https://, ws:// or wss://HOST:PORT (the HTTP and WebSocket users)"
+)
+
+
+def scheme_of(host: str | None) -> str:
+    """``tcp`` for ``HOST:PORT``, else what comes before ``://``, lower-cased."""
+    text = (host or "").strip()
+    return text.split("://", 1)[0].lower() if "://" in text else "tcp"
+
+
+def takes(user_class: Any, host: str | None) -> bool:
+    """Whether ``user_class`` speaks to a host of this scheme (its ``schemes``)."""
+    return scheme_of(host) in getattr(user_class, "schemes", ())
+
+
+@events.init.add_listener
+def choose_users_by_host(environment: Any, **_: Any) -> None:
+    """Run only the users that speak to the host's scheme, unless users were named.
+
+    ``locust -f loadtest/ -H http://...`` runs the HTTP and WebSocket users,
+    ``-H tcp://...`` the echo and chat users: a user that cannot talk to the host
+    would only stop at once and leave its share of ``-u`` idle.
+    """
+    options = environment.parsed_options
+    if environment.host is None or options is None or options.user_classes:
+        return  # the web UI asks for a host later; users named on the command line run
+    chosen = [cls for cls in environment.user_classes if takes(cls, environment.host)]
+    if chosen:
+        environment.user_classes = chosen
 
 
 @events.init.add_listener
 def refuse_bad_host(environment: Any, **_: Any) -> None:
-    """Headless, a ``-H`` that is not [tcp://|tls://]HOST:PORT ends locust at once: exit 2.
-
-    Only when every user of the run is an echo user: others (the http mode's)
-    take ``http://`` hosts.
-    """
+    """Headless, a ``-H`` that none of the run's users takes ends locust at once: exit 2."""
     options = environment.parsed_options
     if options is None or not options.headless or environment.host is None:
         return  # the web UI asks for a host later; check_host judges it then
-    if not only_echo_users(environment) and environment.host.startswith(("http://", "https://")):
-        return
-    try:
-        parse_host(environment.host)
-    except BadHost as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
+    if not any(takes(cls, environment.host) for cls in environment.user_classes):
+        log.error("%s, got %r", HOSTS, environment.host)
+        raise SystemExit(2)
+    if scheme_of(environment.host) in EchoUser.schemes:
+        try:
+            parse_host(environment.host)
+        except BadHost as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from None
 
 
 @events.test_start.add_listener
 def check_host(environment: Any, **_: Any) -> None:
-    """A host that is not tcp:// or tls://HOST:PORT ends the run (headless: exit code 2)."""
-    host = environment.host or ""
-    if not only_echo_users(environment) and host.startswith(("http://", "https://")):
-        return  # the http mode's users take it; the echo users stop themselves
-    try:
-        parse_host(environment.host)
-    except BadHost as exc:
-        log.error("%s", exc)
-        environment.process_exit_code = 2
-        runner = environment.runner
-        if runner is not None:
-            # Not from inside test_start: the runner is still starting.
-            options = environment.parsed_options
-            gevent.spawn(runner.quit if options is None or options.headless else runner.stop)
+    """A host that none of the run's users takes ends the run (headless: exit code 2)."""
+    host = environment.host
+    problem = None
+    if not any(takes(cls, host) for cls in environment.user_classes):
+        problem = f"{HOSTS}, got {host!r}"
+    elif scheme_of(host) in EchoUser.schemes:
+        try:
+            parse_host(host)
+        except BadHost as exc:
+            problem = str(exc)
+    if problem is None:
+        return
+    log.error("%s", problem)
+    environment.process_exit_code = 2
+    runner = environment.runner
+    if runner is not None:
+        # Not from inside test_start: the runner is still starting.
+        options = environment.parsed_options
+        gevent.spawn(runner.quit if options is None or options.headless else runner.stop)
 
 
 class EchoUser(User):
@@ -145,6 +176,8 @@ class EchoUser(User):
     """
 
     abstract = True
+    #: The hosts it speaks to (``HOST:PORT`` counts as ``tcp``).
+    schemes = ("tcp", "tls")
     wait_time = constant(0)  # closed loop: the next exchange starts when a reply is in
     #: Command-line option giving the message size, and its default.
     size_option = "message_size"
@@ -158,7 +191,7 @@ class EchoUser(User):
         self.address: tuple[str, int] | None = None
         try:
             self.address = parse_host(self.host)
-        except BadHost:
+        except BadHost:  # (also any host of another user's scheme)
             # check_host has said why. stop(), not StopUser: locust logs a
             # traceback for any exception raised from on_start.
             self.stop()

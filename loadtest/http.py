@@ -5,8 +5,9 @@ locust's timing and stats. Every response is checked against what the user
 sent: the reflection must carry the request's own header, query value and
 body back, or the request is a failure (and a headless run exits 1).
 
-With a ``tcp://`` or ``tls://`` host these users stop at once and leave the
-run to the echo users; with an ``http://`` host the echo users do the same.
+A run is made of the users that speak to its host: ``-H http://...`` runs these
+and the WebSocket users, ``-H tcp://...`` the echo and chat users. Named on the
+command line against a host they do not speak to, they stop at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def is_http(host: str | None) -> bool:
 class ReflectedRequestUser(HttpUser):
     """POSTs a fresh random token and body on a kept-alive connection; checks the reflection."""
 
+    #: The hosts it speaks to.
+    schemes = ("http", "https")
     wait_time = constant(0)
     weight = 1
 

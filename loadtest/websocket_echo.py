@@ -1,15 +1,15 @@
 """A locust user for the http mode's WebSocket echo: ``locust -f loadtest/ WebSocketEchoUser
--H http://HOST:PORT``.
+-H ws://HOST:PORT`` (or ``http://``).
 
 Each user holds one WebSocket (opened on the host's port, ``ws://`` for an
-``http://`` host, ``wss://`` for ``https://``) and sends fresh random text and
-binary messages, one at a time; every echo must come back with the same
+``http://`` or ``ws://`` host, ``wss://`` for ``https://`` or ``wss://``) and sends fresh
+random text and binary messages, one at a time; every echo must come back with the same
 opcode and the same bytes, or the exchange is a failure (and a headless run
 exits 1). Its client is wsproto over a plain socket, which locust's gevent
 makes cooperative: the same model as the server.
 
-With a ``tcp://`` or ``tls://`` host this user stops at once and leaves the
-run to the echo users.
+A run against a ``tcp://`` or ``tls://`` host leaves it out (see ``_users.py``);
+named against one, it stops at once.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class WebSocketClient:
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        secure = parts.scheme == "https"
+        secure = parts.scheme in ("https", "wss")
         port = parts.port or (443 if secure else 80)
         host = parts.hostname or "127.0.0.1"
         self.sock: Any = socket.create_connection((host, port), timeout=TIMEOUT)
@@ -98,12 +98,14 @@ class WebSocketClient:
 class WebSocketEchoUser(User):
     """Random text and binary messages on one WebSocket; every echo checked byte for byte."""
 
+    #: The hosts it speaks to: ``ws://`` as ``http://``, ``wss://`` as ``https://``.
+    schemes = ("http", "https", "ws", "wss")
     wait_time = constant(0)
     weight = 1
 
     def on_start(self) -> None:
         self.client: WebSocketClient | None = None
-        if not (self.host or "").startswith(("http://", "https://")):
+        if not (self.host or "").startswith(("http://", "https://", "ws://", "wss://")):
             self.stop()  # not an HTTP host: the echo users' run
             return
         self.random = random.Random()

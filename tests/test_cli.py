@@ -152,3 +152,42 @@ def test_privileged_port_without_permission_exits_3():
     if os.geteuid() == 0:
         pytest.skip("root may bind privileged ports")
     assert_one_line_error(run_cli("--port", "7"), EXIT_CANNOT_LISTEN, "127.0.0.1:7")
+
+
+def documented_errors() -> set[str]:
+    """Every ``geventsrv: error: ...`` line README and the docs show."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return {
+        line
+        for page in pages
+        for line in re.findall(r"geventsrv: error: [^`\n]+", page.read_text())
+    }
+
+
+def test_the_documented_error_messages_are_the_real_ones(tmp_path, certs):
+    """The docs quote messages a user will grep for: each is what the command says."""
+    import os
+    import shutil
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    shutil.copy(certs.unrelated_key, key)
+    shutil.copy(certs.server_cert, cert)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        from_environment = subprocess.run(
+            [sys.executable, "-m", "geventsrv"], capture_output=True, text=True, timeout=20,
+            cwd=ROOT, env=dict(os.environ, GEVENTSRV_PORT="70000"),
+        )  # fmt: skip
+        mismatch = run_cli("--tls-cert", str(cert), "--tls-key", str(key)).stderr.strip()
+        said = {
+            run_cli("--port", "70000").stderr.strip(),
+            from_environment.stderr.strip(),
+            mismatch.replace(str(key), "/etc/k.pem").replace(str(cert), "/etc/c.pem"),
+            run_cli("--port", str(port)).stderr.strip().replace(str(port), "7007"),
+        }
+    missing = {line for line in documented_errors() if "geventsrv.client" not in line} - said
+    assert not missing, (missing, said)

@@ -150,16 +150,47 @@ def test_a_bad_tls_ca_is_one_line_and_exit_2_before_any_user(tmp_path, ca):
         ("ftp://127.0.0.1:80", (), ("-t", "5s")),  # no user takes it
         ("ftp://127.0.0.1:80", (), ()),
         ("http://127.0.0.1:80", ("PersistentEchoUser",), ()),  # the echo users do not
+        ("tcp://127.0.0.1:80", ("ReflectedRequestUser",), ()),  # nor the HTTP users this
     ],
-    ids=["with -t", "without -t", "http for echo users"],
+    ids=["with -t", "without -t", "http for echo users", "tcp for http users"],
 )
-def test_a_bad_host_stops_the_run_at_once_with_exit_2(host, users, limit):
+def test_a_host_no_user_of_the_run_takes_stops_it_at_once_with_exit_2(host, users, limit):
     """Without -t a headless run would otherwise go on for ever (the timeout would fail it)."""
     result = locust("-H", host, "-u", "1", "-r", "1", *limit, *users, timeout=30)
     assert result.returncode == 2
-    assert f"host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT, got '{host}'" in (
-        result.stderr
-    )
+    assert (
+        "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT (the echo and chat users), "
+        "or http://, https://, ws:// or wss://HOST:PORT (the HTTP and WebSocket users), "
+        f"got '{host}'"
+    ) in result.stderr
+
+
+def test_a_malformed_echo_host_is_named(tmp_path):
+    result = locust("-H", "tcp://127.0.0.1:port", "-u", "1", "-r", "1", timeout=30)
+    assert result.returncode == 2
+    assert "got 'tcp://127.0.0.1:port'" in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["http", "ws", "tcp"])
+def test_a_run_of_every_user_is_made_of_those_that_speak_to_the_host(
+    start_server, tmp_path, scheme
+):
+    """locust -f loadtest/ -H http://... must not start echo and chat users that stop at
+    once, leaving their share of -u idle; -H tcp://... the same for the HTTP users."""
+    server = start_server("--mode", "echo" if scheme == "tcp" else "http")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"{scheme}://127.0.0.1:{server.port}", "-u", "4", "-r", "4", "-t", "2s",
+        "--csv", str(prefix),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = set(stats_rows(prefix)) - {"Aggregated"}
+    web = {name for name in names if "reflect" in name or name.startswith("WS ")}
+    if scheme == "tcp":
+        assert names and not web, names
+    else:
+        assert names == web and any(name.startswith("WS ") for name in names), names
+        assert (scheme == "http") == any("reflect" in name for name in names), names
 
 
 def test_processes_2_aggregates_both_workers(start_server, tmp_path):

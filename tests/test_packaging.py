@@ -45,10 +45,28 @@ def readme_block(marker: str) -> str:
 
 def test_readme_gives_one_command_to_run_and_one_to_test():
     """Both in a virtual environment they make: a distribution's Python refuses pip outside one."""
-    for marker, program in (("run-command", ".venv/bin/geventsrv"), ("test-command", "tox")):
+    for marker, venv, program in (
+        ("run-command", ".venv", ".venv/bin/geventsrv"),
+        ("test-command", ".venv-tests", ".venv-tests/bin/tox"),
+    ):
         command = readme_block(marker)
-        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install "), command
-        assert program in command and "\n" not in command
+        assert command.startswith(f"python3 -m venv {venv} && {venv}/bin/pip install "), command
+        assert command.endswith(program) and "\n" not in command
+
+
+def test_each_readme_command_has_an_environment_of_its_own():
+    """Two commands making one .venv with two different python3s (the system's, then
+    pyenv's) leave it pointing at the second's library, with the first's links: broken."""
+    assert readme_block("run-command").split()[3] != readme_block("test-command").split()[3]
+
+
+def test_every_page_of_commands_says_where_they_run():
+    """After the quick start, python3 is the system's until the environment is activated."""
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    for page in pages:
+        text = page.read_text()
+        if "python3 -m geventsrv" in text or "\nlocust " in text:
+            assert "README.md#quick-start" in text, page.name
 
 
 @pytest.mark.slow
