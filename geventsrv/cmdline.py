@@ -68,6 +68,20 @@ def count(text: str) -> int:
     return _number(text, int, 0, False, "a whole number, 0 or more")  # type: ignore[no-any-return]
 
 
+def quiet_ctrl_c_in_greenlets() -> None:
+    """Ctrl-C ends the program in its main greenlet without a traceback from another one.
+
+    Python raises KeyboardInterrupt in whichever greenlet is running; gevent's
+    hub prints that greenlet's traceback, then passes the interrupt on to the
+    main greenlet. In a program's own greenlets (a lesson's, a server's
+    connections) an interrupt is not an error to report, only the end of the run.
+    """
+    from gevent.hub import Hub
+
+    if KeyboardInterrupt not in Hub.NOT_ERROR:
+        Hub.NOT_ERROR = (*Hub.NOT_ERROR, KeyboardInterrupt)
+
+
 def run(main: Callable[[], int], prog: str) -> NoReturn:
     """``sys.exit(main())``, but a closed standard output or Ctrl-C ends ``prog`` in one line."""
     try:

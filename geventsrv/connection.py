@@ -1,9 +1,12 @@
 """A connection, and the contract every handler keeps: plain blocking-socket loops.
 
 Each handler takes a :class:`Connection` and runs until the client closes its
-side. It reads and writes with ordinary blocking ``recv``/``sendall`` calls;
-under ``gevent.monkey.patch_all()`` each of those calls parks only the
-connection's own greenlet, so thousands of these loops share one thread.
+side. It reads and writes with ordinary blocking ``recv``/``sendall`` calls on
+``conn.sock``: geventsrv's cooperative socket by default
+(:mod:`geventsrv.cooperative`), the socket ``gevent.monkey.patch_all()`` put in
+the standard library's place with ``--io patched``, or a TLS stream over either.
+Each of those calls parks only the connection's own greenlet, so thousands of
+these loops share one thread.
 
 Contract for every handler:
 

@@ -58,6 +58,7 @@ from gevent.lock import Semaphore
 from geventsrv import modes, procstats
 from geventsrv.accepting import AcceptErrors, RateLimitedLog
 from geventsrv.addresses import format_address
+from geventsrv.cmdline import quiet_ctrl_c_in_greenlets
 from geventsrv.config import Config
 from geventsrv.connection import Connection, Drained, Handler, IdleTimeout
 from geventsrv.limits import AccessList, Gate, TokenBuckets, parse_rate
@@ -272,6 +273,9 @@ class EchoServer:
         if self._started or self._stopping:
             return self
         require_monkey_patched()
+        # A program embedding the server may be stopped with Ctrl-C: if the interrupt
+        # lands in a connection's greenlet, the program's main greenlet gets it, quietly.
+        quiet_ctrl_c_in_greenlets()
         self._sockets = self._given_sockets or open_sockets(self.config)
         self._started = True
         transports = {(True, False): "", (False, True): ", udp", (True, True): ", tcp and udp"}

@@ -172,6 +172,17 @@ def test_help_says_what_a_custom_server_must_print():
     assert "a line holding only the port number" in text
 
 
+def test_help_lists_every_command_and_each_answers_its_own_help():
+    from geventsrv.bench.__main__ import SUBCOMMANDS
+
+    listed = bench("--help").stdout
+    for name, (_, summary) in SUBCOMMANDS.items():
+        assert f"  {name:<10} {summary}" in listed, name
+        assert f"{{{','.join(SUBCOMMANDS)}}}" in listed.splitlines()[0]
+        own = bench(name, "--help")
+        assert own.returncode == 0 and own.stdout.startswith("usage: "), (name, own.stderr)
+
+
 def test_capacity_search_finds_a_rate_and_charts_it(tmp_path):
     from geventsrv.bench import cload
 

@@ -42,8 +42,21 @@ def test_a_quick_run_measures_every_server_and_the_idle_memory(tmp_path, c_gener
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "ws.json").read_text())
     assert report["meta"]["machine"]["cpu"]
+    assert f"wrote {tmp_path / 'ws.json'}" in result.stdout
+    assert (tmp_path / "ws.md").read_text().startswith("Machine: ")
+    assert "Command: `python -m geventsrv.bench ws --quick" in (tmp_path / "ws.md").read_text()
     rows = {row["server"]: row for row in report["rows"]}
     assert set(rows) == {server.name for server in wsbench.SERVERS}
     for row in rows.values():
         assert row["messages_per_s"] > 0 and row["errors"] == 0
         assert row["kib_per_idle_connection"] is not None
+
+
+def test_the_help_gives_every_default():
+    result = subprocess.run(
+        [sys.executable, "-m", "geventsrv.bench", "ws", "--help"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    for option in ("--size", "--connections", "--duration", "--warmup", "--rounds", "--idle"):
+        after = result.stdout.split(option, 2)[-1]
+        assert "(default: " in after.split("\n  --", 1)[0], option

@@ -6,8 +6,10 @@ Slow-marked: each peer starts once, not on every interpreter of the matrix.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -46,7 +48,14 @@ def test_chromium_opens_the_page_and_sees_its_messages_echoed(start_server, tmp_
     )
     assert '<li class="echo">hello</li><li class="echo">wörld</li>' in dom, dom[-3000:]
     assert '<span id="close-code">1000</span>' in dom
-    assert '"User-Agent", "Mozilla/5.0' in dom and "HeadlessChrome" in dom  # the reflection
+    assert '<span id="state">closed</span>' in dom and "Connected" not in dom
+    # The reflection, indented to be read: JSON over several lines, in a block of its own.
+    shown = re.search(r'<li class="reflection">reflection:<pre>(.*?)</pre>', dom, re.S)
+    assert shown, dom[-3000:]
+    reflection = json.loads(html.unescape(shown.group(1)))
+    assert shown.group(1).count("\n") > 20
+    agent = dict(reflection["request"]["headers"])["User-Agent"]
+    assert agent.startswith("Mozilla/5.0") and "HeadlessChrome" in agent
     assert "permessage-deflate" in dom  # Chromium offered compression, and it worked
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -142,6 +143,9 @@ def test_readme_embedding_example_serves_while_the_program_works():
         with socket.create_connection((host, port), timeout=10) as sock:
             sock.sendall(b"embedded")
             assert sock.recv(8) == b"EMBEDDED"
+        time.sleep(0.3)  # the connection closed, so that the stop has nothing to drain
+        server.proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop, no traceback
+        assert server.proc.wait(20) == 0
     finally:
         server.kill()
     assert "Traceback" not in server.stderr, server.stderr

@@ -335,6 +335,12 @@ def test_plot_to_a_format_matplotlib_cannot_write_is_refused_before_the_lesson(t
     assert result.stderr.count("\n") == 1 and "the file must end in .png" in result.stderr
 
 
+def test_plot_into_a_folder_that_does_not_exist_is_refused_before_the_lesson(tmp_path):
+    result = run_tutorial("tracing", "--plot", str(tmp_path / "no" / "such" / "x.png"))
+    assert result.returncode == 2 and result.stdout == ""  # refused before anything ran
+    assert result.stderr.count("\n") == 1 and "cannot write" in result.stderr
+
+
 def test_strace_counts_the_same_calls_where_perf_cannot():
     require_tool("strace", "strace")
     from geventsrv.bench import syscalls

@@ -9,9 +9,11 @@ and CSV of every number, and PNG charts. Exits 1 if any reply was wrong.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,18 @@ from geventsrv.bench import cload, lab, machine, syscalls
 from geventsrv.bench.load import CLIENTS, choose_client
 
 PROG = "python -m geventsrv.bench"
+#: The lab's other commands, ``python -m geventsrv.bench NAME``: module and what it measures.
+SUBCOMMANDS = {
+    "http": ("httpbench", "the HTTP mode against uvicorn and gunicorn, driven by wrk"),
+    "ws": ("wsbench", "the WebSocket echo against websockets and uvicorn"),
+    "storm": ("stormbench", "a storm of busy connections, counted per connection"),
+    "capacity": ("capacity", "open-loop latency against offered rate"),
+    "tls": ("tlscost", "geventsrv's CPU per request with and without TLS"),
+    "ops": ("opscost", "what metrics and the access log cost"),
+    "hostile": ("hostile", "one address attacks, another times its echo"),
+    "soak": ("soak", "the soak test: mixed load and faults, leak checks"),
+    "cluster": ("clusterbench", "several hosts behind HAProxy: steady, rolling, failover"),
+}
 FULL = {"sizes": [1024, 10240, 102400], "connections": [1, 10, 100, 1000, 10000], "storm": 10000}
 QUICK = {
     "sizes": [1024],
@@ -61,20 +75,18 @@ def missing_extras() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items())
     parser = cmdline.Parser(
         prog=PROG,
-        description="Run every server under test on the same closed-loop workload, round by "
-        "round, interleaved, and report medians: a table, JSON, CSV and PNG charts. Exits 1 "
-        "if any reply was wrong.",
-        epilog=f"{PROG} soak --help: the soak test (mixed load and faults, leak checks); "
-        f"{PROG} capacity --help: open-loop latency against offered rate; "
-        f"{PROG} tls --help: geventsrv's CPU per request with and without TLS; "
-        f"{PROG} ops --help: what metrics and the access log cost; "
-        f"{PROG} http --help: the HTTP mode against uvicorn and gunicorn, driven by wrk; "
-        f"{PROG} ws --help: the WebSocket echo against websockets and uvicorn; "
-        f"{PROG} hostile --help: one address attacks, another times its echo; "
-        f"{PROG} storm --help: a storm of busy connections, counted per connection; "
-        f"{PROG} cluster --help: several hosts behind HAProxy (steady, rolling, failover)",
+        usage=f"{PROG} [{{{','.join(SUBCOMMANDS)}}}] [options]",
+        description=textwrap.fill(
+            "The IO-models lab, with no command: run every server under test on the same "
+            "closed-loop workload, round by round, interleaved, and report medians: a table, "
+            "JSON, CSV and PNG charts. Exits 1 if any reply was wrong.",
+            79,
+        ),
+        epilog=f"commands (each has its own --help):\n{commands}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     names = [spec.name for spec in lab.catalog()]
     parser.add_argument(
@@ -159,42 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.USAGE
     from geventsrv.bench import report
 
-    if argv[:1] == ["soak"]:
-        from geventsrv.bench import soak
-
-        return soak.main(argv[1:])
-    if argv[:1] == ["capacity"]:
-        from geventsrv.bench import capacity
-
-        return capacity.main(argv[1:])
-    if argv[:1] == ["tls"]:
-        from geventsrv.bench import tlscost
-
-        return tlscost.main(argv[1:])
-    if argv[:1] == ["hostile"]:
-        from geventsrv.bench import hostile
-
-        return hostile.main(argv[1:])
-    if argv[:1] == ["cluster"]:
-        from geventsrv.bench import clusterbench
-
-        return clusterbench.main(argv[1:])
-    if argv[:1] == ["http"]:
-        from geventsrv.bench import httpbench
-
-        return httpbench.main(argv[1:])
-    if argv[:1] == ["ws"]:
-        from geventsrv.bench import wsbench
-
-        return wsbench.main(argv[1:])
-    if argv[:1] == ["storm"]:
-        from geventsrv.bench import stormbench
-
-        return stormbench.main(argv[1:])
-    if argv[:1] == ["ops"]:
-        from geventsrv.bench import opscost
-
-        return opscost.main(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(f"geventsrv.bench.{SUBCOMMANDS[argv[0]][0]}")
+        code: int = module.main(argv[1:])
+        return code
     parser = build_parser()
     args = parser.parse_args(argv)
     settings: dict[str, Any] = dict(FULL, duration=2.0, warmup=0.5, rounds=3)

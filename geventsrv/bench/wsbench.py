@@ -127,16 +127,31 @@ def build_parser() -> Any:
         "every echo checked), rounds interleaved; then memory per idle WebSocket. Exits 1 on "
         "any wrong echo.",
     )
-    parser.add_argument("--quick", action="store_true", help="1 s, 1 round, 500 idle connections")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 s per point, 1 round, 500 idle WebSockets"
+    )
     parser.add_argument("--servers", type=lambda t: t.split(","),
-                        help=f"subset of: {', '.join(s.name for s in SERVERS)}")  # fmt: skip
-    parser.add_argument("--size", type=cmdline.positive_int, default=1024, help="message bytes")
-    parser.add_argument("--connections", type=cmdline.positive_int, default=100)
-    parser.add_argument("--duration", type=cmdline.positive_number, help="seconds (default: 5)")
-    parser.add_argument("--warmup", type=cmdline.seconds, help="seconds (default: 2)")
-    parser.add_argument("--rounds", type=cmdline.positive_int, help="rounds (default: 5)")
-    parser.add_argument("--idle", type=cmdline.count, help="idle WebSockets held (default: 10000)")
-    parser.add_argument("--out", type=Path, default=Path("reports/ws"), help="output directory")
+                        help=f"comma-separated subset of: {', '.join(s.name for s in SERVERS)} "
+                        "(default: all that are installed)")  # fmt: skip
+    parser.add_argument("--size", type=cmdline.positive_int, default=1024,
+                        help="bytes per message (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--connections", type=cmdline.positive_int, default=100,
+                        help="WebSockets in the closed loop (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--duration", type=cmdline.positive_number, help="seconds measured per point (default: 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=cmdline.seconds, help="seconds of the same load before (default: 2)"
+    )
+    parser.add_argument(
+        "--rounds", type=cmdline.positive_int, help="rounds; medians are reported (default: 5)"
+    )
+    parser.add_argument(
+        "--idle", type=cmdline.count,
+        help="idle WebSockets held to measure memory per WebSocket, 0 to skip (default: 10000)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path("reports/ws"),
+                        help="output directory (default: %(default)s)")  # fmt: skip
     return parser
 
 
@@ -200,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join([PROG, *(argv if argv is not None else sys.argv[1:])]),
         "load": "the lab's C generator, ws mode (masked binary frames, echoes checked)",
     }  # fmt: skip
-    lines = [f"Machine: {machine.describe(meta['machine'])}.", "",
+    lines = [f"Machine: {machine.describe(meta['machine'])}.", f"Command: `{meta['command']}`.",
+             "",
              "| server | messages/s | CPU µs per message | p99 ms | KiB per idle WebSocket "
              "| errors |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
@@ -217,4 +233,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "ws.md").write_text(report)
     print()
     print(report)
+    print(f"wrote {args.out / 'ws.json'} and {args.out / 'ws.md'}")
     return 1 if any(row["errors"] for row in rows) else 0

@@ -7,6 +7,7 @@ one of their own.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument --plot: the file must end in {formats}, got {str(args.plot)!r}")
         if importlib.util.find_spec("matplotlib") is None:
             parser.error("argument --plot: needs matplotlib: pip install matplotlib")
-    _quiet_ctrl_c_in_greenlets()
+        folder = args.plot.resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            # Said before the lesson runs, not after it.
+            parser.error(
+                f"argument --plot: cannot write {args.plot}: no folder {folder} to write to"
+            )
+    cmdline.quiet_ctrl_c_in_greenlets()
     narrator = Narrator(lang=lang)
     with stopwatch() as elapsed:
         for _, module in lessons:
@@ -103,20 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\n全部 {len(lessons)} 课运行完毕，用时 {seconds:.1f} 秒。",
         )
     return 0
-
-
-def _quiet_ctrl_c_in_greenlets() -> None:
-    """Ctrl-C during a lesson's greenlets ends the tutorial in one line, not a traceback.
-
-    Python raises KeyboardInterrupt in whichever greenlet is running; gevent's
-    hub prints that greenlet's traceback, then passes the interrupt on to the
-    main greenlet. The lessons' greenlets are this process's own: an interrupt
-    there is not an error to report, only the end of the run.
-    """
-    from gevent.hub import Hub
-
-    if KeyboardInterrupt not in Hub.NOT_ERROR:
-        Hub.NOT_ERROR = (*Hub.NOT_ERROR, KeyboardInterrupt)
 
 
 def _draws(module: str) -> bool:
