@@ -17,7 +17,15 @@ keeps the same blocking interface and makes two:
 
 It waits on a read and a write watcher of its own, kept for the connection's
 life, with gevent's public API only: ``hub.loop.io(fd, events)``,
-``watcher.start(getcurrent().switch)``, ``hub.switch()``. Every guarantee of
+``watcher.start(callback, greenlet)``, ``loop.run_callback``, ``hub.switch()``.
+
+Waiting greenlets are woken in the order the kernel reported their sockets
+ready (:class:`ReadyInOrder`), not in the order libev calls the watchers'
+callbacks, which is the reverse: libev runs a turn's callbacks last-queued
+first. Under a closed loop of thousands of connections, served in reverse
+each turn, a connection served first in one turn came last in the next, and
+waited two turns for one answer: that doubled the 99th percentile of the
+round trip against its median. Every guarantee of
 the patched path holds: an exception thrown into the waiting greenlet (the idle
 reaper's :class:`~geventsrv.server.IdleTimeout`, a kill at the drain deadline)
 stops the watcher on its way out; :meth:`CooperativeSocket.close` from another
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from functools import partial
 from typing import Any
 
 from gevent import get_hub, getcurrent
@@ -44,6 +53,49 @@ PlainSocket: type[socket.socket] = get_original("socket", "socket")
 _READ, _WRITE = 1, 2  # libev's and libuv's EV_READ and EV_WRITE
 
 
+class ReadyInOrder:
+    """The greenlets a loop turn found ready, woken in the kernel's order, from the hub.
+
+    The watchers' callback is :meth:`ready`: it only queues the greenlet (and,
+    first in a turn, asks the hub to run :meth:`wake` next). libev calls a
+    turn's callbacks in the reverse of the order the kernel reported the
+    descriptors, so the queue, read from its end, is in the kernel's order.
+    """
+
+    __slots__ = ("_loop", "queued")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self.queued: list[Any] = []
+
+    def ready(self, greenlet: Any) -> None:
+        if not self.queued:
+            self._loop.run_callback(self.wake)
+        self.queued.append(greenlet)
+
+    def wake(self) -> None:
+        queued = self.queued
+        while queued:
+            # Each runs until it waits again, which switches back to here.
+            queued.pop().switch()
+
+    def forget(self, greenlet: Any) -> None:
+        """``greenlet`` stopped waiting for another reason (an exception thrown in)."""
+        if greenlet in self.queued:
+            self.queued.remove(greenlet)
+
+
+_in_order: dict[int, ReadyInOrder] = {}
+
+
+def ready_in_order(hub: Any) -> ReadyInOrder:
+    """The :class:`ReadyInOrder` of ``hub`` (one per hub, so per thread)."""
+    found = _in_order.get(id(hub))
+    if found is None or found._loop is not hub.loop:
+        found = _in_order[id(hub)] = ReadyInOrder(hub.loop)
+    return found
+
+
 class CooperativeSocket:
     """A connected stream socket whose blocking calls park only the calling greenlet.
 
@@ -52,12 +104,17 @@ class CooperativeSocket:
     ``recv``, ``sendall``, ``shutdown``, ``close``, ``fileno``, ``getsockname``.
     """
 
-    __slots__ = ("_hub", "_read", "_sock", "_wait_first", "_write")
+    __slots__ = ("_hub", "_in_order", "_read", "_sock", "_wait_first", "_waker", "_write")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._hub = get_hub()
+        self._in_order = ready_in_order(self._hub)
+        #: The watchers' callback for the greenlet that waits on this socket (made once,
+        #: not per wait: objects made per wait outlive young collections, by thousands
+        #: under load, and bring on full ones).
+        self._waker: Any = None
         self._read: Any = self._hub.loop.io(sock.fileno(), _READ)
         self._write: Any = None  # made on first need: most replies fit the send buffer
         #: Wait for readability before the next recv(): the last one came up short.
@@ -72,14 +129,21 @@ class CooperativeSocket:
         return cls(PlainSocket(family, kind, proto, fileno=sock.detach()))
 
     def _wait(self, watcher: Any) -> None:
-        # The watcher's callback is this greenlet's switch: when the descriptor
-        # is ready, the hub switches straight back here. Anything thrown in
-        # meanwhile (idle timeout, kill, close from another greenlet) passes
-        # through the finally clause, so the watcher never fires for a
-        # greenlet that has moved on.
-        watcher.start(getcurrent().switch)
+        # When the descriptor is ready, the watcher queues this greenlet and the
+        # hub switches back here in the kernel's order (ReadyInOrder). Anything
+        # thrown in meanwhile (idle timeout, kill, close from another greenlet)
+        # stops the watcher and takes the greenlet out of the queue on its way
+        # out, so that nothing wakes a greenlet that has moved on.
+        current = getcurrent()
+        waker = self._waker
+        if waker is None or waker.args[0] is not current:
+            waker = self._waker = partial(self._in_order.ready, current)
+        watcher.start(waker)
         try:
             self._hub.switch()
+        except BaseException:
+            self._in_order.forget(current)
+            raise
         finally:
             if watcher.active:  # not when close() from another greenlet got here first
                 watcher.stop()
@@ -129,7 +193,7 @@ class CooperativeSocket:
         for watcher in (self._read, self._write):
             if watcher is None:
                 continue
-            waiter = getattr(watcher.callback, "__self__", None) if watcher.active else None
+            waiter = watcher.callback.args[0] if watcher.active else None
             watcher.stop()
             watcher.close()
             if waiter is not None and waiter is not getcurrent():

@@ -128,3 +128,50 @@ def test_shutdown_from_another_greenlet_ends_both_directions(pair):
     assert reader.get(timeout=5) == b""
     with pytest.raises(OSError):
         sock.sendall(b"x")
+
+
+def test_waiting_greenlets_wake_in_the_order_their_sockets_became_ready():
+    """libev runs a turn's callbacks last-ready first; served so, a connection first in
+    one turn would be last in the next and wait two turns for one answer (under 10,000
+    busy connections, that doubled the round trip's 99th percentile against its median)."""
+    pairs = [socket.socketpair() for _ in range(50)]
+    socks = [CooperativeSocket.adopt(ours) for ours, _ in pairs]
+    woken: list[int] = []
+
+    def reader(number: int) -> None:
+        socks[number].recv(1)  # waits: the first recv of a connection reads at once, so
+        socks[number].recv(1)  # the second, after a short read, is the one that waits
+        woken.append(number)
+
+    for _, peer in pairs:
+        peer.send(b"a")
+    greenlets = [gevent.spawn(reader, number) for number in range(len(socks))]
+    gevent.sleep(0.05)  # every reader parked in its second recv
+    assert woken == []
+    order = list(range(len(socks)))
+    for number in order[::3] + order[1::3] + order[2::3]:  # ready in a shuffled order
+        pairs[number][1].send(b"b")
+    gevent.joinall(greenlets, timeout=5)
+    assert woken == order[::3] + order[1::3] + order[2::3]
+    for sock, (_, peer) in zip(socks, pairs, strict=True):
+        sock.close()
+        peer.close()
+
+
+def test_a_greenlet_killed_while_queued_to_wake_is_not_woken():
+    """Its socket was ready (its watcher fired and queued it), then an exception was thrown
+    in (the idle reaper, a kill) before the queue was woken: the queue forgets it."""
+    ours, peer = socket.socketpair()
+    sock = CooperativeSocket.adopt(ours)
+    peer.send(b"x")
+    waiting = gevent.spawn(lambda: (sock.recv(1), sock.recv(1)))
+    gevent.sleep(0.01)  # parked in the second recv, its watcher started
+    in_order = sock._in_order
+    in_order.ready(waiting)  # as its watcher does when the socket turns ready
+    assert in_order.queued == [waiting]
+    waiting.kill(block=True)
+    assert waiting.dead and in_order.queued == []
+    peer.send(b"y")
+    gevent.sleep(0.02)  # nothing switches into the dead greenlet, nothing raises
+    sock.close()
+    peer.close()
