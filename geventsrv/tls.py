@@ -18,6 +18,7 @@ from typing import Any
 
 import gevent.ssl as ssl
 
+from geventsrv import modes
 from geventsrv.config import Config, ConfigError
 
 #: OpenSSL's short names for the subject fields people read.
@@ -89,10 +90,22 @@ def server_context(config: Config) -> ssl.SSLContext | None:
                 "tls_ca", f"{config.tls_ca} is not a PEM file of CA certificates"
             ) from None
         context.verify_mode = ssl.CERT_REQUIRED
-    if config.tls_alpn:
-        context.set_alpn_protocols(list(config.tls_alpn))
+    offered = offered_alpn(config)
+    if offered:
+        context.set_alpn_protocols(list(offered))
     context.sni_callback = _remember_server_name
     return context
+
+
+def offered_alpn(config: Config) -> tuple[str, ...]:
+    """The ALPN protocols the server selects from: ``--tls-alpn``, else the mode's own
+    (the http mode: h2, then http/1.1; http/1.1 alone with ``--http1-only``)."""
+    if config.tls_alpn:
+        return config.tls_alpn
+    offered = modes.get(config.mode).alpn
+    if config.http1_only:
+        offered = tuple(protocol for protocol in offered if protocol != "h2")
+    return offered
 
 
 def _remember_server_name(sock: Any, server_name: str | None, context: Any) -> None:

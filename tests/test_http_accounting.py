@@ -18,8 +18,8 @@ def test_the_access_log_has_one_line_per_request(start_server):
             read_response(sock, buffer)
     server.wait_for_log(r'"status": 404')
     entries = [json.loads(text) for text in server.lines if '"logger": "geventsrv.access"' in text]
-    assert [(e["method"], e["target"], e["status"]) for e in entries] == [
-        ("GET", "/a", 200), ("GET", "/b?status=404", 404),
+    assert [(e["method"], e["target"], e["version"], e["status"]) for e in entries] == [
+        ("GET", "/a", "1.1", 200), ("GET", "/b?status=404", "1.1", 404),
     ]  # fmt: skip
 
 
@@ -44,7 +44,8 @@ def test_metrics_count_requests_by_method_and_status_class(start_server):
         for s in family.samples
     }
     requests = "geventsrv_http_requests_total"
-    assert samples[(requests, (("method", "GET"), ("status_class", "2xx")))] == 1
-    assert samples[(requests, (("method", "POST"), ("status_class", "5xx")))] == 1
-    assert samples[(requests, (("method", "other"), ("status_class", "2xx")))] == 1
+    version = ("version", "1.1")
+    assert samples[(requests, (("method", "GET"), ("status_class", "2xx"), version))] == 1
+    assert samples[(requests, (("method", "POST"), ("status_class", "5xx"), version))] == 1
+    assert samples[(requests, (("method", "other"), ("status_class", "2xx"), version))] == 1
     assert samples[("geventsrv_http_request_duration_seconds_count", ())] == 3

@@ -29,13 +29,13 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class Requests:
-    """The http mode's requests, counted by method and status class, and timed."""
+    """The http mode's requests, counted by method, status class and HTTP version, and timed."""
 
     def __init__(self, log_each: bool) -> None:
         #: Whether to write one access-log line per request.
         self.log_each = log_each
-        #: Requests answered, by (method, status class): what /metrics shows.
-        self.counts: dict[tuple[str, str], int] = {}
+        #: Requests answered, by (method, status class, version): what /metrics shows.
+        self.counts: dict[tuple[str, str, str], int] = {}
         self.durations = Durations(REQUEST_BUCKETS, [0] * (len(REQUEST_BUCKETS) + 1))
 
     def finished(self, exchange: Exchange, seconds: float) -> None:
@@ -44,24 +44,26 @@ class Requests:
         A tunnel's lifetime is not a request's duration: a tunnelled exchange is only
         counted, and a WebSocket (101) logs its own line when it ends.
         """
-        method = self.count(exchange.request.method, exchange.status)
+        request = exchange.request
+        method = self.count(request.method, exchange.status, request.version)
         if not exchange.tunnelled:
             self.durations.observe(seconds)
         if self.log_each and exchange.status != 101:
             client = exchange.conn.client
-            target = exchange.request.target.decode("latin-1")[:200]
-            status, received = exchange.status, exchange.received
+            target = request.target.decode("latin-1")[:200]
+            status, received, version = exchange.status, exchange.received, request.version
             access_log.info(
-                "%s: %s %s %d, %d byte(s) in, %.3f s",
-                client, method[:16], target, status, received, seconds,
+                "%s: %s %s HTTP/%s %d, %d byte(s) in, %.3f s",
+                client, method[:16], target, version, status, received, seconds,
                 extra={"client": client, "method": method[:16], "target": target,
-                       "status": status, "received": received, "duration": round(seconds, 6)},
+                       "version": version, "stream": request.stream_id, "status": status,
+                       "received": received, "duration": round(seconds, 6)},
             )  # fmt: skip
 
-    def count(self, method_bytes: bytes, status: int) -> str:
-        """Count one request by method and status class; its method, as text."""
+    def count(self, method_bytes: bytes, status: int, version: str) -> str:
+        """Count one request by method, status class and version; its method, as text."""
         method = method_bytes.decode("latin-1")
-        key = (method if method in METHODS else "other", f"{status // 100}xx")
+        key = (method if method in METHODS else "other", f"{status // 100}xx", version)
         self.counts[key] = self.counts.get(key, 0) + 1
         return method
 
@@ -71,11 +73,11 @@ class Requests:
 
         requests = CounterMetricFamily(
             "geventsrv_http_requests",
-            "HTTP requests answered, by method and status class.",
-            labels=["method", "status_class"],
+            "HTTP requests answered, by method, status class and HTTP version.",
+            labels=["method", "status_class", "version"],
         )
-        for (method, status_class), count in sorted(self.counts.items()):
-            requests.add_metric([method, status_class], count)
+        for (method, status_class, version), count in sorted(self.counts.items()):
+            requests.add_metric([method, status_class, version], count)
         yield requests
         yield HistogramMetricFamily(
             "geventsrv_http_request_duration_seconds",

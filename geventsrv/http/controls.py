@@ -16,6 +16,8 @@ chunks     the body in N pieces, ``interval`` seconds apart
 interval   seconds between pieces, and between events on ``/sse``
 count      events sent on ``/sse``
 header     an extra response header, ``Name: value`` (repeatable)
+trailer    a response trailer, ``Name: value`` (repeatable): the body is
+           then streamed (chunked in HTTP/1.1) and the trailers end it
 =========  ==========================================================
 """
 
@@ -62,10 +64,16 @@ class Controls:
     interval: float = DEFAULT_INTERVAL
     count: int = DEFAULT_EVENTS
     headers: list[Header] = field(default_factory=list)
+    trailers: list[Header] = field(default_factory=list)
 
     @property
     def trickled(self) -> bool:
         return self.chunks > 1
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the body goes out as it is made, its length not given first."""
+        return self.chunks > 1 or bool(self.trailers)
 
 
 #: What a request that asks for nothing gets.
@@ -124,6 +132,7 @@ class ControlsJudge:
                 "(--http-max-delay)"
             )
         controls.headers = [extra_header(value) for value in asked.get("header", [])]
+        controls.trailers = [extra_header(value, "trailer") for value in asked.get("trailer", [])]
         return controls
 
 
@@ -171,12 +180,13 @@ def switch(asked: dict[str, list[str]], name: str) -> bool:
     raise BadControl(f"{name} must be 1, true, yes or 0, false, no, got {text!r}")
 
 
-def extra_header(text: str) -> Header:
-    """``Name: value`` as a response header, refused when it could break the response."""
+def extra_header(text: str, control: str = "header") -> Header:
+    """``Name: value`` as a response header (or trailer), refused when it could break the
+    response."""
     name, sep, value = text.partition(":")
     name, value = name.strip(), value.strip()
     if not sep or not is_token(name):
-        raise BadControl(f"header must be 'Name: value' with a token for a name, got {text!r}")
+        raise BadControl(f"{control} must be 'Name: value' with a token for a name, got {text!r}")
     if any(c in value for c in "\r\n\0"):
         raise BadControl("a header value may not hold CR, LF or NUL")
     raw = name.encode("latin-1", "replace"), value.encode("latin-1", "replace")

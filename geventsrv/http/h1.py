@@ -17,13 +17,22 @@ decided here, once, for whatever the application sends:
 * refusals: a status, a one-line text and ``Connection: close``, then a
   lingering close, so that the refusal is read before any reset;
 * tunnels: ``101`` for an upgrade, ``2xx`` for a CONNECT, after which the
-  connection is the tunnel's byte stream.
+  connection is the tunnel's byte stream;
+* HTTP/2 in clear (h2c): a connection that opens with HTTP/2's preface is
+  handed to the HTTP/2 front whole; a request that asks to ``Upgrade: h2c``
+  (with a valid ``HTTP2-Settings``) is answered ``101`` and on HTTP/2's stream 1,
+  once its body is read, when it has no body or a length within
+  ``--http-max-body``: the body must be read whole before the switch (RFC 7540
+  3.2), so it is held, and bounded as a reflected body is; a chunked or larger
+  body, or an upgrade over TLS, is answered in HTTP/1.1, as the RFC allows.
 
 Every write is counted in ``conn.bytes_sent``, every read in ``bytes_received``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from geventsrv.connection import linger
 from geventsrv.http.exchange import Exchange, Header, HttpError, Request, bodiless, http_date
-from geventsrv.http.h1read import RequestReader
+from geventsrv.http.h1read import MAX_HEAD, PrefaceSeen, RequestReader
 
 if TYPE_CHECKING:
     from geventsrv.connection import Connection
@@ -41,6 +50,9 @@ if TYPE_CHECKING:
 Application = Callable[[Exchange], None]
 #: Called once per exchange when it is over: (exchange, seconds it took).
 Finished = Callable[[Exchange, float], None]
+#: Goes on in HTTP/2: (bytes read already, and after an accepted ``Upgrade: h2c``,
+#: the request, its body and the client's settings).
+SwitchToH2 = Callable[[bytes, "tuple[Request, bytes, bytes] | None"], None]
 
 #: How the body of a response under way is framed.
 LENGTH, CHUNKED, UNTIL_CLOSE, NO_BODY = range(4)
@@ -48,15 +60,23 @@ SERVER_LINE = b"Server: geventsrv\r\n"
 
 
 def serve(
-    conn: Connection, application: Application, finished: Finished, head_timeout: float
+    conn: Connection,
+    application: Application,
+    finished: Finished,
+    head_timeout: float,
+    max_head: int = MAX_HEAD,
+    h2: SwitchToH2 | None = None,
+    max_upgrade_body: int = 0,
 ) -> None:
     """Answer the requests of ``conn`` until the client or the server ends the connection.
 
     ``finished`` counts each exchange (metrics, access log), refused ones too.
-    Returns normally when the client has closed, or after a response that ends
-    the connection; lets ``OSError`` propagate.
+    ``h2``, if given, takes the connection over when the client speaks HTTP/2
+    (see the module's h2c); ``max_upgrade_body``, the largest body an upgrade
+    may bring. Returns normally when the client has closed, or after a response
+    that ends the connection; lets ``OSError`` propagate.
     """
-    reader = RequestReader(conn, head_timeout)
+    reader = RequestReader(conn, head_timeout, max_head, h2=h2 is not None)
     number = 0
     while True:
         exchange: H1Exchange | None = None
@@ -67,9 +87,16 @@ def serve(
                 return
             number += 1
             started = time.monotonic()
+            if h2 is not None and request.upgrade == b"h2c" and number == 1:
+                upgrade = h2c_upgrade(conn, reader, request, max_upgrade_body)
+                if upgrade is not None:
+                    return h2(*upgrade)
             exchange = H1Exchange(conn, reader, request, number)
             application(exchange)
             exchange.end()  # where the application left the response open
+        except PrefaceSeen as preface:
+            assert h2 is not None
+            return h2(preface.data, None)
         except HttpError as exc:
             if exchange is not None and exchange.started:  # the response under way is cut
                 finished(exchange, time.monotonic() - started)
@@ -82,6 +109,36 @@ def serve(
         finished(exchange, time.monotonic() - started)
         if exchange.tunnelled or not exchange.keep:
             return
+
+
+def h2c_upgrade(
+    conn: Connection, reader: RequestReader, request: Request, most: int
+) -> tuple[bytes, tuple[Request, bytes, bytes]] | None:
+    """Take an ``Upgrade: h2c`` (RFC 7540 3.2): read the body, answer ``101``; the bytes
+    read past the request and what stream 1 needs. None: answer in HTTP/1.1 instead."""
+    if conn.tls is not None or request.chunked or (request.content_length or 0) > most:
+        return None
+    settings = [value for name, value in request.headers if name.lower() == b"http2-settings"]
+    tokens = {
+        token.strip().lower()
+        for name, value in request.headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    if len(settings) != 1 or not {b"upgrade", b"http2-settings"} <= tokens:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(settings[0] + b"=" * (-len(settings[0]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(payload) % 6:
+        return None
+    body = b"".join(reader.body())
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    conn.sock.sendall(answer)
+    conn.bytes_sent += len(answer)
+    request.version = "2"
+    return reader.switch_protocols(), (request, body, payload)
 
 
 class H1Exchange(Exchange):

@@ -11,7 +11,7 @@ arrived in one read are answered without another system call.
 
 What the reader bounds, since a peer controls it all:
 
-* the head (request line and headers): at most :data:`MAX_HEAD` bytes (431
+* the head (request line and headers): at most ``max_head`` bytes (431
   past it), and at most ``head_timeout`` seconds to arrive once begun (408):
   a slowloris trickling one byte at a time costs its connection, for a bounded
   time. The timer is armed only when a head does not arrive in one read, so
@@ -47,14 +47,19 @@ if TYPE_CHECKING:
     from geventsrv.connection import Connection
     from geventsrv.http.exchange import Exchange
 
-#: Largest request head (request line and headers) accepted; past it, 431.
+#: The largest request head (request line and headers) by default; past it, 431.
 MAX_HEAD = 16 * 1024
-#: A head still arriving is cut once the reads it spans pass this (the exact
-#: count is known only header by header, and one read may hold the end of the
-#: request before).
-MAX_PENDING_HEAD = MAX_HEAD + RECV_SIZE
 VERSIONS = ("1.1", "1.0")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class PrefaceSeen(Exception):
+    """The connection opened with HTTP/2's preface (prior knowledge): ``data``, the bytes
+    read, are the HTTP/2 front's to go on with."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__("the HTTP/2 preface")
+        self.data = data
 
 
 class EndOfMessage:
@@ -67,7 +72,8 @@ END = EndOfMessage()
 class _Collector:
     """The parser's callbacks. They only record: the reader acts after ``feed_data``."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_head: int) -> None:
+        self.max_head = max_head
         self.parser: httptools.HttpRequestParser | None = None
         self.events: deque[Request | bytes | EndOfMessage] = deque()
         self.in_head = False
@@ -76,6 +82,12 @@ class _Collector:
         #: Where fields go: the head's headers, then (after the head) the trailers.
         self._fields = self._headers
         self._size = 0
+        #: A request whose body a new parser is about to read, after a made-up head.
+        self._resumed: Request | None = None
+
+    def resume_body(self, request: Request) -> None:
+        """The next head is made up to read ``request``'s body: it is no request."""
+        self._resumed = request
 
     def on_message_begin(self) -> None:
         self.in_head = True
@@ -93,11 +105,14 @@ class _Collector:
 
     def _count(self, size: int) -> None:
         self._size += size
-        if self._size > MAX_HEAD:
-            raise HttpError(431, f"request head over {MAX_HEAD} bytes")
+        if self._size > self.max_head:
+            raise HttpError(431, f"request head over {self.max_head} bytes")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self._resumed is not None:
+            self._fields, self._resumed = self._resumed.trailers, None
+            return
         parser = self.parser
         assert parser is not None
         request = Request(
@@ -120,10 +135,16 @@ class _Collector:
 class RequestReader:
     """The requests arriving on one connection, read as the handler asks for them."""
 
-    def __init__(self, conn: Connection, head_timeout: float) -> None:
+    def __init__(
+        self, conn: Connection, head_timeout: float, max_head: int = MAX_HEAD, h2: bool = False
+    ) -> None:
         self.conn = conn
         self.head_timeout = head_timeout
-        self._collector = _Collector()
+        self.max_head = max_head
+        #: Whether the HTTP/2 preface opening the connection is handed over
+        #: (:class:`PrefaceSeen`) rather than refused with 505.
+        self.h2 = h2
+        self._collector = _Collector(max_head)
         self._parser = httptools.HttpRequestParser(self._collector)
         self._collector.parser = self._parser
         self._events = self._collector.events
@@ -223,6 +244,8 @@ class RequestReader:
         if not data:
             return False
         conn.bytes_received += len(data)
+        if self.h2 and self._opening == b"" and data.startswith(b"PRI"):
+            raise PrefaceSeen(data)  # the connection's first bytes: HTTP/2, prior knowledge
         self._feed(data)
         return True
 
@@ -237,29 +260,52 @@ class RequestReader:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0] :]
+            request = next(e for e in reversed(self._events) if type(e) is Request)
+            if request.has_body and request.method != b"CONNECT":
+                self._read_upgrade_body(request, rest)
+                return
             # llhttp stops after an Upgrade request: what follows is kept until
             # the handler says whether it switches (switch_protocols) or answers
             # in HTTP/1.1, when it is parsed as the next request.
-            self._after_upgrade = data[upgrade.args[0] :]
+            self._after_upgrade = rest
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, HttpError):
                 raise exc.__context__ from None
             raise
         except httptools.HttpParserError as exc:
             if data.startswith(b"PRI * HTTP/2.0"):  # the preface of HTTP/2 with prior knowledge
-                raise HttpError(505, "HTTP/2 is not served; use HTTP/1.1") from None
+                raise HttpError(505, "HTTP/2 is not served here (--http1-only)") from None
             raise HttpError(400, f"bad request: {exc}") from None
         if self._collector.in_head:  # part of a head: bounded in size and in time
             if self._opening is not None:
                 self._refuse_http_09(data)
             self._pending_head += len(data)
-            if self._pending_head > MAX_PENDING_HEAD:
-                raise HttpError(431, f"request head over {MAX_HEAD} bytes")
+            # A head still arriving is cut once the reads it spans pass the bound
+            # and one read (the exact count is known only header by header, and
+            # one read may hold the end of the request before).
+            if self._pending_head > self.max_head + RECV_SIZE:
+                raise HttpError(431, f"request head over {self.max_head} bytes")
             if self._head_deadline is None:
                 self._head_deadline = monotonic() + self.head_timeout
         else:
             self._pending_head = 0
             self._head_deadline = None
+
+    def _read_upgrade_body(self, request: Request, rest: bytes) -> None:
+        """llhttp takes every byte after an Upgrade request's head for the new protocol,
+        its body too. The body is HTTP/1.1's (a switch happens once the request is whole,
+        RFC 9110 7.8): a fresh parser reads it after a made-up head that frames it the
+        same way, and goes on with the requests that follow, if the switch is declined."""
+        if self._events and self._events[-1] is END:
+            self._events.pop()  # llhttp's end of a message whose body it did not read
+        framing = b"Transfer-Encoding: chunked" if request.chunked else (
+            b"Content-Length: %d" % (request.content_length or 0)
+        )  # fmt: skip
+        self._parser = httptools.HttpRequestParser(self._collector)
+        self._collector.parser = self._parser
+        self._collector.resume_body(request)
+        self._feed(b"POST / HTTP/1.1\r\nHost: body\r\n%s\r\n\r\n%s" % (framing, rest))
 
     def _refuse_http_09(self, data: bytes) -> None:
         """505 for an HTTP/0.9 request: a request line without a version, which llhttp

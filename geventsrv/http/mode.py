@@ -2,16 +2,19 @@
 
 One :class:`HttpMode` per server: it holds the application (written once for
 every HTTP version) and the request counts, and serves each connection with
-the front of the version the connection speaks: HTTP/1.1
-(:mod:`geventsrv.http.h1`).
+the front of the version the connection speaks: HTTP/2 when TLS settled ``h2``
+by ALPN, else HTTP/1.1 (:mod:`geventsrv.http.h1`), which hands the connection
+to HTTP/2 (:mod:`geventsrv.http.h2`) when it opens with HTTP/2's preface or
+asks to upgrade to h2c.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from geventsrv.http import h1
+from geventsrv.http import h1, h2
 from geventsrv.http.accounting import Requests
 from geventsrv.http.app import HttpApp
 
@@ -27,9 +30,27 @@ class HttpMode:
         self.app = HttpApp(config)
         self.requests = Requests(config.access_log)
         self.header_timeout = config.http_header_timeout
+        self.max_head = config.http_max_head
+        self.max_body = config.http_max_body
+        self.http2 = not config.http1_only
+        self.limits = h2.Limits(
+            config.http2_max_streams,
+            config.http2_window,
+            config.http2_max_frame,
+            config.http_max_head,
+            config.idle_timeout,
+        )
 
     def __call__(self, conn: Connection) -> None:
-        h1.serve(conn, self.app, self.requests.finished, self.header_timeout)
+        finished = self.requests.finished
+        if self.http2 and conn.tls is not None and conn.tls.get("alpn") == "h2":
+            return h2.serve(conn, self.app, finished, self.limits)
+        switch = functools.partial(self._switch, conn) if self.http2 else None
+        h1.serve(conn, self.app, finished, self.header_timeout, self.max_head, switch,
+                 self.max_body)  # fmt: skip
+
+    def _switch(self, conn: Connection, first: bytes, upgraded: Any) -> None:
+        h2.serve(conn, self.app, self.requests.finished, self.limits, first, upgraded)
 
     def collect_metrics(self) -> Iterator[Any]:
         """This mode's Prometheus families, for the server's collector."""

@@ -3,8 +3,10 @@
 The schema, version :data:`SCHEMA` (every key always present; ``null`` where
 it does not apply): ``schema``; ``request`` {``number`` (on this connection,
 from 1), ``method``, ``target`` (raw), ``path``, ``query`` (name -> list of
-values), ``http_version``, ``headers`` ([name, value] pairs in their order and
-case, duplicates kept)}; ``body`` {``size``, ``text`` (when UTF-8) or
+values), ``http_version``, ``stream`` (HTTP/2's stream), ``pseudo_headers``
+(HTTP/2's, as [name, value] pairs in their order), ``headers`` ([name, value]
+pairs in their order and case, duplicates kept), ``trailers`` (the same, after
+the body)}; ``body`` {``size``, ``text`` (when UTF-8) or
 ``base64``, ``json`` (when it parses as JSON)}; ``client`` {``peer``,
 ``proxy`` (the PROXY header's source), ``x_forwarded_for`` (list),
 ``forwarded`` (list of {for, by, proto, host}), ``x_real_ip``}; ``proxy`` (the
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
     from geventsrv.http.exchange import Exchange
     from geventsrv.proxyproto import ProxyHeader
 
-SCHEMA = "geventsrv.http/1"
+#: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``.
+SCHEMA = "geventsrv.http/1.1"
 #: The lengths of the headers that name a client address (``X-Forwarded-For``,
 #: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
 ADDRESS_HEADER_LENGTHS = frozenset((15, 9))
@@ -73,6 +76,12 @@ class Answerer:
             exchange.number, request.method, request.target, request.version,
             request.headers, body, conn.peer, conn.proxy,
         )  # fmt: skip
+        if request.stream_id is not None or request.trailers:
+            shown = head["request"]
+            assert isinstance(shown, dict)
+            shown["stream"] = request.stream_id
+            shown["pseudo_headers"] = _pairs(request.pseudo) if request.pseudo else None
+            shown["trailers"] = _pairs(request.trailers)
         return ENCODER.encode(head).encode()[:-1] + tail
 
 
@@ -90,7 +99,7 @@ def request_part(
     ``body``, ``client`` (in the schema's order: they come first)."""
     text = target.decode("latin-1")
     path, _, query = text.partition("?")
-    shown = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+    shown = _pairs(headers)
     return {
         "schema": SCHEMA,
         "request": {
@@ -100,11 +109,18 @@ def request_part(
             "path": path.partition("#")[0],
             "query": parse_qs(query.partition("#")[0], keep_blank_values=True) if query else {},
             "http_version": version,
+            "stream": None,
+            "pseudo_headers": None,
             "headers": shown,
+            "trailers": [],
         },
         "body": describe_body(body),
         "client": client_sources(peer, proxy, shown),
     }
+
+
+def _pairs(fields: list[tuple[bytes, bytes]]) -> list[list[str]]:
+    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in fields]
 
 
 def connection_part(

@@ -16,6 +16,9 @@ from geventsrv.settings import check_integer, check_seconds, setting
 MAX_DELAY_LIMIT = 3600.0
 #: The largest body or WebSocket message a setting may allow.
 MAX_SIZE_LIMIT = 1 << 30
+#: HTTP/2's own bounds on its settings (RFC 9113 6.5.2).
+MAX_WINDOW = (1 << 31) - 1
+MIN_FRAME_SIZE, MAX_FRAME_SIZE = 1 << 14, (1 << 24) - 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,16 @@ class HttpSettings:
         group="http",
         metavar="SECONDS",
     )
+    #: The largest request head: HTTP/1.1's request line and headers, HTTP/2's header
+    #: list as RFC 9113 counts it (SETTINGS_MAX_HEADER_LIST_SIZE). 431 past it.
+    http_max_head: int = setting(
+        16 * 1024,
+        "largest request head in bytes: HTTP/1.1's request line and headers, HTTP/2's header "
+        "list (SETTINGS_MAX_HEADER_LIST_SIZE); past it, 431",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
     #: Seconds a request's head (request line and headers) may take to arrive once
     #: it has begun; past it, 408 and a close. Bounds a slowloris, whose trickle of
     #: bytes would keep the idle timeout from firing.
@@ -60,6 +73,43 @@ class HttpSettings:
         metavar="BYTES",
     )
 
+    #: Serve HTTP/1.1 alone: no h2 offered by ALPN, the HTTP/2 preface refused (505),
+    #: ``Upgrade: h2c`` answered in HTTP/1.1.
+    http1_only: bool = setting(
+        False,
+        "serve HTTP/1.1 alone: no HTTP/2 by ALPN over TLS, nor h2c in clear",
+        kind="switch",
+        group="http",
+    )
+    #: HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+    #: more are refused (REFUSED_STREAM).
+    http2_max_streams: int = setting(
+        100,
+        "HTTP/2 streams one connection may have open at once; more are refused",
+        kind="integer",
+        group="http",
+        metavar="N",
+    )
+    #: HTTP/2: each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE): what a client
+    #: may send of a body before the server has read it. The connection's is four times
+    #: it, at least 1 MiB: what one connection may hold unread.
+    http2_window: int = setting(
+        256 * 1024,
+        "HTTP/2 receive window of each stream, in bytes (the connection's: four times it, at "
+        "least 1 MiB)",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
+    #: HTTP/2: the largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE).
+    http2_max_frame: int = setting(
+        MIN_FRAME_SIZE,
+        "largest HTTP/2 frame payload a client may send, in bytes",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
+
     def check(self) -> None:
         """Raise :class:`~geventsrv.settings.ConfigError` for a value the mode cannot use.
 
@@ -70,3 +120,7 @@ class HttpSettings:
         check_seconds(self, "http_max_delay", most=MAX_DELAY_LIMIT)
         check_seconds(self, "http_header_timeout", positive=True)
         check_integer(self, "ws_max_message", 1, MAX_SIZE_LIMIT)
+        check_integer(self, "http_max_head", 1024, 1 << 20)
+        check_integer(self, "http2_max_streams", 1, 1 << 16)
+        check_integer(self, "http2_window", 1, MAX_WINDOW)
+        check_integer(self, "http2_max_frame", MIN_FRAME_SIZE, MAX_FRAME_SIZE)

@@ -52,6 +52,8 @@ class Mode:
     #: judged by its ``check`` under this mode, refused unless at its defaults under
     #: any other.
     settings: type[HttpSettings] | None = None
+    #: What it offers by ALPN over TLS when ``--tls-alpn`` does not say, in order.
+    alpn: tuple[str, ...] = ()
 
     def make_handler(self, config: Config) -> Handler:
         """The handler for a server configured by ``config``."""
@@ -99,6 +101,7 @@ MODES: dict[str, Mode] = {
             across_workers=True,
             logs_requests=True,
             settings=HttpSettings,
+            alpn=("h2", "http/1.1"),
         ),
         Mode(
             "chat",

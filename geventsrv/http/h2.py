@@ -1,0 +1,1050 @@
+"""HTTP/2's front (RFC 9113): a connection's streams, each answered through an exchange.
+
+The greenlet shape: the connection's own greenlet is its *reader*. It only
+reads, parses frames (:mod:`geventsrv.http.h2wire`) and hands what they carry
+on: a stream's request starts a greenlet of its own that runs the same
+application as HTTP/1.1 (:class:`H2Exchange`), a stream's body goes to its
+inbox, a window update wakes whoever waits for it. It never waits for a
+writer or for flow control. One *writer* greenlet owns the socket's sending
+side: everyone else queues whole frames, and it sends what has queued in one
+``sendall``. A stream that has no window to send in waits, holding at most
+the frame it was making; one whose peer grants none for the idle timeout is
+reset.
+
+Bounded, since the peer controls it all (each costs the connection only, with
+GOAWAY and the code the best servers use):
+
+* streams: at most ``--http2-max-streams`` at once (more are refused with
+  REFUSED_STREAM); a header block at most ``--http-max-head`` bytes decoded
+  (431 past it, or ENHANCE_YOUR_CALM past sixteen times that, the most ever
+  decoded), and at most :data:`MAX_CONTINUATIONS` frames long;
+* what is held: a stream's unread body at most its window, all of them at
+  most the connection's window; what waits to be sent at most
+  :data:`WRITE_BACKLOG` bytes before senders wait (and a peer that leaves
+  ACKs unread past :data:`CONTROL_BACKLOG` is closed);
+* work that makes no progress: streams the peer resets before their answer
+  (rapid reset), and SETTINGS, PING, PRIORITY, empty DATA and unknown frames,
+  each from a budget that refills over time; spent, ENHANCE_YOUR_CALM.
+
+Everything RFC 9113 forbids is answered as it says: a stream error
+(RST_STREAM) where the stream alone is at fault, a connection error (GOAWAY
+and a close) where the connection's state is.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import hpack
+from gevent.event import Event
+
+from geventsrv.connection import RECV_SIZE, Drained
+from geventsrv.http import h2wire as wire
+from geventsrv.http.exchange import Exchange, Header, HttpError, Request, bodiless, http_date
+from geventsrv.limits import TokenBuckets
+
+if TYPE_CHECKING:
+    from geventsrv.connection import Connection
+    from geventsrv.http.h1 import Application, Finished
+
+log = logging.getLogger("geventsrv.server")
+
+#: Queued bytes past which a stream's sending waits for the writer.
+WRITE_BACKLOG = 256 * 1024
+#: Queued bytes past which the peer is taken to leave its ACKs unread on purpose.
+CONTROL_BACKLOG = 4 << 20
+#: CONTINUATION frames one header block may take.
+MAX_CONTINUATIONS = 128
+#: Streams reset by the peer before their answer (and streams refused): a budget
+#: refilled at the stream limit per second, of twice the stream limit.
+RESET_BUDGET_FACTOR = 2
+#: Frames that cost work and make no progress (SETTINGS, PING, PRIORITY, empty
+#: DATA, unknown types): a burst of this many, refilled at a tenth of it per second.
+IDLE_FRAME_BUDGET = 1000
+#: Connection-specific fields an HTTP/2 request may not carry (RFC 9113 8.2.2).
+CONNECTION_FIELDS = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority", b":protocol"))
+
+
+class GoAway(Exception):
+    """A connection error: GOAWAY with ``code``, then the close."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+class ResetStream(Exception):
+    """A stream error: RST_STREAM with ``code``; the connection goes on."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+class StreamGone(ConnectionAbortedError):
+    """Raised in a stream's greenlet when its stream is reset, by the peer or the server."""
+
+
+class Limits:
+    """What an HTTP/2 connection allows, from the settings."""
+
+    def __init__(
+        self,
+        max_streams: int,
+        window: int,
+        max_frame: int,
+        max_head: int,
+        stall: float | None,
+        enable_connect_protocol: bool = False,
+    ) -> None:
+        self.max_streams = max_streams
+        self.window = window
+        #: The connection's receive window: what all streams may hold unread together.
+        self.connection_window = min(wire.MAX_WINDOW, max(window * 4, 1 << 20))
+        self.max_frame = max_frame
+        self.max_head = max_head
+        #: Seconds a stream may wait for the peer's window before it is reset.
+        self.stall = stall
+        self.enable_connect_protocol = enable_connect_protocol
+
+    def settings(self) -> dict[int, int]:
+        values = {
+            wire.MAX_CONCURRENT_STREAMS: self.max_streams,
+            wire.INITIAL_WINDOW_SIZE: self.window,
+            wire.MAX_FRAME_SIZE: self.max_frame,
+            wire.MAX_HEADER_LIST_SIZE: self.max_head,
+            wire.ENABLE_PUSH: 0,
+        }
+        if self.enable_connect_protocol:
+            values[wire.ENABLE_CONNECT_PROTOCOL] = 1
+        return values
+
+
+class Stream:
+    """One stream's state, shared by the reader and the stream's greenlet."""
+
+    __slots__ = (
+        "consumed", "declared_length", "ended", "event", "exchange", "greenlet", "id", "inbox",
+        "local_ended", "received", "recv_window", "reset", "send_window", "tunnel",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int, send_window: int, recv_window: int) -> None:
+        self.id = stream_id
+        self.send_window = send_window
+        #: What the peer may still send on this stream before our next WINDOW_UPDATE.
+        self.recv_window = recv_window
+        #: Body bytes read by the application, not yet credited back to the peer.
+        self.consumed = 0
+        self.inbox: collections.deque[bytes] = collections.deque()
+        self.received = 0
+        self.declared_length: int | None = None
+        #: The peer ended its side (END_STREAM), and we ended ours.
+        self.ended = False
+        self.local_ended = False
+        #: Why the stream is gone, once it is (the peer's RST_STREAM, or ours).
+        self.reset: str | None = None
+        #: Set whenever something the stream's greenlet may wait for happened.
+        self.event: Event | None = None
+        self.exchange: H2Exchange | None = None
+        self.greenlet: gevent.Greenlet[..., Any] | None = None
+        #: Whether the exchange became a tunnel (a stop then ends it).
+        self.tunnel = False
+
+    def wake(self) -> None:
+        if self.event is not None:
+            self.event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for :meth:`wake` (or ``timeout``); whether it came."""
+        event = self.event
+        if event is None:
+            event = self.event = Event()
+        woke = event.wait(timeout)
+        event.clear()
+        return woke
+
+
+class Writer:
+    """The connection's sending side: one greenlet sends, in order, what the others queue."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.queued: list[bytes] = []
+        #: Bytes queued and not yet handed to the socket.
+        self.size = 0
+        self.sending = False
+        self._wake = Event()
+        #: Set while the queue is under :data:`WRITE_BACKLOG` (senders wait on it).
+        self.room = Event()
+        self.room.set()
+        self.failed: OSError | None = None
+        self.greenlet: gevent.Greenlet[[], None] = gevent.spawn(self._run)
+
+    def write(self, data: bytes) -> None:
+        self.queued.append(data)
+        self.size += len(data)
+        if self.size > WRITE_BACKLOG:
+            self.room.clear()
+        self._wake.set()
+
+    def _run(self) -> None:
+        conn, queued = self.conn, self.queued
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                while queued:
+                    data = b"".join(queued)
+                    queued.clear()
+                    self.size = 0
+                    self.sending = True
+                    conn.sock.sendall(data)
+                    self.sending = False
+                    conn.bytes_sent += len(data)
+                    if not queued:
+                        self.room.set()
+        except OSError as exc:
+            self.failed = exc
+            self.room.set()
+
+    def flush(self, timeout: float = 2.0) -> None:
+        """Wait until what is queued has been sent (before a close), at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (self.queued or self.sending) and self.failed is None:
+            if time.monotonic() > deadline:
+                return
+            gevent.sleep(0.001)
+
+    def stop(self) -> None:
+        self.greenlet.kill(block=False)
+
+
+def serve(
+    conn: Connection,
+    application: Application,
+    finished: Finished,
+    limits: Limits,
+    first: bytes = b"",
+    upgraded: tuple[Request, bytes, bytes] | None = None,
+) -> None:
+    """Serve ``conn`` as HTTP/2 until either side ends it.
+
+    ``first``: bytes already read (the client preface, at least its start).
+    ``upgraded``: after an ``Upgrade: h2c`` that was accepted, the request (stream 1,
+    its body already read) and the client's ``HTTP2-Settings``.
+    """
+    H2Connection(conn, application, finished, limits).serve(first, upgraded)
+
+
+class H2Connection:
+    """One HTTP/2 connection: the reader's state, and what the streams share."""
+
+    def __init__(
+        self, conn: Connection, application: Application, finished: Finished, limits: Limits
+    ) -> None:
+        self.conn = conn
+        self.application = application
+        self.finished = finished
+        self.limits = limits
+        self.streams: dict[int, Stream] = {}
+        self.last_stream = 0
+        #: Streams this side reset: their late frames are ignored (RFC 9113 5.1).
+        self.reset_by_us: dict[int, None] = {}
+        #: Streams closed otherwise, recently: frames on them are STREAM_CLOSED errors.
+        self.closed_ids: dict[int, None] = {}
+        #: The connection's own greenlet, the reader.
+        self.reader: Any = None
+        self.send_window = wire.DEFAULT_WINDOW
+        self.peer_window = wire.DEFAULT_WINDOW
+        self.peer_max_frame = wire.DEFAULT_FRAME_SIZE
+        self.recv_window = limits.connection_window
+        self.consumed = 0
+        #: Streams waiting for the connection's send window.
+        self.blocked: set[Stream] = set()
+        self.decoder = wire.BlockDecoder(limits.max_head * 16)
+        self.writer = Writer(conn)
+        #: A header block being received in pieces: (stream, END_STREAM, depends on
+        #: itself, pieces, size, CONTINUATION frames).
+        self.continuing: tuple[int, bool, bool, list[bytes], int, int] | None = None
+        self.resets = TokenBuckets(
+            limits.max_streams, limits.max_streams * RESET_BUDGET_FACTOR, max_tracked=1
+        )
+        self.idle_frames = TokenBuckets(IDLE_FRAME_BUDGET / 10, IDLE_FRAME_BUDGET, max_tracked=1)
+        #: GOAWAY sent: no new streams; the connection ends once the last one is done.
+        self.going_away = False
+        self.requests = 0
+
+    # -- the reader ---------------------------------------------------------------------
+
+    def serve(self, first: bytes, upgraded: tuple[Request, bytes, bytes] | None) -> None:
+        conn = self.conn
+        self.reader = gevent.getcurrent()
+        self.writer.write(wire.settings_frame(self.limits.settings()))
+        extra = self.limits.connection_window - wire.DEFAULT_WINDOW
+        if extra > 0:
+            self.writer.write(wire.window_update(0, extra))
+        try:
+            if upgraded is not None:
+                request, body, settings = upgraded
+                self._apply_settings(settings)
+                self._start_upgraded(request, body)
+            buffer = self._read_preface(first)
+            while True:
+                buffer = self._frames(buffer)
+                if conn.draining:
+                    self._go_away()
+                if self.going_away and not self.streams:
+                    return
+                if self.writer.failed is not None:
+                    return
+                data = self._recv()
+                if not data:
+                    return
+                buffer = buffer + data if buffer else data
+        except GoAway as exc:
+            log.debug("%s: HTTP/2 connection error %d: %s", conn.client, exc.code, exc)
+            self.writer.write(wire.goaway(self.last_stream, exc.code, str(exc).encode()))
+            self.writer.flush()
+        finally:
+            for stream in list(self.streams.values()):
+                self._reset(stream, None, "the connection ended")
+            self.writer.flush(0.2)
+            self.writer.stop()
+
+    def _recv(self) -> bytes:
+        """What the client sent next; ``b""`` when it closed, or when the connection is
+        going away and its last stream is done (which interrupts this wait)."""
+        conn = self.conn
+        # A stopping server interrupts this wait (Drained): then GOAWAY, and the streams
+        # in flight go on to their end, the reader with them.
+        conn.between_requests = not self.going_away
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except Drained:
+            self._go_away()
+            return self._recv() if self.streams else b""
+        finally:
+            conn.between_requests = False
+        conn.bytes_received += len(data)
+        return data
+
+    def _go_away(self) -> None:
+        """GOAWAY with the last stream taken: the streams in flight finish, no new ones."""
+        if self.going_away:
+            return
+        self.going_away = True
+        self.writer.write(wire.goaway(self.last_stream, wire.NO_ERROR))
+        for stream in self.streams.values():
+            if stream.tunnel:
+                stream.wake()  # a tunnel's wait ends, and with it the tunnel
+
+    def _read_preface(self, first: bytes) -> bytes:
+        buffer = first
+        while len(buffer) < len(wire.PREFACE):
+            if not wire.PREFACE.startswith(buffer):
+                break
+            data = self._recv()
+            if not data:
+                raise GoAway(wire.PROTOCOL_ERROR, "closed before the preface")
+            buffer += data
+        if not buffer.startswith(wire.PREFACE):
+            raise GoAway(wire.PROTOCOL_ERROR, "not the HTTP/2 client preface")
+        rest = buffer[len(wire.PREFACE) :]
+        if len(rest) >= 9:  # the preface's own SETTINGS must come first (RFC 9113 3.4)
+            _, kind, flags, _ = wire.parse_head(rest[:9])
+            if kind != wire.SETTINGS or flags & wire.ACK:
+                raise GoAway(wire.PROTOCOL_ERROR, "the preface must end in SETTINGS")
+        return rest
+
+    def _frames(self, buffer: bytes) -> bytes:
+        """Act on every whole frame at the start of ``buffer``; what is left of it."""
+        view = memoryview(buffer)
+        at, end = 0, len(buffer)
+        limit = self.limits.max_frame
+        while end - at >= 9:
+            length, kind, flags, stream_id = wire.parse_head(view[at : at + 9])
+            if length > limit:
+                raise GoAway(wire.FRAME_SIZE_ERROR, f"a frame of {length} bytes")
+            if end - at < 9 + length:
+                break
+            payload = bytes(view[at + 9 : at + 9 + length])
+            at += 9 + length
+            self._frame(kind, flags, stream_id, payload)
+        return buffer[at:] if at else buffer
+
+    def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        if self.continuing is not None and kind != wire.CONTINUATION:
+            raise GoAway(wire.PROTOCOL_ERROR, "a header block was cut by another frame")
+        try:
+            if kind == wire.DATA:
+                self._data(flags, stream_id, payload)
+            elif kind == wire.HEADERS:
+                self._headers(flags, stream_id, payload)
+            elif kind == wire.CONTINUATION:
+                self._continuation(flags, stream_id, payload)
+            elif kind == wire.WINDOW_UPDATE:
+                self._window_update(stream_id, payload)
+            elif kind == wire.RST_STREAM:
+                self._rst_stream(stream_id, payload)
+            elif kind == wire.SETTINGS:
+                self._settings(flags, stream_id, payload)
+            elif kind == wire.PING:
+                self._ping(flags, stream_id, payload)
+            elif kind == wire.PRIORITY:
+                self._priority(stream_id, payload)
+            elif kind == wire.GOAWAY:
+                if stream_id:
+                    raise GoAway(wire.PROTOCOL_ERROR, "GOAWAY on a stream")
+                if len(payload) < 8:
+                    raise GoAway(wire.FRAME_SIZE_ERROR, "GOAWAY under 8 bytes")
+                self._go_away()
+            elif kind == wire.PUSH_PROMISE:
+                raise GoAway(wire.PROTOCOL_ERROR, "a client may not push")
+            else:  # unknown types are ignored (RFC 9113 5.5), within the budget
+                self._spend_idle()
+        except ResetStream as exc:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self._reset(stream, exc.code, str(exc))
+            else:
+                self._send_reset(stream_id, exc.code)
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _known(self, stream_id: int, kind: str) -> Stream | None:
+        """The open stream ``stream_id``, or None for one this side reset; a connection
+        error for a stream never opened or closed otherwise."""
+        if stream_id == 0:
+            raise GoAway(wire.PROTOCOL_ERROR, f"{kind} on stream 0")
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream
+        if stream_id > self.last_stream:
+            raise GoAway(wire.PROTOCOL_ERROR, f"{kind} on idle stream {stream_id}")
+        if stream_id in self.reset_by_us:
+            return None
+        raise GoAway(wire.STREAM_CLOSED, f"{kind} on closed stream {stream_id}")
+
+    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
+        size = len(payload)  # counted against the windows with its padding
+        if self.recv_window < size:
+            raise GoAway(wire.FLOW_CONTROL_ERROR, "DATA past the connection's window")
+        self.recv_window -= size
+        stream = self._known(stream_id, "DATA")
+        data = _unpad(flags, payload, "DATA")
+        if stream is None or stream.ended:
+            self._credit(None, size)  # dropped: the connection's window is given back
+            if stream is not None:
+                raise ResetStream(wire.STREAM_CLOSED, "DATA after END_STREAM")
+            return
+        if stream.recv_window < size:
+            self._credit(None, size)
+            raise ResetStream(wire.FLOW_CONTROL_ERROR, "DATA past the stream's window")
+        stream.recv_window -= size
+        if size - len(data):  # the padding is not the body's: given back at once
+            self._credit(stream, size - len(data))
+        if data:
+            stream.received += len(data)
+            declared = stream.declared_length
+            if declared is not None and stream.received > declared:
+                raise ResetStream(wire.PROTOCOL_ERROR, "more DATA than its content-length")
+            stream.inbox.append(data)
+        elif not flags & wire.END_STREAM:
+            self._spend_idle()  # an empty DATA frame that ends nothing
+        if flags & wire.END_STREAM:
+            self._end_remote(stream)
+        stream.wake()
+
+    def _end_remote(self, stream: Stream) -> None:
+        declared = stream.declared_length
+        if declared is not None and stream.received != declared:
+            raise ResetStream(wire.PROTOCOL_ERROR, "DATA short of its content-length")
+        stream.ended = True
+        if stream.local_ended:
+            self._close(stream)
+
+    def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0:
+            raise GoAway(wire.PROTOCOL_ERROR, "HEADERS on stream 0")
+        if stream_id % 2 == 0:
+            raise GoAway(wire.PROTOCOL_ERROR, "a client's streams are odd")
+        block = _unpad(flags, payload, "HEADERS")
+        depends_on_itself = False
+        if flags & wire.PRIORITY_FLAG:
+            if len(block) < 5:
+                raise GoAway(wire.FRAME_SIZE_ERROR, "HEADERS too short for priority")
+            depends_on_itself = int.from_bytes(block[:4], "big") & 0x7FFFFFFF == stream_id
+            block = block[5:]
+        end_stream = bool(flags & wire.END_STREAM)
+        if not flags & wire.END_HEADERS:
+            if len(block) > self.limits.max_head * 16:
+                raise GoAway(wire.ENHANCE_YOUR_CALM, "a header block too large")
+            self.continuing = (stream_id, end_stream, depends_on_itself, [block], len(block), 0)
+            return
+        self._header_block(stream_id, end_stream, block, depends_on_itself)
+
+    def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if self.continuing is None or self.continuing[0] != stream_id:
+            raise GoAway(wire.PROTOCOL_ERROR, "CONTINUATION without its HEADERS")
+        first_id, end_stream, depends_on_itself, pieces, size, count = self.continuing
+        size += len(payload)
+        count += 1
+        if size > self.limits.max_head * 16 or count > MAX_CONTINUATIONS:
+            raise GoAway(wire.ENHANCE_YOUR_CALM, "a header block that does not end")
+        pieces.append(payload)
+        if not flags & wire.END_HEADERS:
+            self.continuing = (first_id, end_stream, depends_on_itself, pieces, size, count)
+            return
+        self.continuing = None
+        self._header_block(stream_id, end_stream, b"".join(pieces), depends_on_itself)
+
+    def _header_block(
+        self, stream_id: int, end_stream: bool, block: bytes, depends_on_itself: bool = False
+    ) -> None:
+        try:
+            fields = self.decoder.decode(block)
+        except hpack.OversizedHeaderListError:
+            raise GoAway(wire.ENHANCE_YOUR_CALM, "a header list too large") from None
+        except hpack.HPACKError as exc:
+            raise GoAway(wire.COMPRESSION_ERROR, f"HPACK: {exc}") from None
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            self._trailers(stream, end_stream, fields)
+            return
+        if stream_id <= self.last_stream:
+            if stream_id in self.reset_by_us:
+                return
+            if stream_id in self.closed_ids:
+                raise GoAway(wire.STREAM_CLOSED, f"HEADERS on closed stream {stream_id}")
+            raise GoAway(wire.PROTOCOL_ERROR, f"stream {stream_id} after a higher one")
+        self.last_stream = stream_id
+        if depends_on_itself:
+            raise ResetStream(wire.PROTOCOL_ERROR, "a stream may not depend on itself")
+        if self.going_away:
+            self._send_reset(stream_id, wire.REFUSED_STREAM)
+            return
+        if len(self.streams) >= self.limits.max_streams:
+            self._spend_reset()
+            self._send_reset(stream_id, wire.REFUSED_STREAM)
+            return
+        size = sum(len(name) + len(value) + 32 for name, value in fields)
+        request = self._request(stream_id, fields)
+        stream = Stream(stream_id, self.peer_window, self.limits.window)
+        stream.declared_length = request.content_length
+        self.streams[stream_id] = stream
+        if end_stream:
+            self._end_remote(stream)
+        self._start(stream, request, too_large=size > self.limits.max_head)
+
+    def _trailers(self, stream: Stream, end_stream: bool, fields: list[Header]) -> None:
+        if stream.ended:
+            raise ResetStream(wire.STREAM_CLOSED, "HEADERS after END_STREAM")
+        if not end_stream:
+            raise ResetStream(wire.PROTOCOL_ERROR, "trailers must end the stream")
+        if any(name.startswith(b":") for name, _ in fields):
+            raise ResetStream(wire.PROTOCOL_ERROR, "a pseudo-header in trailers")
+        _check_fields(fields)
+        if stream.exchange is not None:
+            stream.exchange.request.trailers = fields
+        self._end_remote(stream)
+        stream.wake()
+
+    def _request(self, stream_id: int, fields: list[Header]) -> Request:
+        """The request the fields make, or a stream error for a malformed one (RFC 9113 8.3)."""
+        pseudo: list[Header] = []
+        headers: list[Header] = []
+        seen: dict[bytes, bytes] = {}
+        for name, value in fields:
+            if name.startswith(b":"):
+                if headers:
+                    raise ResetStream(wire.PROTOCOL_ERROR, "a pseudo-header after the fields")
+                if name not in REQUEST_PSEUDO or name in seen:
+                    raise ResetStream(wire.PROTOCOL_ERROR, f"pseudo-header {name!r}")
+                seen[name] = value
+                pseudo.append((name, value))
+            else:
+                headers.append((name, value))
+        _check_fields(headers)
+        method = seen.get(b":method")
+        protocol = seen.get(b":protocol")
+        if method is None:
+            raise ResetStream(wire.PROTOCOL_ERROR, "no :method")
+        if protocol is not None and (
+            not self.limits.enable_connect_protocol or method != b"CONNECT"
+        ):
+            raise ResetStream(wire.PROTOCOL_ERROR, ":protocol without an extended CONNECT")
+        if method == b"CONNECT" and protocol is None:
+            if b":scheme" in seen or b":path" in seen or not seen.get(b":authority"):
+                raise ResetStream(wire.PROTOCOL_ERROR, "CONNECT takes :authority alone")
+            target = seen[b":authority"]
+        else:
+            if not seen.get(b":scheme") or not seen.get(b":path"):
+                raise ResetStream(wire.PROTOCOL_ERROR, "no :scheme or :path")
+            target = seen[b":path"]
+            if not (target.startswith(b"/") or target == b"*"):
+                raise ResetStream(wire.PROTOCOL_ERROR, ":path must be absolute or *")
+        lengths = {value for name, value in headers if name == b"content-length"}
+        if len(lengths) > 1:
+            raise ResetStream(wire.PROTOCOL_ERROR, "content-length given twice, differently")
+        request = Request(method, target, "2", headers)
+        request.pseudo = pseudo
+        request.stream_id = stream_id
+        request.protocol = protocol
+        return request
+
+    def _window_update(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise GoAway(wire.FRAME_SIZE_ERROR, "WINDOW_UPDATE not 4 bytes")
+        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        if stream_id == 0:
+            if not increment:
+                raise GoAway(wire.PROTOCOL_ERROR, "a window increment of 0")
+            self.send_window += increment
+            if self.send_window > wire.MAX_WINDOW:
+                raise GoAway(wire.FLOW_CONTROL_ERROR, "the window past 2^31-1")
+            blocked, self.blocked = self.blocked, set()
+            for waiting in blocked:
+                waiting.wake()
+            return
+        if stream_id > self.last_stream:
+            raise GoAway(wire.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle {stream_id}")
+        if not increment:
+            raise ResetStream(wire.PROTOCOL_ERROR, "a window increment of 0")
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return  # a stream that closed meanwhile
+        stream.send_window += increment
+        if stream.send_window > wire.MAX_WINDOW:
+            raise ResetStream(wire.FLOW_CONTROL_ERROR, "the stream's window past 2^31-1")
+        stream.wake()
+
+    def _rst_stream(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise GoAway(wire.FRAME_SIZE_ERROR, "RST_STREAM not 4 bytes")
+        if stream_id == 0 or stream_id > self.last_stream:
+            raise GoAway(wire.PROTOCOL_ERROR, f"RST_STREAM on stream {stream_id}")
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        exchange = stream.exchange
+        if exchange is None or not stream.local_ended:
+            self._spend_reset()  # work started for nothing: rapid reset's cost
+        self._drop(stream, f"reset by the client ({int.from_bytes(payload, 'big')})")
+
+    def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id:
+            raise GoAway(wire.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & wire.ACK:
+            if payload:
+                raise GoAway(wire.FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
+            return
+        if len(payload) % 6:
+            raise GoAway(wire.FRAME_SIZE_ERROR, "SETTINGS not in 6-byte pairs")
+        self._spend_idle()
+        self._apply_settings(payload)
+        self.writer.write(wire.frame(wire.SETTINGS, wire.ACK, 0))
+
+    def _apply_settings(self, payload: bytes) -> None:
+        for key, value in wire.parse_settings(payload):
+            if key == wire.ENABLE_PUSH and value > 1:
+                raise GoAway(wire.PROTOCOL_ERROR, "ENABLE_PUSH neither 0 nor 1")
+            if key == wire.INITIAL_WINDOW_SIZE:
+                if value > wire.MAX_WINDOW:
+                    raise GoAway(wire.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too big")
+                delta, self.peer_window = value - self.peer_window, value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+                    if stream.send_window > wire.MAX_WINDOW:
+                        raise GoAway(wire.FLOW_CONTROL_ERROR, "a window past 2^31-1")
+                    stream.wake()
+            elif key == wire.MAX_FRAME_SIZE:
+                if not wire.DEFAULT_FRAME_SIZE <= value <= wire.MAX_FRAME_SIZE_LIMIT:
+                    raise GoAway(wire.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self.peer_max_frame = value
+            elif key == wire.ENABLE_CONNECT_PROTOCOL and value > 1:
+                raise GoAway(wire.PROTOCOL_ERROR, "ENABLE_CONNECT_PROTOCOL not 0 or 1")
+
+    def _ping(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id:
+            raise GoAway(wire.PROTOCOL_ERROR, "PING on a stream")
+        if len(payload) != 8:
+            raise GoAway(wire.FRAME_SIZE_ERROR, "PING not 8 bytes")
+        if flags & wire.ACK:
+            return
+        self._spend_idle()
+        self.writer.write(wire.frame(wire.PING, wire.ACK, 0, payload))
+
+    def _priority(self, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0:
+            raise GoAway(wire.PROTOCOL_ERROR, "PRIORITY on stream 0")
+        if len(payload) != 5:
+            raise ResetStream(wire.FRAME_SIZE_ERROR, "PRIORITY not 5 bytes")
+        self._spend_idle()
+        if int.from_bytes(payload[:4], "big") & 0x7FFFFFFF == stream_id:
+            raise ResetStream(wire.PROTOCOL_ERROR, "a stream may not depend on itself")
+
+    def _spend_reset(self) -> None:
+        if not self.resets.allow(""):
+            raise GoAway(wire.ENHANCE_YOUR_CALM, "streams reset faster than served")
+
+    def _spend_idle(self) -> None:
+        if not self.idle_frames.allow(""):
+            raise GoAway(wire.ENHANCE_YOUR_CALM, "frames that do nothing, too many")
+        if self.writer.size > CONTROL_BACKLOG:
+            raise GoAway(wire.ENHANCE_YOUR_CALM, "answers to control frames unread")
+
+    # -- streams ------------------------------------------------------------------------
+
+    def _start_upgraded(self, request: Request, body: bytes) -> None:
+        """Stream 1, from the HTTP/1.1 request that asked for the upgrade (RFC 7540 3.2)."""
+        self.last_stream = 1
+        stream = Stream(1, self.peer_window, self.limits.window)
+        if body:
+            stream.inbox.append(body)
+            stream.consumed = -len(body)  # never counted against a window: nothing to give back
+        stream.received = len(body)
+        self.streams[1] = stream
+        stream.ended = True
+        request.stream_id = 1
+        self._start(stream, request)
+
+    def _start(self, stream: Stream, request: Request, too_large: bool = False) -> None:
+        self.requests += 1
+        exchange = H2Exchange(self.conn, request, self.requests, self, stream)
+        stream.exchange = exchange
+        stream.greenlet = gevent.spawn(self._run, stream, exchange, too_large)
+
+    def _run(self, stream: Stream, exchange: H2Exchange, too_large: bool) -> None:
+        started = time.monotonic()
+        try:
+            if too_large:
+                raise HttpError(431, f"header list over {self.limits.max_head} bytes")
+            self.application(exchange)
+            exchange.end()
+        except HttpError as exc:
+            if not exchange.sent_head:
+                exchange.status = 0
+                exchange.refuse(exc)
+            else:
+                self._reset(stream, wire.INTERNAL_ERROR, str(exc))
+        except (StreamGone, gevent.GreenletExit):
+            pass
+        except OSError:
+            pass  # the connection broke: the reader ends too
+        except Exception as exc:  # a bug must cost this stream only
+            log.error("%s: stream %d failed: %r", self.conn.client, stream.id, exc)
+            log.debug("stream failure", exc_info=True)
+            self._reset(stream, wire.INTERNAL_ERROR, "the server failed")
+        finally:
+            self.finished(exchange, time.monotonic() - started)
+            if not stream.local_ended and stream.reset is None:
+                self._reset(stream, wire.CANCEL, "the answer was cut short")
+            if exchange.close:
+                self._go_away()
+            self._retire(stream)
+
+    def _retire(self, stream: Stream) -> None:
+        """The stream's greenlet is done: it no longer counts as open."""
+        if self.streams.get(stream.id) is stream and (stream.ended or stream.reset is not None):
+            self._close(stream)
+        elif self.streams.get(stream.id) is stream:
+            # Answered while the client still sends: what it sends is dropped, and the
+            # stream closed now (RFC 9113 8.1: RST_STREAM with NO_ERROR).
+            self._reset(stream, wire.NO_ERROR, "answered before the request ended")
+        if self.going_away and not self.streams:
+            self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        """The last stream of a connection going away is done: the reader's wait ends."""
+        reader = self.reader
+        if reader is not None and reader is not gevent.getcurrent() and not reader.dead:
+            reader.kill(Drained, block=False)
+
+    def _close(self, stream: Stream) -> None:
+        if self.streams.pop(stream.id, None) is not None and stream.reset is None:
+            _remember(self.closed_ids, stream.id)
+        self.blocked.discard(stream)
+        self._give_back(stream)
+
+    def _give_back(self, stream: Stream) -> None:
+        """A closed stream's unread body: the connection's window is credited for it."""
+        unread = sum(len(piece) for piece in stream.inbox)
+        stream.inbox.clear()
+        if unread:
+            self._credit(None, unread)
+
+    def _reset(self, stream: Stream, code: int | None, why: str) -> None:
+        """End ``stream`` from this side: RST_STREAM with ``code`` (None: nothing sent)."""
+        if code is not None and stream.reset is None and not (stream.local_ended and stream.ended):
+            self._send_reset(stream.id, code)
+        self._drop(stream, why)
+
+    def _send_reset(self, stream_id: int, code: int) -> None:
+        self.writer.write(wire.rst_stream(stream_id, code))
+        _remember(self.reset_by_us, stream_id)
+
+    def _drop(self, stream: Stream, why: str) -> None:
+        if stream.reset is None:
+            stream.reset = why
+        self._close(stream)
+        stream.wake()
+        greenlet = stream.greenlet
+        if greenlet is not None and greenlet is not gevent.getcurrent() and not greenlet.dead:
+            greenlet.kill(StreamGone(why), block=False)
+
+    def _credit(self, stream: Stream | None, size: int) -> None:
+        """``size`` bytes read (or dropped): given back to the peer once half a window is."""
+        self.consumed += size
+        if self.consumed >= self.limits.connection_window // 2:
+            self.writer.write(wire.window_update(0, self.consumed))
+            self.recv_window += self.consumed
+            self.consumed = 0
+        if stream is not None and not stream.ended:
+            stream.consumed += size
+            if stream.consumed >= self.limits.window // 2:
+                self.writer.write(wire.window_update(stream.id, stream.consumed))
+                stream.recv_window += stream.consumed
+                stream.consumed = 0
+
+    # -- what the streams' greenlets call ---------------------------------------------------
+
+    def send_data(self, stream: Stream, head: bytes, data: bytes | memoryview, end: bool) -> None:
+        """Queue ``head`` (frames already made), then ``data`` as DATA frames as the windows
+        allow (END_STREAM on the last if ``end``), waiting for window and for the writer."""
+        view = memoryview(data)
+        writer = self.writer
+        while True:
+            if stream.reset is not None:
+                raise StreamGone(stream.reset)
+            if writer.failed is not None:
+                raise writer.failed
+            if not view:
+                if head or end:
+                    flags = wire.END_STREAM if end else 0
+                    writer.write(head + wire.frame(wire.DATA, flags, stream.id) if end else head)
+                break
+            size = min(len(view), stream.send_window, self.send_window, self.peer_max_frame)
+            if size <= 0:
+                if head:
+                    writer.write(head)
+                    head = b""
+                self._await_window(stream)
+                continue
+            last = size == len(view)
+            flags = wire.END_STREAM if end and last else 0
+            stream.send_window -= size
+            self.send_window -= size
+            writer.write(head + wire.frame(wire.DATA, flags, stream.id, view[:size]))
+            head = b""
+            view = view[size:]
+            if last:
+                break
+            if writer.size > WRITE_BACKLOG:
+                writer.room.wait()
+        if end:
+            self._local_end(stream)
+
+    def send_headers(self, stream: Stream, block: bytes, end: bool) -> None:
+        if stream.reset is not None:
+            raise StreamGone(stream.reset)
+        flags = wire.END_HEADERS | (wire.END_STREAM if end else 0)
+        self.writer.write(self.header_frames(stream.id, block, flags))
+        if end:
+            self._local_end(stream)
+
+    def header_frames(self, stream_id: int, block: bytes, flags: int) -> bytes:
+        """HEADERS (and CONTINUATION when the block is past the peer's frame size)."""
+        most = self.peer_max_frame
+        if len(block) <= most:
+            return wire.frame(wire.HEADERS, flags, stream_id, block)
+        pieces = [block[at : at + most] for at in range(0, len(block), most)]
+        first = wire.frame(wire.HEADERS, flags & ~wire.END_HEADERS, stream_id, pieces[0])
+        rest = [wire.frame(wire.CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
+        last = wire.frame(wire.CONTINUATION, wire.END_HEADERS, stream_id, pieces[-1])
+        return b"".join((first, *rest, last))
+
+    def _local_end(self, stream: Stream) -> None:
+        stream.local_ended = True
+
+    def _await_window(self, stream: Stream) -> None:
+        """Wait for the peer's window, at most the stall bound; then the stream is reset."""
+        if self.send_window <= 0:
+            self.blocked.add(stream)
+        if not stream.wait(self.limits.stall) and stream.reset is None:
+            self._reset(stream, wire.CANCEL, "no window granted")
+            raise StreamGone("no window granted")
+
+    def body(self, stream: Stream, exchange: H2Exchange) -> Iterator[bytes]:
+        """The stream's body as it arrives, each piece credited back as it is taken."""
+        while True:
+            inbox = stream.inbox
+            while inbox:
+                piece = inbox.popleft()
+                exchange.received += len(piece)
+                if stream.consumed >= 0:
+                    self._credit(stream, len(piece))
+                else:
+                    stream.consumed += len(piece)
+                yield piece
+            if stream.ended:
+                return
+            if stream.reset is not None:
+                raise StreamGone(stream.reset)
+            if stream.tunnel and self.going_away:
+                raise Drained()
+            stream.wait()
+
+
+class H2Exchange(Exchange):
+    """A stream's request and its response: HEADERS, DATA, trailers, under flow control."""
+
+    __slots__ = ("_block", "_h2", "_no_body", "sent_head", "stream")
+
+    def __init__(
+        self, conn: Connection, request: Request, number: int, h2: H2Connection, stream: Stream
+    ) -> None:
+        super().__init__(conn, request, number)
+        self._h2 = h2
+        self.stream = stream
+        #: The response's header block, held until the first piece of the body (or its end).
+        self._block: bytes | None = None
+        self._no_body = False
+        self.sent_head = False
+
+    def body(self) -> Iterator[bytes]:
+        return self._h2.body(self.stream, self)
+
+    def respond(
+        self, status: int, headers: list[Header], length: int | None = None, date: bool = True
+    ) -> None:
+        self.status = status
+        encode = wire.encode_field
+        parts = [encode(b":status", b"%d" % status)]
+        parts += [encode(name.lower(), value) for name, value in headers]
+        if length is not None and not (bodiless(status) and status != 304):
+            parts.append(encode(b"content-length", b"%d" % length))
+        if date:
+            parts.append(encode(b"date", http_date()))
+        self._no_body = self.request.method == b"HEAD" or bodiless(status)
+        self._block = b"".join(parts)
+
+    def _head(self, end: bool) -> bytes:
+        block = self._block
+        if block is None:
+            return b""
+        self._block = None
+        self.sent_head = True
+        flags = wire.END_HEADERS | (wire.END_STREAM if end else 0)
+        return self._h2.header_frames(self.stream.id, block, flags)
+
+    def send(self, data: bytes | memoryview) -> None:
+        if self._no_body or not data or self.stream.local_ended:
+            return
+        self._h2.send_data(self.stream, self._head(False), data, False)
+
+    def end(self, trailers: list[Header] | None = None) -> None:
+        stream = self.stream
+        if stream.local_ended or stream.reset is not None:
+            return
+        if self.status == 0:
+            raise HttpError(500, "the server gave no answer")
+        h2 = self._h2
+        if trailers and not self._no_body:
+            head = self._head(False)
+            block = b"".join(wire.encode_field(name.lower(), value) for name, value in trailers)
+            flags = wire.END_HEADERS | wire.END_STREAM
+            h2.writer.write(head + h2.header_frames(stream.id, block, flags))
+            h2._local_end(stream)
+        elif self._block is not None:
+            h2.writer.write(self._head(True))
+            h2._local_end(stream)
+        else:
+            h2.send_data(stream, b"", b"", True)
+
+    def answer(
+        self, status: int, headers: list[Header], body: bytes | memoryview, date: bool = True
+    ) -> None:
+        self.respond(status, headers, len(body), date)
+        if self._no_body or not body:
+            return self.end()
+        self._h2.send_data(self.stream, self._head(False), body, True)
+
+    def refuse(self, error: HttpError) -> None:
+        """Answer a refusal with its status and a one-line text; the stream ends."""
+        payload = f"{error.reason}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"server", b"geventsrv"),
+                   (b"cache-control", b"no-store"), *error.headers]  # fmt: skip
+        self.answer(error.status, headers, payload)
+
+    def tunnel(self, status: int, headers: list[Header]) -> H2Tunnel:
+        self.respond(status, headers)
+        self._h2.writer.write(self._head(False))
+        self.stream.tunnel = True
+        self.tunnelled = True
+        return H2Tunnel(self)
+
+
+class H2Tunnel:
+    """A stream after a ``2xx`` to CONNECT: its DATA both ways (RFC 9113 8.5)."""
+
+    __slots__ = ("_body", "exchange")
+
+    def __init__(self, exchange: H2Exchange) -> None:
+        self.exchange = exchange
+        self._body = exchange.body()
+
+    def recv(self, size: int) -> bytes:
+        return next(self._body, b"")
+
+    def sendall(self, data: bytes) -> None:
+        exchange = self.exchange
+        exchange._h2.send_data(exchange.stream, b"", data, False)
+
+    def shutdown_write(self) -> None:
+        exchange = self.exchange
+        if not exchange.stream.local_ended and exchange.stream.reset is None:
+            exchange._h2.send_data(exchange.stream, b"", b"", True)
+
+
+def _unpad(flags: int, payload: bytes, kind: str) -> bytes:
+    """A frame's payload without its padding (RFC 9113 6.1); a connection error if the
+    padding is longer than the frame."""
+    if not flags & wire.PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        raise GoAway(wire.PROTOCOL_ERROR, f"{kind} padding past the frame")
+    return payload[1 : len(payload) - payload[0]]
+
+
+def _check_fields(fields: list[Header]) -> None:
+    """Field names and values as RFC 9113 8.2 allows them; a stream error otherwise."""
+    for name, value in fields:
+        if not name or name != name.lower() or any(c <= 0x20 or c >= 0x7F or c == 0x3A
+                                                   for c in name):  # fmt: skip
+            raise ResetStream(wire.PROTOCOL_ERROR, f"field name {name!r}")
+        if name in CONNECTION_FIELDS or (name == b"te" and value != b"trailers"):
+            raise ResetStream(wire.PROTOCOL_ERROR, f"connection-specific field {name!r}")
+        if (
+            b"\0" in value
+            or b"\r" in value
+            or b"\n" in value
+            or (value and (value[0] in b" \t" or value[-1] in b" \t"))
+        ):
+            raise ResetStream(wire.PROTOCOL_ERROR, f"the value of {name!r}")
+        if name == b"content-length" and not value.isdigit():
+            raise ResetStream(wire.PROTOCOL_ERROR, "content-length not a number")
+
+
+def _remember(ids: dict[int, None], stream_id: int, most: int = 1024) -> None:
+    """Add ``stream_id`` to ``ids``, an ordered set that forgets its oldest past ``most``."""
+    ids[stream_id] = None
+    if len(ids) > most:
+        del ids[next(iter(ids))]
