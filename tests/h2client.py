@@ -82,8 +82,10 @@ class RawClient:
         self.buffer = b""
         self.seen: list[Frame] = []
         self.outcomes: dict[int, str] = {}
+        #: Every byte sent, in order: what another implementation may be fed, to compare.
+        self.sent = bytearray()
         if preface:
-            self.sock.sendall(preface + frame(SETTINGS, 0, 0, settings))
+            self.send(preface + frame(SETTINGS, 0, 0, settings))
 
     def close(self) -> None:
         self.sock.close()
@@ -95,7 +97,9 @@ class RawClient:
         self.close()
 
     def send(self, *frames: bytes) -> None:
-        self.sock.sendall(b"".join(frames))
+        data = b"".join(frames)
+        self.sent += data
+        self.sock.sendall(data)
 
     def block(self, fields: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> bytes:
         return self.encoder.encode(fields)
