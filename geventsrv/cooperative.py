@@ -56,9 +56,11 @@ _READ, _WRITE = 1, 2  # libev's and libuv's EV_READ and EV_WRITE
 class ReadyInOrder:
     """The greenlets a loop turn found ready, woken in the kernel's order, from the hub.
 
-    The watchers' callback is :meth:`ready`: it only queues the greenlet (and,
-    first in a turn, asks the hub to run :meth:`wake` next). libev calls a
-    turn's callbacks in the reverse of the order the kernel reported the
+    The watchers' callback is :meth:`ready`: it stops the watcher (so that it
+    cannot fire again before the greenlet runs, when gevent defers the rest of
+    a long turn's callbacks past the next poll) and only queues the greenlet
+    (and, first in a turn, asks the hub to run :meth:`wake` next). libev calls
+    a turn's callbacks in the reverse of the order the kernel reported the
     descriptors, so the queue, read from its end, is in the kernel's order.
     """
 
@@ -68,7 +70,8 @@ class ReadyInOrder:
         self._loop = loop
         self.queued: list[Any] = []
 
-    def ready(self, greenlet: Any) -> None:
+    def ready(self, greenlet: Any, watcher: Any) -> None:
+        watcher.stop()
         if not self.queued:
             self._loop.run_callback(self.wake)
         self.queued.append(greenlet)
@@ -104,17 +107,21 @@ class CooperativeSocket:
     ``recv``, ``sendall``, ``shutdown``, ``close``, ``fileno``, ``getsockname``.
     """
 
-    __slots__ = ("_hub", "_in_order", "_read", "_sock", "_wait_first", "_waker", "_write")
+    __slots__ = (
+        "_hub", "_in_order", "_read", "_read_waker", "_sock", "_wait_first", "_write",
+        "_write_waker",
+    )  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._hub = get_hub()
         self._in_order = ready_in_order(self._hub)
-        #: The watchers' callback for the greenlet that waits on this socket (made once,
-        #: not per wait: objects made per wait outlive young collections, by thousands
+        #: Each watcher's callback, for the greenlet that waits on it (made once, not
+        #: per wait: objects made per wait outlive young collections, by thousands
         #: under load, and bring on full ones).
-        self._waker: Any = None
+        self._read_waker: Any = None
+        self._write_waker: Any = None
         self._read: Any = self._hub.loop.io(sock.fileno(), _READ)
         self._write: Any = None  # made on first need: most replies fit the send buffer
         #: Wait for readability before the next recv(): the last one came up short.
@@ -135,9 +142,14 @@ class CooperativeSocket:
         # stops the watcher and takes the greenlet out of the queue on its way
         # out, so that nothing wakes a greenlet that has moved on.
         current = getcurrent()
-        waker = self._waker
+        reading = watcher is self._read
+        waker = self._read_waker if reading else self._write_waker
         if waker is None or waker.args[0] is not current:
-            waker = self._waker = partial(self._in_order.ready, current)
+            waker = partial(self._in_order.ready, current, watcher)
+            if reading:
+                self._read_waker = waker
+            else:
+                self._write_waker = waker
         watcher.start(waker)
         try:
             self._hub.switch()

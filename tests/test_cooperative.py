@@ -167,8 +167,11 @@ def test_a_greenlet_killed_while_queued_to_wake_is_not_woken():
     waiting = gevent.spawn(lambda: (sock.recv(1), sock.recv(1)))
     gevent.sleep(0.01)  # parked in the second recv, its watcher started
     in_order = sock._in_order
-    in_order.ready(waiting)  # as its watcher does when the socket turns ready
+    in_order.ready(waiting, sock._read)  # as its watcher does when the socket turns ready
     assert in_order.queued == [waiting]
+    # Stopped: it cannot fire again, and queue the greenlet twice, before the queue is woken
+    # (gevent may defer a long turn's callbacks past the next poll).
+    assert not sock._read.active
     waiting.kill(block=True)
     assert waiting.dead and in_order.queued == []
     peer.send(b"y")
