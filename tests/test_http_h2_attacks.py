@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Iterable
 
 import psutil
 import pytest
@@ -50,7 +51,7 @@ def rss(server: ServerProcess) -> int:
     return int(psutil.Process(server.pid).memory_info().rss)
 
 
-def flood(client: RawClient, chunks) -> None:
+def flood(client: RawClient, chunks: Iterable[bytes]) -> threading.Thread:
     """Send every chunk, from a thread (the server may stop reading mid-way: it closes)."""
 
     def send() -> None:

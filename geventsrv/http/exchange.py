@@ -57,7 +57,7 @@ class Request:
     __slots__ = (
         "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
         "hosts", "keep_alive", "last_event_id", "method", "protocol", "pseudo", "stream_id",
-        "target", "trailers", "upgrade", "version",
+        "target", "too_large", "trailers", "upgrade", "version",
     )  # fmt: skip
 
     def __init__(
@@ -82,6 +82,8 @@ class Request:
         self.protocol: bytes | None = None
         #: The request's trailers, once its body has ended with some.
         self.trailers: list[Header] = []
+        #: Its head is past the bound (HTTP/2: answered 431).
+        self.too_large = False
         self.content_length: int | None = None
         self.content_type: bytes | None = None
         self.chunked = False
@@ -110,6 +112,15 @@ class Request:
                 self.upgrade = value.lower()
             elif lower.startswith(b"x-echo-"):
                 self.controls.append((lower[7:].decode("latin-1"), value))
+
+    def copy(self) -> Request:
+        """Another request with this one's head (its fields shared, never changed), and
+        trailers of its own: HTTP/2 makes one per stream of a block it has judged before."""
+        other = Request.__new__(Request)
+        for name in Request.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.trailers = []
+        return other
 
     @property
     def has_body(self) -> bool:

@@ -34,7 +34,9 @@ and a close) where the connection's state is.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,7 @@ from gevent.event import Event
 from geventsrv.connection import RECV_SIZE, Drained
 from geventsrv.http import h2wire as wire
 from geventsrv.http.exchange import Exchange, Header, HttpError, Request, bodiless, http_date
+from geventsrv.http.workers import Job, workers
 from geventsrv.limits import TokenBuckets
 
 if TYPE_CHECKING:
@@ -132,7 +135,7 @@ class Stream:
     """One stream's state, shared by the reader and the stream's greenlet."""
 
     __slots__ = (
-        "consumed", "declared_length", "ended", "event", "exchange", "greenlet", "id", "inbox",
+        "consumed", "declared_length", "ended", "event", "exchange", "id", "inbox", "job",
         "local_ended", "received", "recv_window", "reset", "send_window", "tunnel",
     )  # fmt: skip
 
@@ -154,7 +157,8 @@ class Stream:
         #: Set whenever something the stream's greenlet may wait for happened.
         self.event: Event | None = None
         self.exchange: H2Exchange | None = None
-        self.greenlet: gevent.Greenlet[..., Any] | None = None
+        #: The application's run on this stream, in a worker greenlet.
+        self.job: Job | None = None
         #: Whether the exchange became a tunnel (a stop then ends it).
         self.tunnel = False
 
@@ -271,6 +275,7 @@ class H2Connection:
         self.blocked: set[Stream] = set()
         self.decoder = wire.BlockDecoder(limits.max_head * 16)
         self.writer = Writer(conn)
+        self.workers = workers()
         #: A header block being received in pieces: (stream, END_STREAM, depends on
         #: itself, pieces, size, CONTINUATION frames).
         self.continuing: tuple[int, bool, bool, list[bytes], int, int] | None = None
@@ -510,14 +515,14 @@ class H2Connection:
         self, stream_id: int, end_stream: bool, block: bytes, depends_on_itself: bool = False
     ) -> None:
         try:
-            fields = self.decoder.decode(block)
+            decoded = self.decoder.decode(block)
         except hpack.OversizedHeaderListError:
             raise GoAway(wire.ENHANCE_YOUR_CALM, "a header list too large") from None
         except hpack.HPACKError as exc:
             raise GoAway(wire.COMPRESSION_ERROR, f"HPACK: {exc}") from None
         stream = self.streams.get(stream_id)
         if stream is not None:
-            self._trailers(stream, end_stream, fields)
+            self._trailers(stream, end_stream, list(decoded.fields))
             return
         if stream_id <= self.last_stream:
             if stream_id in self.reset_by_us:
@@ -535,14 +540,19 @@ class H2Connection:
             self._spend_reset()
             self._send_reset(stream_id, wire.REFUSED_STREAM)
             return
-        size = sum(len(name) + len(value) + 32 for name, value in fields)
-        request = self._request(stream_id, fields)
+        # A block met again while the decoder's table holds makes the same request: it is
+        # judged once, and each stream gets a copy (clients repeat a handful of blocks).
+        prototype = decoded.derived
+        if prototype is None:
+            prototype = decoded.derived = self._request(decoded.fields)
+        request = prototype.copy()
+        request.stream_id = stream_id
         stream = Stream(stream_id, self.peer_window, self.limits.window)
         stream.declared_length = request.content_length
         self.streams[stream_id] = stream
         if end_stream:
             self._end_remote(stream)
-        self._start(stream, request, too_large=size > self.limits.max_head)
+        self._start(stream, request)
 
     def _trailers(self, stream: Stream, end_stream: bool, fields: list[Header]) -> None:
         if stream.ended:
@@ -557,8 +567,10 @@ class H2Connection:
         self._end_remote(stream)
         stream.wake()
 
-    def _request(self, stream_id: int, fields: list[Header]) -> Request:
-        """The request the fields make, or a stream error for a malformed one (RFC 9113 8.3)."""
+    def _request(self, fields: list[Header]) -> Request:
+        """The request the fields make, or a stream error for a malformed one (RFC 9113 8.3).
+
+        One past ``--http-max-head`` is made, and marked ``too_large`` (answered 431)."""
         pseudo: list[Header] = []
         headers: list[Header] = []
         seen: dict[bytes, bytes] = {}
@@ -596,8 +608,9 @@ class H2Connection:
             raise ResetStream(wire.PROTOCOL_ERROR, "content-length given twice, differently")
         request = Request(method, target, "2", headers)
         request.pseudo = pseudo
-        request.stream_id = stream_id
         request.protocol = protocol
+        size = sum(len(name) + len(value) + 32 for name, value in fields)
+        request.too_large = size > self.limits.max_head
         return request
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
@@ -716,16 +729,16 @@ class H2Connection:
         request.stream_id = 1
         self._start(stream, request)
 
-    def _start(self, stream: Stream, request: Request, too_large: bool = False) -> None:
+    def _start(self, stream: Stream, request: Request) -> None:
         self.requests += 1
         exchange = H2Exchange(self.conn, request, self.requests, self, stream)
         stream.exchange = exchange
-        stream.greenlet = gevent.spawn(self._run, stream, exchange, too_large)
+        stream.job = self.workers.start(functools.partial(self._run, stream, exchange))
 
-    def _run(self, stream: Stream, exchange: H2Exchange, too_large: bool) -> None:
+    def _run(self, stream: Stream, exchange: H2Exchange) -> None:
         started = time.monotonic()
         try:
-            if too_large:
+            if exchange.request.too_large:
                 raise HttpError(431, f"header list over {self.limits.max_head} bytes")
             self.application(exchange)
             exchange.end()
@@ -796,9 +809,9 @@ class H2Connection:
             stream.reset = why
         self._close(stream)
         stream.wake()
-        greenlet = stream.greenlet
-        if greenlet is not None and greenlet is not gevent.getcurrent() and not greenlet.dead:
-            greenlet.kill(StreamGone(why), block=False)
+        job = stream.job
+        if job is not None and job.worker is not gevent.getcurrent():
+            job.interrupt(StreamGone(why))
 
     def _credit(self, stream: Stream | None, size: int) -> None:
         """``size`` bytes read (or dropped): given back to the peer once half a window is."""
@@ -1024,20 +1037,22 @@ def _unpad(flags: int, payload: bytes, kind: str) -> bytes:
     return payload[1 : len(payload) - payload[0]]
 
 
+#: A field name as RFC 9113 8.2.1 allows it: no controls, space, upper case, DEL, bytes
+#: past ASCII, nor a colon (pseudo-headers are sorted out before).
+FIELD_NAME = re.compile(rb"[^\x00-\x20\x41-\x5a\x7f-\xff:]+")
+#: What a field value may not hold (RFC 9113 8.2.1): NUL, CR, LF, or whitespace at an end.
+BAD_VALUE = re.compile(rb"[\0\r\n]|\A[ \t]|[ \t]\Z")
+
+
 def _check_fields(fields: list[Header]) -> None:
     """Field names and values as RFC 9113 8.2 allows them; a stream error otherwise."""
+    name_ok, bad_value = FIELD_NAME.fullmatch, BAD_VALUE.search
     for name, value in fields:
-        if not name or name != name.lower() or any(c <= 0x20 or c >= 0x7F or c == 0x3A
-                                                   for c in name):  # fmt: skip
+        if not name_ok(name):
             raise ResetStream(wire.PROTOCOL_ERROR, f"field name {name!r}")
         if name in CONNECTION_FIELDS or (name == b"te" and value != b"trailers"):
             raise ResetStream(wire.PROTOCOL_ERROR, f"connection-specific field {name!r}")
-        if (
-            b"\0" in value
-            or b"\r" in value
-            or b"\n" in value
-            or (value and (value[0] in b" \t" or value[-1] in b" \t"))
-        ):
+        if bad_value(value):
             raise ResetStream(wire.PROTOCOL_ERROR, f"the value of {name!r}")
         if name == b"content-length" and not value.isdigit():
             raise ResetStream(wire.PROTOCOL_ERROR, "content-length not a number")

@@ -97,6 +97,17 @@ def parse_settings(payload: bytes) -> list[tuple[int, int]]:
 # -- header blocks ---------------------------------------------------------------------
 
 
+class Decoded:
+    """A header block's fields, and what its user made of them (``derived``, its to
+    keep: a block met again, while the table holds, is the same object)."""
+
+    __slots__ = ("derived", "fields")
+
+    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self.fields = fields
+        self.derived: Any = None
+
+
 class BlockDecoder:
     """HPACK decoding of a connection's header blocks, remembered while the table holds.
 
@@ -111,8 +122,8 @@ class BlockDecoder:
         self.decoder = hpack.Decoder(max_header_list_size=most)
         self.decoder.max_allowed_table_size = table_size
         self._table: HeaderTable = self.decoder.header_table
-        #: block -> (the table's state it was decoded in, the fields).
-        self._seen: dict[bytes, tuple[tuple[Any, ...], list[tuple[bytes, bytes]]]] = {}
+        #: block -> (the table's state it was decoded in, what it decoded to).
+        self._seen: dict[bytes, tuple[tuple[Any, ...], Decoded]] = {}
 
     def _state(self) -> tuple[Any, ...]:
         entries = self._table.dynamic_entries
@@ -120,19 +131,20 @@ class BlockDecoder:
         # id reused by a new entry, so an insertion always shows.
         return (len(entries), entries[0] if entries else None, self._table.maxsize)
 
-    def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
-        """The fields of ``block``, as they were encoded (a fresh list: callers keep it)."""
+    def decode(self, block: bytes) -> Decoded:
+        """What ``block`` decodes to: its fields as they were encoded (not to be changed:
+        the same object comes back for the same block while the table holds)."""
         state = self._state()
         seen = self._seen.get(block)
         if seen is not None and _same(seen[0], state):
-            return list(seen[1])
+            return seen[1]
         fields: list[tuple[bytes, bytes]] = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
-        after = self._state()
-        if _same(after, state):  # the block left the table alone: its fields are its own
+        decoded = Decoded(fields)
+        if _same(self._state(), state):  # the block left the table alone: its fields are its own
             if len(self._seen) >= self.KEPT:
                 self._seen.clear()
-            self._seen[block] = (state, list(fields))
-        return fields
+            self._seen[block] = (state, decoded)
+        return decoded
 
 
 def _same(one: tuple[Any, ...], other: tuple[Any, ...]) -> bool:
