@@ -38,3 +38,15 @@ def test_bodiless_statuses():
     assert [status for status in (100, 101, 200, 204, 206, 304, 404) if bodiless(status)] == [
         100, 101, 204, 304,
     ]  # fmt: skip
+
+
+def test_a_copy_has_every_part_of_the_head_and_trailers_of_its_own():
+    original = Request(b"POST", b"/x", "2", [(b"content-length", b"3")])
+    for number, name in enumerate(Request.__slots__):
+        setattr(original, name, f"value {number}")  # every slot, told apart
+    original.trailers = [(b"x-t", b"1")]
+    copy = original.copy()
+    for name in Request.__slots__:
+        if name != "trailers":
+            assert getattr(copy, name) == getattr(original, name), name
+    assert copy.trailers == [] and original.trailers == [(b"x-t", b"1")]

@@ -117,9 +117,14 @@ class Request:
         """Another request with this one's head (its fields shared, never changed), and
         trailers of its own: HTTP/2 makes one per stream of a block it has judged before."""
         other = Request.__new__(Request)
-        for name in Request.__slots__:
-            setattr(other, name, getattr(self, name))
-        other.trailers = []
+        other.method, other.target, other.version = self.method, self.target, self.version
+        other.headers, other.keep_alive, other.pseudo = self.headers, self.keep_alive, self.pseudo
+        other.stream_id, other.protocol, other.trailers = self.stream_id, self.protocol, []
+        other.too_large, other.content_length = self.too_large, self.content_length
+        other.content_type, other.chunked = self.content_type, self.chunked
+        other.expect_continue, other.hosts = self.expect_continue, self.hosts
+        other.last_event_id, other.upgrade = self.last_event_id, self.upgrade
+        other.controls = self.controls
         return other
 
     @property

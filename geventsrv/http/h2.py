@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import gevent
+import greenlet
 import hpack
 from gevent.event import Event
 
@@ -177,7 +178,11 @@ class Stream:
 
 
 class Writer:
-    """The connection's sending side: one greenlet sends, in order, what the others queue."""
+    """The connection's sending side: one greenlet sends, in order, what the others queue.
+
+    It parks in the hub while nothing is queued; the first :meth:`write` after that
+    wakes it, from the hub's next turn, so that a turn's frames go out in one ``sendall``.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -185,26 +190,28 @@ class Writer:
         #: Bytes queued and not yet handed to the socket.
         self.size = 0
         self.sending = False
-        self._wake = Event()
         #: Set while the queue is under :data:`WRITE_BACKLOG` (senders wait on it).
         self.room = Event()
         self.room.set()
         self.failed: OSError | None = None
-        self.greenlet: gevent.Greenlet[[], None] = gevent.spawn(self._run)
+        self._hub = gevent.get_hub()
+        self._parked = False
+        self.greenlet = greenlet.greenlet(self._run, parent=self._hub)
+        self._hub.loop.run_callback(self.greenlet.switch)
 
     def write(self, data: bytes) -> None:
         self.queued.append(data)
         self.size += len(data)
         if self.size > WRITE_BACKLOG:
             self.room.clear()
-        self._wake.set()
+        if self._parked:
+            self._parked = False
+            self._hub.loop.run_callback(self.greenlet.switch)
 
     def _run(self) -> None:
-        conn, queued = self.conn, self.queued
+        conn, queued, hub = self.conn, self.queued, self._hub
         try:
             while True:
-                self._wake.wait()
-                self._wake.clear()
                 while queued:
                     data = b"".join(queued)
                     queued.clear()
@@ -213,8 +220,9 @@ class Writer:
                     conn.sock.sendall(data)
                     self.sending = False
                     conn.bytes_sent += len(data)
-                    if not queued:
-                        self.room.set()
+                self.room.set()
+                self._parked = True
+                hub.switch()
         except OSError as exc:
             self.failed = exc
             self.room.set()
@@ -228,7 +236,15 @@ class Writer:
             gevent.sleep(0.001)
 
     def stop(self) -> None:
-        self.greenlet.kill(block=False)
+        """End the writer (what is still queued is dropped)."""
+        writer = self.greenlet
+        if not writer.dead:
+            self._parked = False
+            self._hub.loop.run_callback(self._end)
+
+    def _end(self) -> None:
+        if not self.greenlet.dead:
+            self.greenlet.throw(gevent.GreenletExit)
 
 
 def serve(
