@@ -41,7 +41,8 @@ import gevent
 from geventsrv.connection import RECV_SIZE, Drained
 from geventsrv.http.controls import PLAIN, BadControl, Controls, ControlsJudge, query_pairs
 from geventsrv.http.exchange import Exchange, Header, HttpError, bodiless
-from geventsrv.http.reflection import Answerer, encode
+from geventsrv.http.reflection import encode
+from geventsrv.http.reflector import Answerer
 from geventsrv.http.websocket import WebSocketEcho, wants_websocket
 
 if TYPE_CHECKING:

@@ -30,7 +30,6 @@ from geventsrv.addresses import format_address
 from geventsrv.modes.info import describe_proxy
 
 if TYPE_CHECKING:
-    from geventsrv.http.exchange import Exchange
     from geventsrv.proxyproto import ProxyHeader
 
 #: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``.
@@ -42,49 +41,6 @@ ADDRESS_HEADER_LENGTHS = frozenset((15, 9))
 ENCODER = json.JSONEncoder(separators=(", ", ": "))
 
 
-class Answerer:
-    """Who answers: the part of the reflection that is the same for every request."""
-
-    def __init__(self, host: str, worker: int, pid: int) -> None:
-        self.host = host
-        self.worker = worker
-        self.pid = pid
-
-    def reflect(self, exchange: Exchange, body: bytes) -> bytes:
-        """The reflection of one exchange's request, whose body was ``body``, encoded.
-
-        What belongs to the connection (its PROXY header, TLS, the server's address) is
-        encoded once per connection, kept in ``conn.memo``, and spliced after the
-        request's part, which the schema puts first."""
-        conn, request = exchange.conn, exchange.request
-        memo = conn.memo
-        if memo is None:
-            memo = conn.memo = {}
-        tail = memo.get("reflection")
-        if not isinstance(tail, bytes):
-            server = {
-                "host": self.host,
-                "worker": self.worker,
-                "pid": self.pid,
-                "local": format_address(*conn.sock.getsockname()[:2]),
-                "connection": conn.number,
-            }
-            tail = memo["reflection"] = (
-                b", " + encode(connection_part(conn.proxy, conn.tls, server))[1:]
-            )
-        head = request_part(
-            exchange.number, request.method, request.target, request.version,
-            request.headers, body, conn.peer, conn.proxy,
-        )  # fmt: skip
-        if request.stream_id is not None or request.trailers:
-            shown = head["request"]
-            assert isinstance(shown, dict)
-            shown["stream"] = request.stream_id
-            shown["pseudo_headers"] = _pairs(request.pseudo) if request.pseudo else None
-            shown["trailers"] = _pairs(request.trailers)
-        return ENCODER.encode(head).encode()[:-1] + tail
-
-
 def request_part(
     number: int | None,
     method: bytes,
@@ -94,6 +50,9 @@ def request_part(
     body: bytes,
     peer: str,
     proxy: ProxyHeader | None,
+    stream: int | None = None,
+    pseudo: list[tuple[bytes, bytes]] | None = None,
+    trailers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, object]:
     """The reflection's keys that each request has its own: ``schema``, ``request``,
     ``body``, ``client`` (in the schema's order: they come first)."""
@@ -109,10 +68,10 @@ def request_part(
             "path": path.partition("#")[0],
             "query": parse_qs(query.partition("#")[0], keep_blank_values=True) if query else {},
             "http_version": version,
-            "stream": None,
-            "pseudo_headers": None,
+            "stream": stream,
+            "pseudo_headers": None if pseudo is None else _pairs(pseudo),
             "headers": shown,
-            "trailers": [],
+            "trailers": _pairs(trailers or []),
         },
         "body": describe_body(body),
         "client": client_sources(peer, proxy, shown),
