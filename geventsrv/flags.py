@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="An echo server (RFC 862, TCP and UDP), an info mode, group chat, and an "
-        "HTTP mode that reflects every request and echoes /echo, /sse and WebSocket: plain "
-        "blocking-socket code made concurrent by gevent, one greenlet per connection.",
+        "HTTP mode (HTTP/1.1 and HTTP/2) that reflects every request and echoes /echo, /sse "
+        "and WebSocket: plain blocking-socket code made concurrent by gevent, one greenlet "
+        "per connection.",
         epilog="SIGINT/SIGTERM stop accepting and drain open connections; a second "
         "signal closes them at once; SIGUSR1 logs a status line. Exit codes: 0 clean "
         "stop, 1 internal error, 2 bad arguments, 3 cannot listen, 4 forced stop.",
@@ -117,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str | None, Any] = {None: parser}
     groups.update({key: parser.add_argument_group(title) for key, title in GROUPS.items()})
     transport = parser.add_mutually_exclusive_group()
-    for name, field in FIELDS.items():
+    # In --help's order, the usage line too: the general settings, then each group's.
+    order = [None, *GROUPS]
+    for name, field in sorted(
+        FIELDS.items(), key=lambda item: order.index(setting_of(item[0]).group)
+    ):
         how = setting_of(name)
         target = groups[how.group]
         help_text = argparse.SUPPRESS if how.hidden else how.help
