@@ -266,6 +266,32 @@ def test_close_control_ends_the_connection_with_goaway(h2_server):
         assert client.goaway() == NO_ERROR
 
 
+def test_connect_makes_the_stream_a_tunnel_to_an_echo(h2_server):
+    """RFC 9113 8.5: CONNECT names only :authority; after the 200 the stream's DATA is the
+    tunnel, and what goes in comes back until the client ends its side."""
+    client = library_client(h2_server)
+    h2, sock = client.h2, client.sock
+    h2.send_headers(1, [(":method", "CONNECT"), (":authority", "example.test:443")])
+    h2.send_data(1, b"through the tunnel")
+    sock.sendall(h2.data_to_send())
+    status, echoed, ended = 0, bytearray(), False
+    while not ended:
+        data = sock.recv(65536)
+        assert data, "the server closed"
+        for event in h2.receive_data(data):
+            if isinstance(event, h2_events.ResponseReceived):
+                status = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2_events.DataReceived):
+                echoed += event.data
+                h2.acknowledge_received_data(event.flow_controlled_length, 1)
+                if event.data and echoed == b"through the tunnel":
+                    h2.end_stream(1)  # the client's side ends: so does the echo's
+            elif isinstance(event, h2_events.StreamEnded):
+                ended = True
+        sock.sendall(h2.data_to_send())
+    assert status == 200 and echoed == b"through the tunnel"
+
+
 # -- bounds ---------------------------------------------------------------------------
 
 

@@ -59,13 +59,10 @@ def test_chromium_opens_the_page_and_sees_its_messages_echoed(start_server, tmp_
     assert "permessage-deflate" in dom  # Chromium offered compression, and it worked
 
 
-def test_chromium_over_wss_with_a_test_ca_it_trusts(start_server, tmp_path, certs):
+def trusting_home(tmp_path: Path, certs) -> Path:
+    """A home folder whose certificate store (NSS's, which Chromium reads) trusts the
+    test CA."""
     certutil = require_tool("certutil", "libnss3-tools")
-    server = start_server("--mode", "http", "--tls-cert", certs.server)
-    url = f"https://localhost:{server.port}/.ws?send=over%20tls"
-    untrusting = tmp_path / "untrusting"
-    untrusting.mkdir()
-    assert "over tls</li>" not in browse(url, untrusting)  # the control: no CA, no page
     nssdb = tmp_path / "home" / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
@@ -73,7 +70,16 @@ def test_chromium_over_wss_with_a_test_ca_it_trusts(start_server, tmp_path, cert
         [certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "test-ca", "-i", certs.ca],
         check=True,
     )
-    dom = browse(url, tmp_path / "home")
+    return tmp_path / "home"
+
+
+def test_chromium_over_wss_with_a_test_ca_it_trusts(start_server, tmp_path, certs):
+    server = start_server("--mode", "http", "--tls-cert", certs.server)
+    url = f"https://localhost:{server.port}/.ws?send=over%20tls"
+    untrusting = tmp_path / "untrusting"
+    untrusting.mkdir()
+    assert "over tls</li>" not in browse(url, untrusting)  # the control: no CA, no page
+    dom = browse(url, trusting_home(tmp_path, certs))
     assert '<code id="url">wss://localhost:' in dom
     assert '<li class="echo">over tls</li>' in dom and '<span id="close-code">1000</span>' in dom
 
