@@ -9,16 +9,23 @@ gunicorn (WSGI, with its gevent worker):
   functions from what the server's request object holds, so that every server
   does the same work for it.
 
+:func:`asgi_minimal` answers the second with the reflection a user would write
+in a few lines instead (method, target, query, version, headers, client
+address, body size, through ``json.dumps``): the floor a full reflection is
+measured against.
+
 Run by the lab as ``uvicorn geventsrv.bench.servers.httpapps:asgi`` and
 ``gunicorn -k gevent geventsrv.bench.servers.httpapps:wsgi``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from geventsrv.http.app import PATTERN
 from geventsrv.http.reflection import document, encode
@@ -67,6 +74,45 @@ async def asgi(
             scope["method"], target, scope["http_version"], headers, body,
             f"{client[0]}:{client[1]}", f"{server[0]}:{server[1]}",
         )  # fmt: skip
+        content_type = b"application/json"
+    await send({
+        "type": "http.response.start", "status": 200,
+        "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(payload)),
+                    (b"cache-control", b"no-store")],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def asgi_minimal(
+    scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+) -> None:
+    """The ASGI app (uvicorn) whose reflection is the minimal one."""
+    if scope["type"] != "http":
+        return
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    query = scope["query_string"].decode("latin-1")
+    payload = small(query)
+    content_type = b"application/octet-stream"
+    if payload is None:
+        client = scope.get("client") or ("", 0)
+        payload = json.dumps(
+            {
+                "method": scope["method"],
+                "target": scope["raw_path"].decode("latin-1") + (f"?{query}" if query else ""),
+                "query": parse_qs(query, keep_blank_values=True),
+                "http_version": scope["http_version"],
+                "headers": [
+                    [n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]
+                ],
+                "client": f"{client[0]}:{client[1]}",
+                "body_size": size,
+            }
+        ).encode()
         content_type = b"application/json"
     await send({
         "type": "http.response.start", "status": 200,
