@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, require_tool
-from test_http_mode_proxies import started
+from test_http_mode_proxies import caddy_in_front, started
 from test_http_websocket_peers import browse, trusting_home
 
 pytestmark = pytest.mark.slow
@@ -176,20 +176,10 @@ def test_nghttpx_speaks_h2c_to_the_server(start_server, tmp_path):
 
 
 def test_caddy_speaks_h2c_to_the_server(start_server, tmp_path):
-    binary = require_tool("caddy", "caddy")
     server = start_server("--mode", "http")
     port = free_port()
-    config = tmp_path / "Caddyfile"
-    config.write_text(
-        "{\n\tadmin off\n\tauto_https off\n"
-        f"\tstorage file_system {tmp_path}/data\n}}\n"
-        f"http://127.0.0.1:{port} {{\n"
-        f"\treverse_proxy h2c://127.0.0.1:{server.port}\n}}\n"
-    )
-    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
-    argv = ["env", *(f"{k}={v}" for k, v in env.items()), binary, "run", "--config",
-            str(config), "--adapter", "caddyfile"]  # fmt: skip
-    with started(argv, port):
+    site = f"http://127.0.0.1:{port} {{\n\treverse_proxy h2c://127.0.0.1:{server.port}\n}}\n"
+    with caddy_in_front(port, tmp_path, site, "\tauto_https off\n"):
         body, version = curl(port, "/through-caddy")  # HTTP/1.1 to caddy, h2c behind it
     assert version == "1.1"
     seen = json.loads(body)

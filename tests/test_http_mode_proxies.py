@@ -169,24 +169,36 @@ def test_haproxy_in_http_mode_with_send_proxy_v2_names_the_real_client(haproxy_h
     assert seen["client"]["peer"].startswith("127.0.0.1:")  # the socket: HAProxy
 
 
+@contextlib.contextmanager
+def caddy_in_front(
+    port: int, directory: Path, site: str, global_options: str = ""
+) -> Iterator[None]:
+    """caddy serving ``site`` (a Caddyfile site block) on ``port``, its state in
+    ``directory``, with no admin endpoint."""
+    binary = require_tool("caddy", "caddy")
+    config = directory / "Caddyfile"
+    config.write_text(
+        f"{{\n\tadmin off\n{global_options}\tstorage file_system {directory}/data\n}}\n{site}"
+    )
+    home = {"XDG_DATA_HOME": directory, "XDG_CONFIG_HOME": directory, "HOME": directory}
+    argv = ["env", *(f"{k}={v}" for k, v in home.items()), binary, "run", "--config",
+            str(config), "--adapter", "caddyfile"]  # fmt: skip
+    with started(argv, port):
+        yield
+
+
 def test_caddy_terminating_tls_and_speaking_http2_to_the_client(start_server, tmp_path):
     """curl speaks HTTP/2 over TLS to caddy; caddy speaks HTTP/1.1 to the http mode, and
     the reflection shows the X-Forwarded-* headers it added."""
-    binary = require_tool("caddy", "caddy")
     curl = require_tool("curl", "curl")
     server = start_server("--mode", "http")
     port = free_port()
-    config = tmp_path / "Caddyfile"
-    config.write_text(
-        "{\n\tadmin off\n\tskip_install_trust\n\tauto_https disable_redirects\n"
-        f"\tlocal_certs\n\tstorage file_system {tmp_path}/data\n}}\n"
+    site = (
         f"https://localhost:{port} {{\n\ttls internal\n"
         f"\treverse_proxy 127.0.0.1:{server.port}\n}}\n"
     )
-    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
-    argv = ["env", *(f"{k}={v}" for k, v in env.items()), binary, "run", "--config",
-            str(config), "--adapter", "caddyfile"]  # fmt: skip
-    with started(argv, port):
+    global_options = "\tskip_install_trust\n\tauto_https disable_redirects\n\tlocal_certs\n"
+    with caddy_in_front(port, tmp_path, site, global_options):
         result = subprocess.run(
             [curl, "-sS", "-k", "--http2", "--max-time", "10", "-w", "\n%{http_version}",
              "--resolve", f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/h2"],

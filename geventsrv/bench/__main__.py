@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=COMMAND",
         help="also test this command (repeatable). It must listen on 127.0.0.1, echo every "
         "byte, and announce its port on stdout or stderr as a line holding only the port "
-        "number (or geventsrv's 'listening on HOST:PORT'); SIGTERM must stop it",
+        "number (or geventsrv's 'listening on HOST:PORT'); SIGTERM must stop it. It runs in "
+        "the current directory: another checkout of geventsrv runs from its own "
+        "('env -C ../other python -m geventsrv --port 0'), as python -m looks there first",
     )
     parser.add_argument(
         "--sizes", type=_ints, help="message sizes in bytes (default: 1024,10240,102400)"

@@ -350,7 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server", type=HttpServer.parse, action="append", default=[], metavar="NAME=COMMAND",
         help="also a server of your own, serving the same answers on {port} (repeatable): "
-        "another checkout of geventsrv, to compare two versions in one run",
+        "another checkout of geventsrv, to compare two versions in one run, run from its "
+        "own directory ('env -C ../other python -m geventsrv ...'): python -m finds the "
+        "current directory's package first. It is driven over HTTP/1.1 and HTTP/2 (--protocols "
+        "h1 for a version without HTTP/2)",
     )  # fmt: skip
     parser.add_argument(
         "--workloads", type=lambda t: t.split(","),

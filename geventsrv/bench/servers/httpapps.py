@@ -57,12 +57,7 @@ async def asgi(
     """The ASGI app (uvicorn)."""
     if scope["type"] != "http":
         return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await _body(receive)
     query = scope["query_string"].decode("latin-1")
     payload = small(query)
     content_type = b"application/octet-stream"
@@ -75,12 +70,7 @@ async def asgi(
             f"{client[0]}:{client[1]}", f"{server[0]}:{server[1]}",
         )  # fmt: skip
         content_type = b"application/json"
-    await send({
-        "type": "http.response.start", "status": 200,
-        "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(payload)),
-                    (b"cache-control", b"no-store")],
-    })  # fmt: skip
-    await send({"type": "http.response.body", "body": payload})
+    await _answer(send, payload, content_type)
 
 
 async def asgi_minimal(
@@ -89,12 +79,7 @@ async def asgi_minimal(
     """The ASGI app (uvicorn) whose reflection is the minimal one."""
     if scope["type"] != "http":
         return
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
+    size = len(await _body(receive))
     query = scope["query_string"].decode("latin-1")
     payload = small(query)
     content_type = b"application/octet-stream"
@@ -114,6 +99,20 @@ async def asgi_minimal(
             }
         ).encode()
         content_type = b"application/json"
+    await _answer(send, payload, content_type)
+
+
+async def _body(receive: Callable[..., Any]) -> bytes:
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
+async def _answer(send: Callable[..., Any], payload: bytes, content_type: bytes) -> None:
     await send({
         "type": "http.response.start", "status": 200,
         "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(payload)),
