@@ -32,7 +32,8 @@ def frame(kind: int, flags: int = 0, stream: int = 0, payload: bytes = b"") -> b
 
 def settings_payload(**values: int) -> bytes:
     codes = {"header_table_size": 1, "enable_push": 2, "max_concurrent_streams": 3,
-             "initial_window_size": 4, "max_frame_size": 5, "max_header_list_size": 6}  # fmt: skip
+             "initial_window_size": 4, "max_frame_size": 5, "max_header_list_size": 6,
+             "enable_connect_protocol": 8}  # fmt: skip
     return b"".join(struct.pack(">HI", codes[name], value) for name, value in values.items())
 
 

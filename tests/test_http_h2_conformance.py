@@ -1,4 +1,5 @@
-"""RFC 9113 and RFC 7541's MUSTs, case by case, in raw frames, grouped as h2spec groups them.
+"""RFC 9113 and RFC 7541's MUSTs, case by case, in raw frames, grouped as h2spec groups them,
+and RFC 8441's (the extended CONNECT that opens a WebSocket on a stream).
 
 h2spec cannot be installed here: each of its groups that applies to a server is written out
 below, with what RFC 9113 requires of the server (``ours``). Each case's bytes are also fed
@@ -47,6 +48,10 @@ h2_events = pytest.importorskip("h2.events")
 h2_exceptions = pytest.importorskip("h2.exceptions")
 
 GET = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "test")]
+#: RFC 8441 4: an extended CONNECT opening a WebSocket (the stream stays open for it).
+WEBSOCKET = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+             (":path", "/chat"), (":authority", "test"),
+             ("sec-websocket-version", "13")]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,11 @@ def library_verdict(data: bytes, stream: int) -> str:
     config = h2_config.H2Configuration(client_side=False, header_encoding=None)
     conn = h2_connection.H2Connection(config=config)
     conn.local_settings = h2_connection.Settings(
-        client=False, initial_values={h2_connection.SettingCodes.MAX_CONCURRENT_STREAMS: 5}
+        client=False,
+        initial_values={
+            h2_connection.SettingCodes.MAX_CONCURRENT_STREAMS: 5,
+            h2_connection.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
+        },
     )
     conn.initiate_connection()
     conn.data_to_send()
@@ -581,6 +590,37 @@ CASES: list[tuple[str, Case, str]] = [
         lambda c: sent(c, 0, frame(HEADERS, 5, 1, c.block(GET) + b"\x20")),
         "goaway 9",
     ),
+    # RFC 8441: the extended CONNECT
+    (
+        "8441-3/ENABLE_CONNECT_PROTOCOL neither 0 nor 1",
+        lambda c: ping_after(c, frame(SETTINGS, 0, 0, settings_payload(enable_connect_protocol=2))),
+        "goaway 1",
+    ),
+    (
+        "8441-4/a WebSocket's extended CONNECT",
+        lambda c: sent(c, 1, headers(c, 1, WEBSOCKET, flags=END_HEADERS)),
+        "response 200",
+    ),
+    (
+        "8441-4/:protocol on a GET",
+        lambda c: sent(c, 1, headers(c, 1, [*GET, (":protocol", "websocket")])),
+        "reset 1",
+    ),
+    (
+        "8441-4/an extended CONNECT without :path",
+        lambda c: sent(c, 1, headers(c, 1, [*WEBSOCKET[:3], *WEBSOCKET[4:]], flags=END_HEADERS)),
+        "reset 1",
+    ),
+    (
+        "8441-4/an extended CONNECT without :scheme",
+        lambda c: sent(c, 1, headers(c, 1, [*WEBSOCKET[:2], *WEBSOCKET[3:]], flags=END_HEADERS)),
+        "reset 1",
+    ),
+    (
+        "8441-4/an extended CONNECT for a protocol not served",
+        lambda c: sent(c, 1, headers(c, 1, [WEBSOCKET[0], (":protocol", "chat"), *WEBSOCKET[2:]])),
+        "response 501",
+    ),
 ]
 
 
@@ -615,6 +655,13 @@ LIBRARY_APART = {
         ),
         ("goaway 1", MALFORMED),
     ),
+    **dict.fromkeys(
+        ("8441-4/:protocol on a GET", "8441-4/an extended CONNECT without :path",
+         "8441-4/an extended CONNECT without :scheme"),
+        ("goaway 1", MALFORMED),
+    ),
+    "8441-4/an extended CONNECT for a protocol not served": (
+        "response 200", "a request it takes: which protocols are served is the server's to say"),
     **dict.fromkeys(
         ("hpack/an index past the tables", "hpack/a table size update past the setting",
          "hpack/a table size update after a field"),

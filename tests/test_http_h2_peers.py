@@ -21,6 +21,7 @@ import pytest
 from support import free_port, require_tool
 from test_http_mode_proxies import caddy_in_front, started
 from test_http_websocket_peers import browse, trusting_home
+from wsframes import CLOSE, TEXT, close_payload, frame, open_websocket
 
 pytestmark = pytest.mark.slow
 
@@ -80,22 +81,24 @@ def test_h2load_many_streams_on_few_connections_all_answered(start_server):
     assert "status codes: 2000 2xx" in result.stdout
 
 
-def test_chromium_speaks_h2_over_tls_and_opens_its_websocket_beside_it(
+def test_chromium_speaks_h2_over_tls_and_opens_its_websocket_on_a_stream_of_it(
     start_server, tmp_path, certs
 ):
-    """The page comes over HTTP/2 (ALPN h2). A browser takes a WebSocket over HTTP/2 only
-    where the server offers RFC 8441, which this one does not yet: Chromium opens an
-    HTTP/1.1 connection for it, and both are served."""
+    """The page comes over HTTP/2 (ALPN h2); the server's SETTINGS offer RFC 8441, so the
+    page's WebSocket is an extended CONNECT on a stream of the same connection."""
     server = start_server("--mode", "http", "--tls-cert", certs.server, "--access-log")
     home = trusting_home(tmp_path, certs)
-    dom = browse(f"https://localhost:{server.port}/.ws?send=beside%20h2&reflect=1", home)
-    assert '<li class="echo">beside h2</li>' in dom, dom[-3000:]
+    dom = browse(f"https://localhost:{server.port}/.ws?send=over%20h2&reflect=1", home)
+    assert '<li class="echo">over h2</li>' in dom, dom[-3000:]
     shown = re.search(r'<li class="reflection">reflection:<pre>(.*?)</pre>', dom, re.S)
     assert shown, dom[-3000:]
-    upgrade = json.loads(html.unescape(shown.group(1)))
-    assert upgrade["request"]["http_version"] == "1.1"
-    assert upgrade["tls"]["alpn"] == "http/1.1"
-    assert server.wait_for_log(r"geventsrv.access: \S+: GET /\.ws\?\S* HTTP/2 200")
+    opened = json.loads(html.unescape(shown.group(1)))["request"]
+    assert opened["http_version"] == "2" and opened["method"] == "CONNECT"
+    pseudo = dict(opened["pseudo_headers"])
+    assert pseudo[":protocol"] == "websocket" and pseudo[":scheme"] == "https"
+    page = server.wait_for_log(r"geventsrv.access: (\S+): GET /\.ws\?\S* HTTP/2 200")
+    socket = server.wait_for_log(r"geventsrv.access: (\S+): WebSocket /ws\S*, HTTP/2, 1 message")
+    assert page.group(1) == socket.group(1)  # one connection: the page's, and its stream
     dom = browse(f"https://localhost:{server.port}/from-chromium", home)
     page = re.search(r"<pre[^>]*>(.*?)</pre>", dom, re.S)
     assert page, dom[-3000:]
@@ -110,9 +113,11 @@ def test_chromium_speaks_h2_over_tls_and_opens_its_websocket_beside_it(
 
 
 @contextlib.contextmanager
-def haproxy_h2(upstream: int, directory: Path, server_line: str) -> Iterator[int]:
-    """HAProxy in http mode, HTTP/2 in clear on its own port, to ``upstream`` as
-    ``server_line`` says; yields HAProxy's port."""
+def haproxy_h2(
+    upstream: int, directory: Path, server_line: str, bind: str = "proto h2"
+) -> Iterator[int]:
+    """HAProxy in http mode, HTTP/2 in clear on its own port (HTTP/1.1 with ``bind=""``),
+    to ``upstream`` as ``server_line`` says; yields HAProxy's port."""
     binary = require_tool("haproxy", "haproxy")
     port = free_port()
     config = directory / "haproxy.cfg"
@@ -125,7 +130,7 @@ defaults
     timeout client 30s
     timeout server 30s
 frontend front
-    bind 127.0.0.1:{port} proto h2
+    bind 127.0.0.1:{port} {bind}
     option forwardfor
     default_backend reflectors
 backend reflectors
@@ -155,6 +160,27 @@ def test_haproxy_speaks_h2_to_the_server(start_server, tmp_path, certs, way, ser
     assert [reflection["request"]["stream"] for reflection in seen] == sorted(
         reflection["request"]["stream"] for reflection in seen
     )
+
+
+@pytest.mark.parametrize("client", ["1.1", "2"], ids=["http1-client", "http2-client"])
+def test_haproxy_carries_a_websocket_to_the_server_as_an_extended_connect(
+    start_server, tmp_path, client
+):
+    """h2 on HAProxy's server side: a WebSocket reaches the server as RFC 8441's extended
+    CONNECT on a stream, whether the client opened it over HTTP/1.1 or over HTTP/2."""
+    server = start_server("--mode", "http", "--access-log")
+    bind = "proto h2" if client == "2" else ""
+    with haproxy_h2(server.port, tmp_path, "proto h2", bind) as port:
+        stream, reader, _ = open_websocket(("127.0.0.1", port), "/via?reflect=1", version=client)
+        with stream:
+            opened = json.loads(reader.next()[2])["request"]
+            stream.sendall(frame(TEXT, b"through haproxy"))
+            assert reader.next()[1:] == (TEXT, b"through haproxy")
+            stream.sendall(frame(CLOSE, close_payload(1000)))
+            assert reader.close_code() == 1000
+    assert opened["http_version"] == "2" and opened["method"] == "CONNECT"
+    assert dict(opened["pseudo_headers"])[":protocol"] == "websocket"
+    assert server.wait_for_log(r"WebSocket /via\?reflect=1, HTTP/2, 1 message\(s\) in, 2 out")
 
 
 def test_nghttpx_speaks_h2c_to_the_server(start_server, tmp_path):

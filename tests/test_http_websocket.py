@@ -3,7 +3,8 @@ for the cases of the Autobahn testsuite's sections that apply to an echo server.
 
 Sections covered (Autobahn numbering): 1 framing, 2 pings and pongs, 3 reserved bits,
 4 opcodes, 5 fragmentation, 6 UTF-8 handling, 7 close handling, 9 limits (message size),
-12/13 permessage-deflate. Each case is one parametrized test id below.
+12/13 permessage-deflate. Each case is one parametrized test id below, run over HTTP/1.1's
+upgrade and over an HTTP/2 stream (RFC 8441) alike: the echo is the same on both.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def ws_server() -> Iterator[ServerProcess]:
     yield server
     server.stop()
     assert "Traceback" not in server.stderr, server.stderr
+
+
+@pytest.fixture(params=["1.1", "2"], ids=["http1", "http2"])
+def wire(request) -> str:
+    """The HTTP version the WebSocket is opened over: HTTP/1.1's upgrade, or HTTP/2's
+    extended CONNECT (RFC 8441) on an h2c connection."""
+    return request.param
 
 
 def url(server, path: str = "/") -> str:
@@ -103,9 +111,11 @@ def test_a_message_over_the_bound_is_closed_1009_even_compressed(ws_server):
 # -- crafted frames: the Autobahn sections that apply ------------------------------------
 
 
-def exchange_frames(server, frames: list[bytes]) -> list[tuple[bool, int, bytes]]:
+def exchange_frames(
+    server, frames: list[bytes], version: str = "1.1"
+) -> list[tuple[bool, int, bytes]]:
     """Send ``frames``, then a close; every frame the server sent, up to its close."""
-    sock, reader, _ = open_websocket(server.address)
+    sock, reader, _ = open_websocket(server.address, version=version)
     with sock:
         sock.sendall(b"".join(frames) + frame(CLOSE, close_payload(1000)))
         seen = []
@@ -126,9 +136,9 @@ def closed_with(seen: list[tuple[bool, int, bytes]]) -> int | None:
 
 @pytest.mark.parametrize("size", [0, 125, 126, 127, 65535, 65536, 99999])
 @pytest.mark.parametrize("opcode", [TEXT, BINARY])
-def test_section_1_framing_every_length_encoding(ws_server, opcode, size):
+def test_section_1_framing_every_length_encoding(ws_server, wire, opcode, size):
     payload = b"*" * size
-    seen = exchange_frames(ws_server, [frame(opcode, payload)])
+    seen = exchange_frames(ws_server, [frame(opcode, payload)], wire)
     assert seen[0] == (True, opcode, payload) and closed_with(seen) == 1000
 
 
@@ -144,8 +154,8 @@ def test_section_1_framing_every_length_encoding(ws_server, opcode, size):
     ],
     ids=["ping-125", "ping-empty", "unsolicited-pong", "ten-pings", "ping-126", "ping-fragmented"],
 )
-def test_section_2_pings_and_pongs(ws_server, frames, expect):
-    seen = exchange_frames(ws_server, frames)
+def test_section_2_pings_and_pongs(ws_server, wire, frames, expect):
+    seen = exchange_frames(ws_server, frames, wire)
     if isinstance(expect, int):
         assert closed_with(seen) == expect
     else:
@@ -153,13 +163,13 @@ def test_section_2_pings_and_pongs(ws_server, frames, expect):
 
 
 @pytest.mark.parametrize("rsv", [1, 2, 3, 4, 5, 6, 7])
-def test_section_3_reserved_bits_without_an_extension_fail(ws_server, rsv):
-    assert closed_with(exchange_frames(ws_server, [frame(TEXT, b"hi", rsv=rsv)])) == 1002
+def test_section_3_reserved_bits_without_an_extension_fail(ws_server, wire, rsv):
+    assert closed_with(exchange_frames(ws_server, [frame(TEXT, b"hi", rsv=rsv)], wire)) == 1002
 
 
 @pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
-def test_section_4_reserved_opcodes_fail(ws_server, opcode):
-    assert closed_with(exchange_frames(ws_server, [frame(opcode, b"x")])) == 1002
+def test_section_4_reserved_opcodes_fail(ws_server, wire, opcode):
+    assert closed_with(exchange_frames(ws_server, [frame(opcode, b"x")], wire)) == 1002
 
 
 @pytest.mark.parametrize(
@@ -175,8 +185,8 @@ def test_section_4_reserved_opcodes_fail(ws_server, opcode):
     ],
     ids=["ping-between-fragments", "52-fragments", "continuation-first", "interleaved", "empty"],
 )  # fmt: skip
-def test_section_5_fragmentation(ws_server, frames, expect):
-    seen = exchange_frames(ws_server, frames)
+def test_section_5_fragmentation(ws_server, wire, frames, expect):
+    seen = exchange_frames(ws_server, frames, wire)
     if isinstance(expect, int):
         assert closed_with(seen) == expect
     else:
@@ -201,8 +211,8 @@ SNOWMAN = "☃".encode()  # three bytes: e2 98 83
     ids=["valid", "split-after-1", "split-after-2", "surrogate", "ff", "overlong-in-fragment",
          "truncated", "beyond-unicode"],
 )  # fmt: skip
-def test_section_6_utf8(ws_server, frames, expect):
-    seen = exchange_frames(ws_server, frames)
+def test_section_6_utf8(ws_server, wire, frames, expect):
+    seen = exchange_frames(ws_server, frames, wire)
     if isinstance(expect, int):
         assert closed_with(seen) == expect
     else:
@@ -228,8 +238,8 @@ def test_section_6_utf8(ws_server, frames, expect):
     ids=["normal-reason", "4999", "utf8-reason", "empty", "one-byte", "999", "1004", "1005",
          "1006", "1015", "5000", "bad-reason"],
 )  # fmt: skip
-def test_section_7_close_handling(ws_server, payload, expect):
-    sock, reader, _ = open_websocket(ws_server.address)
+def test_section_7_close_handling(ws_server, wire, payload, expect):
+    sock, reader, _ = open_websocket(ws_server.address, version=wire)
     with sock:
         sock.sendall(frame(CLOSE, payload) + frame(TEXT, b"after the close: ignored"))
         _, opcode, answer = reader.next()
@@ -243,13 +253,86 @@ def test_section_7_close_handling(ws_server, payload, expect):
         assert sock.recv(100) == b""  # then the server closes the TCP connection
 
 
-def test_section_9_a_message_past_the_bound_in_fragments_is_1009(ws_server):
+def test_section_9_a_message_past_the_bound_in_fragments_is_1009(ws_server, wire):
     frames = [frame(BINARY, b"x" * 60000, fin=False), frame(CONTINUATION, b"x" * 60000)]
-    assert closed_with(exchange_frames(ws_server, frames)) == 1009
+    assert closed_with(exchange_frames(ws_server, frames, wire)) == 1009
 
 
-def test_an_unmasked_client_frame_fails_the_connection(ws_server):
-    assert closed_with(exchange_frames(ws_server, [frame(TEXT, b"bare", mask=False)])) == 1002
+def test_an_unmasked_client_frame_fails_the_connection(ws_server, wire):
+    assert closed_with(exchange_frames(ws_server, [frame(TEXT, b"bare", mask=False)], wire)) == 1002
+
+
+# -- over HTTP/2 (RFC 8441): wsproto's frames on a stream, other streams beside it ------
+
+
+def test_over_http2_wsproto_messages_compressed_and_a_request_on_the_same_connection(ws_server):
+    """wsproto as the client on an HTTP/2 stream: permessage-deflate agreed, every kind of
+    message echoed; meanwhile a GET on another stream of the connection is answered."""
+    from wsproto.connection import Connection as WsConnection
+    from wsproto.connection import ConnectionType
+    from wsproto.events import BytesMessage, Message, Pong, TextMessage
+    from wsproto.events import Ping as PingEvent
+    from wsproto.extensions import PerMessageDeflate
+
+    deflate = PerMessageDeflate()
+    offer = deflate.offer()
+    assert isinstance(offer, str)
+    extra = f"Sec-WebSocket-Extensions: {deflate.name}; {offer}\r\n"
+    extra += "Sec-WebSocket-Protocol: v2.echo, v1\r\n"
+    with open_websocket(ws_server.address, "/over-h2", extra, version="2")[0] as stream:
+        fields = dict(
+            line.split(": ", 1) for line in stream.head.decode().split("\r\n")[1:] if line
+        )
+        assert fields["sec-websocket-protocol"] == "v2.echo"
+        agreed = fields["sec-websocket-extensions"]
+        assert agreed.startswith("permessage-deflate")
+        deflate.finalize(agreed)
+        ws = WsConnection(ConnectionType.CLIENT, extensions=[deflate])
+
+        def roundtrip(*events) -> list:
+            """Send ``events``; what came back, each message whole, once one answer per
+            message or ping has come."""
+            stream.sendall(b"".join(ws.send(event) for event in events))
+            wanted = sum(1 for e in events if not isinstance(e, Message) or e.message_finished)
+            got: list = []
+            parts: list = []
+            while len(got) < wanted:
+                ws.receive_data(stream.recv(65536))
+                for event in ws.events():
+                    if isinstance(event, Message):
+                        parts.append(event.data)
+                        if event.message_finished:
+                            got.append((type(event), parts[0][:0].join(parts)))
+                            parts = []
+                    else:
+                        got.append((type(event), getattr(event, "payload", event)))
+            return got
+
+        assert roundtrip(TextMessage("héllo over h2 ✓")) == [(TextMessage, "héllo over h2 ✓")]
+        payload = bytes(range(256)) * 300  # 76,800 bytes, a few hundred on the wire
+        assert roundtrip(BytesMessage(payload)) == [(BytesMessage, payload)]
+        assert roundtrip(TextMessage("frag", message_finished=False), TextMessage("mented")) == [
+            (TextMessage, "fragmented")
+        ]
+        assert roundtrip(PingEvent(b"there?")) == [(Pong, b"there?")]
+        reflection = json.loads(stream.request("/beside?x=1"))
+        assert reflection["request"]["stream"] == 3 and reflection["request"]["path"] == "/beside"
+        assert roundtrip(TextMessage("still open")) == [(TextMessage, "still open")]
+
+
+def test_over_http2_a_bad_version_is_refused_and_the_stream_alone_ends(ws_server):
+    from h2client import HEADERS as H2_HEADERS
+    from h2client import RawClient, frame
+
+    with RawClient(ws_server.address) as client:
+        fields = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                  (":path", "/"), (":authority", "test"),
+                  ("sec-websocket-version", "8")]  # fmt: skip
+        client.send(frame(H2_HEADERS, 0x4, 1, client.block(fields)))
+        refused = client.response(1)
+        assert refused.status == 400 and refused.header(b"sec-websocket-version") == b"13"
+        client.request(3, "/after")
+        assert client.response(3).status == 200
 
 
 # -- the handshake ---------------------------------------------------------------------
@@ -328,17 +411,22 @@ def test_the_rfc_6455_sample_key_gets_the_rfc_accept(ws_server):
 # -- operating it ------------------------------------------------------------------------
 
 
-def test_shutdown_sends_1001_to_open_websockets_and_exits_0(start_server):
-    server = start_server("--mode", "http", "--drain-timeout", "30")
-    sock, reader, _ = open_websocket(server.address)
+def test_shutdown_sends_1001_to_open_websockets_and_exits_0(start_server, wire):
+    """Over HTTP/2 the stream is spared by the GOAWAY (NO_ERROR) and ends after the close."""
+    server = start_server("--mode", "http", "--drain-timeout", "30", "--access-log")
+    sock, reader, _ = open_websocket(server.address, "/held", version=wire)
     with sock:
         sock.sendall(frame(TEXT, b"before"))
         assert reader.next()[1:] == (TEXT, b"before")
         server.send_signal(signal.SIGTERM)
         assert reader.close_code() == 1001
         sock.sendall(frame(CLOSE, close_payload(1001)))
-        assert sock.recv(100) == b""
+        assert sock.recv(100) == b""  # the connection's end, or the stream's (END_STREAM)
+        assert getattr(sock, "goaway", 0) == 0
     assert server.wait(20) == 0
+    assert server.wait_for_log(
+        rf"WebSocket /held, HTTP/{wire}, 1 message\(s\) in, 1 out, close 1001"
+    )
 
 
 def test_a_client_that_never_reads_costs_only_its_own_connection(ws_server):
@@ -404,12 +492,12 @@ def test_the_page_is_served_and_connects_back_to_its_own_host(ws_server):
 # -- the fast path for whole frames, and its hand-over to wsproto -------------------------
 
 
-def test_frames_split_anywhere_across_reads_are_echoed_whole(ws_server):
+def test_frames_split_anywhere_across_reads_are_echoed_whole(ws_server, wire):
     import time
 
     payload = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length field
     data = frame(BINARY, payload) + frame(TEXT, "☃ snow".encode())
-    sock, reader, _ = open_websocket(ws_server.address)
+    sock, reader, _ = open_websocket(ws_server.address, version=wire)
     with sock:
         for cut in (1, 3, 9, 40000, len(data) - 2):  # inside the head, the length, the payload
             sock.sendall(data[:cut])
@@ -419,18 +507,18 @@ def test_frames_split_anywhere_across_reads_are_echoed_whole(ws_server):
             assert reader.next() == (True, TEXT, "☃ snow".encode())
 
 
-def test_many_frames_in_one_write_then_a_fragment_then_more_come_back_in_order(ws_server):
+def test_many_frames_in_one_write_then_a_fragment_then_more_come_back_in_order(ws_server, wire):
     frames = [frame(TEXT, f"m{i}".encode()) for i in range(20)]
     frames += [frame(PING, b"p"), frame(TEXT, b"frag", fin=False), frame(CONTINUATION, b"ment")]
     frames += [frame(BINARY, bytes([i])) for i in range(5)]
-    seen = exchange_frames(ws_server, frames)
+    seen = exchange_frames(ws_server, frames, wire)
     expected = [(TEXT, f"m{i}".encode()) for i in range(20)] + [(PONG, b"p"), (TEXT, b"fragment")]
     expected += [(BINARY, bytes([i])) for i in range(5)]
     assert [(op, data) for _, op, data in seen[:-1]] == expected and closed_with(seen) == 1000
 
 
-def test_bad_utf8_after_good_frames_echoes_those_then_closes_1007(ws_server):
-    seen = exchange_frames(ws_server, [frame(TEXT, b"ok"), frame(TEXT, b"\xc3\x28")])
+def test_bad_utf8_after_good_frames_echoes_those_then_closes_1007(ws_server, wire):
+    seen = exchange_frames(ws_server, [frame(TEXT, b"ok"), frame(TEXT, b"\xc3\x28")], wire)
     assert seen[0][1:] == (TEXT, b"ok") and closed_with(seen) == 1007
 
 
@@ -441,13 +529,13 @@ HANDED_OVER = [frame(TEXT, b"hand", fin=False), frame(CONTINUATION, b"over")]
 
 
 def closed_after(
-    server, before: list[bytes], data: bytes, cut: int | None = None
+    server, before: list[bytes], data: bytes, cut: int | None = None, version: str = "1.1"
 ) -> int | str | None:
     """Send ``before`` and then ``data`` (in two writes, split at ``cut``); the close code,
     or ``"echoed"`` if a message came back instead."""
     import time
 
-    sock, reader, _ = open_websocket(server.address)
+    sock, reader, _ = open_websocket(server.address, version=version)
     with sock:
         sock.sendall(b"".join(before))
         if before:
@@ -470,7 +558,9 @@ def closed_after(
     ids=["2-byte", "4-byte", "3-byte"],
 )
 @pytest.mark.parametrize("fragmented", [False, True])
-def test_a_text_message_is_bounded_in_bytes_not_characters(ws_server, before, text, fragmented):
+def test_a_text_message_is_bounded_in_bytes_not_characters(
+    ws_server, wire, before, text, fragmented
+):
     """--ws-max-message is 100,000 here: each text holds at most 100,000 characters but
     more bytes, and RFC 6455 measures a payload in bytes."""
     data = text.encode()
@@ -480,13 +570,13 @@ def test_a_text_message_is_bounded_in_bytes_not_characters(ws_server, before, te
         message = frame(TEXT, data[:middle], fin=False) + frame(CONTINUATION, data[middle:])
     else:
         message = frame(TEXT, data)
-    assert closed_after(ws_server, before, message) == 1009
+    assert closed_after(ws_server, before, message, version=wire) == 1009
 
 
 @pytest.mark.parametrize("before", [[], HANDED_OVER], ids=["fast-path", "after-hand-over"])
-def test_a_text_message_of_exactly_the_bound_in_bytes_is_echoed(ws_server, before):
+def test_a_text_message_of_exactly_the_bound_in_bytes_is_echoed(ws_server, wire, before):
     data = ("é" + "a" * 99_998).encode()  # 100,000 bytes
-    sock, reader, _ = open_websocket(ws_server.address)
+    sock, reader, _ = open_websocket(ws_server.address, version=wire)
     with sock:
         sock.sendall(b"".join(before) + frame(TEXT, data))
         if before:

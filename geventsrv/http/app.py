@@ -207,8 +207,9 @@ class HttpApp:
     def _websocket(self, exchange: Exchange) -> None:
         """The WebSocket echo, after its handshake (:class:`HttpError` if it cannot be)."""
         headers, extensions = self.websocket.handshake(exchange.request)
-        for _ in exchange.body():  # a GET: only its end
-            pass
+        if exchange.request.protocol is None:  # HTTP/1.1's GET: only its end
+            for _ in exchange.body():  # (HTTP/2's CONNECT stream is the WebSocket's)
+                pass
         query = exchange.request.target.partition(b"?")[2]
         reflect = any(
             name == "reflect" and value.lower() in ("1", "true", "yes")
@@ -221,6 +222,9 @@ class HttpApp:
         """CONNECT: a tunnel whose far end is an echo (never the host it names), or the
         status ``X-Echo-Status`` asks for, with the reflection."""
         request = exchange.request
+        if request.protocol is not None:  # an extended CONNECT (RFC 8441) for another protocol
+            shown = request.protocol.decode("latin-1")[:50]
+            raise HttpError(501, f"extended CONNECT serves websocket, not {shown!r}")
         if not AUTHORITY.fullmatch(request.target):
             raise HttpError(400, "CONNECT takes host:port")
         try:

@@ -136,8 +136,8 @@ class Stream:
     """One stream's state, shared by the reader and the stream's greenlet."""
 
     __slots__ = (
-        "consumed", "declared_length", "ended", "event", "exchange", "id", "inbox", "job",
-        "local_ended", "received", "recv_window", "reset", "send_window", "tunnel",
+        "consumed", "declared_length", "drained", "ended", "event", "exchange", "id", "inbox",
+        "job", "local_ended", "received", "recv_window", "reset", "send_window", "tunnel",
     )  # fmt: skip
 
     def __init__(self, stream_id: int, send_window: int, recv_window: int) -> None:
@@ -160,8 +160,10 @@ class Stream:
         self.exchange: H2Exchange | None = None
         #: The application's run on this stream, in a worker greenlet.
         self.job: Job | None = None
-        #: Whether the exchange became a tunnel (a stop then ends it).
+        #: Whether the exchange became a tunnel (a stop then interrupts its wait, once:
+        #: ``drained`` says it has).
         self.tunnel = False
+        self.drained = False
 
     def wake(self) -> None:
         if self.event is not None:
@@ -913,21 +915,29 @@ class H2Connection:
 
     def body(self, stream: Stream, exchange: H2Exchange) -> Iterator[bytes]:
         """The stream's body as it arrives, each piece credited back as it is taken."""
+        while piece := self.next_piece(stream, exchange):
+            yield piece
+
+    def next_piece(self, stream: Stream, exchange: H2Exchange) -> bytes:
+        """The stream's next piece of body, waiting for it (credited back as it is taken);
+        ``b""`` once the peer has ended the stream. A tunnel's wait is interrupted once by
+        a stopping server (:class:`Drained`); it may read on after that."""
         while True:
             inbox = stream.inbox
-            while inbox:
+            if inbox:
                 piece = inbox.popleft()
                 exchange.received += len(piece)
                 if stream.consumed >= 0:
                     self._credit(stream, len(piece))
                 else:
                     stream.consumed += len(piece)
-                yield piece
+                return piece
             if stream.ended:
-                return
+                return b""
             if stream.reset is not None:
                 raise StreamGone(stream.reset)
-            if stream.tunnel and self.going_away:
+            if stream.tunnel and self.going_away and not stream.drained:
+                stream.drained = True
                 raise Drained()
             stream.wait()
 
@@ -1022,16 +1032,17 @@ class H2Exchange(Exchange):
 
 
 class H2Tunnel:
-    """A stream after a ``2xx`` to CONNECT: its DATA both ways (RFC 9113 8.5)."""
+    """A stream after a ``2xx`` to CONNECT (RFC 9113 8.5) or to an extended CONNECT (RFC
+    8441): its DATA both ways, a frame's payload per read."""
 
-    __slots__ = ("_body", "exchange")
+    __slots__ = ("exchange",)
 
     def __init__(self, exchange: H2Exchange) -> None:
         self.exchange = exchange
-        self._body = exchange.body()
 
     def recv(self, size: int) -> bytes:
-        return next(self._body, b"")
+        exchange = self.exchange
+        return exchange._h2.next_piece(exchange.stream, exchange)
 
     def sendall(self, data: bytes) -> None:
         exchange = self.exchange

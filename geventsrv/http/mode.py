@@ -39,6 +39,7 @@ class HttpMode:
             config.http2_max_frame,
             config.http_max_head,
             config.idle_timeout,
+            enable_connect_protocol=True,  # WebSocket over HTTP/2 (RFC 8441)
         )
 
     def __call__(self, conn: Connection) -> None:

@@ -1,10 +1,13 @@
 """The http mode's WebSocket echo (RFC 6455, with permessage-deflate, RFC 7692).
 
-A request on any path that asks to upgrade to ``websocket`` is switched on the
-same connection, after the same prologue (PROXY header, TLS, limits) as any
-request. From then on the greenlet runs another blocking-style loop over the
-exchange's tunnel (:meth:`~geventsrv.http.exchange.Exchange.tunnel`: the
-connection itself in HTTP/1.1): ``recv()``, feed wsproto (sans-IO, like
+A request on any path that asks for a WebSocket gets one, after the same
+prologue (PROXY header, TLS, limits) as any request: in HTTP/1.1 by
+``Upgrade: websocket`` (RFC 6455), the connection switched; in HTTP/2 by an
+extended CONNECT with ``:protocol websocket`` (RFC 8441, offered in the
+server's SETTINGS), the stream becoming the WebSocket beside the connection's
+other streams. From then on the greenlet runs another blocking-style loop over
+the exchange's tunnel (:meth:`~geventsrv.http.exchange.Exchange.tunnel`: the
+connection itself in HTTP/1.1, the stream's DATA in HTTP/2): ``recv()``, feed wsproto (sans-IO, like
 llhttp: it never touches the socket), act on its events, ``sendall()``.
 
 What it does, as an echo server should:
@@ -89,8 +92,9 @@ def frame_head(opcode: int, size: int) -> bytes:
 
 
 def wants_websocket(request: Request) -> bool:
-    """Whether ``request`` asks to switch to WebSocket (judged further by the handshake)."""
-    return request.upgrade == b"websocket"
+    """Whether ``request`` asks for a WebSocket (judged further by the handshake): an
+    HTTP/1.1 upgrade, or HTTP/2's extended CONNECT (RFC 8441)."""
+    return request.upgrade == b"websocket" or request.protocol == b"websocket"
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -130,7 +134,8 @@ class WebSocketEcho:
         self.closes: dict[str, int] = {}
 
     def handshake(self, request: Request) -> tuple[list[Header], list[PerMessageDeflate]]:
-        """The 101 response's headers and the extensions agreed, or :class:`HttpError`."""
+        """The headers that accept the WebSocket (101 or 200) and the extensions agreed,
+        or :class:`HttpError`."""
         try:
             return self._handshake(request)
         except (UnicodeDecodeError, ValueError) as exc:  # bytes past ASCII, bad parameters
@@ -150,6 +155,27 @@ class WebSocketEcho:
                 protocols += [p for p in split_comma_header(value) if is_token(p)]
             elif lower == b"connection":
                 connection_tokens += [t.lower() for t in split_comma_header(value)]
+        if request.protocol is not None:  # HTTP/2's extended CONNECT (RFC 8441 4, 5)
+            if fields.get(b"sec-websocket-version") != b"13":
+                raise HttpError(
+                    400, "only WebSocket version 13 is served", [(b"sec-websocket-version", b"13")]
+                )
+            headers: list[Header] = []
+        else:
+            headers = self._upgrade(request, fields, connection_tokens)
+        if protocols:
+            headers.append((b"Sec-WebSocket-Protocol", protocols[0].encode("latin-1")))
+        deflate = BoundedDeflate(self.max_message)
+        agreed = server_extensions_handshake(offers, [deflate]) if offers else None
+        if agreed:
+            headers.append((b"Sec-WebSocket-Extensions", agreed))
+        return headers, [deflate] if agreed else []
+
+    @staticmethod
+    def _upgrade(
+        request: Request, fields: dict[bytes, bytes], connection_tokens: list[str]
+    ) -> list[Header]:
+        """HTTP/1.1's side of the handshake (RFC 6455 4.2): the 101's own headers."""
         if request.method != b"GET" or request.version != "1.1":
             raise HttpError(400, "a WebSocket upgrade is an HTTP/1.1 GET")
         if "upgrade" not in connection_tokens:
@@ -165,18 +191,11 @@ class WebSocketEcho:
             valid_key = False
         if not valid_key:
             raise HttpError(400, "Sec-WebSocket-Key must be 16 bytes in base64")
-        headers: list[Header] = [
+        return [
             (b"Upgrade", b"websocket"),
             (b"Connection", b"Upgrade"),
             (b"Sec-WebSocket-Accept", generate_accept_token(key)),
         ]
-        if protocols:
-            headers.append((b"Sec-WebSocket-Protocol", protocols[0].encode("latin-1")))
-        deflate = BoundedDeflate(self.max_message)
-        agreed = server_extensions_handshake(offers, [deflate]) if offers else None
-        if agreed:
-            headers.append((b"Sec-WebSocket-Extensions", agreed))
-        return headers, [deflate] if agreed else []
 
     def serve(
         self,
@@ -185,32 +204,34 @@ class WebSocketEcho:
         extensions: list[PerMessageDeflate],
         first: bytes | None,
     ) -> int:
-        """Switch (``headers``: the handshake's), then echo until either side closes; the
-        close code the client saw. ``first``: a message to send before any echo."""
+        """Switch (``headers``: the handshake's; 101 in HTTP/1.1, 200 to HTTP/2's extended
+        CONNECT), then echo until either side closes; the close code the client saw.
+        ``first``: a message to send before any echo."""
         started = time.monotonic()
-        conn, target = exchange.conn, exchange.request.target
-        tunnel = exchange.tunnel(101, headers)
+        conn = exchange.conn
+        tunnel = exchange.tunnel(200 if exchange.request.protocol else 101, headers)
         ws = WsConnection(ConnectionType.SERVER, extensions=list(extensions))
         session = Session(self, conn, tunnel, ws, fast=not extensions)
         code = int(CloseReason.ABNORMAL_CLOSURE)  # unless a closing handshake says otherwise
         try:
             code = session.run(first)
         finally:  # a reset or the idle timeout too: counted and logged, then passed on
-            self.record(conn, target, session, code, time.monotonic() - started)
+            self.record(exchange, session, code, time.monotonic() - started)
         return code
 
-    def record(
-        self, conn: Connection, target: bytes, session: Session, code: int, seconds: float
-    ) -> None:
+    def record(self, exchange: Exchange, session: Session, code: int, seconds: float) -> None:
         """Count one closed WebSocket by its code, and log it with ``--access-log``."""
         label = str(code) if code in NAMED_CLOSES else "other"
         self.closes[label] = self.closes.get(label, 0) + 1
         if self.log_each:
-            shown = target.decode("latin-1")[:200]
+            conn, request = exchange.conn, exchange.request
+            shown = request.target.decode("latin-1")[:200]
             access_log.info(
-                "%s: WebSocket %s, %d message(s) in, %d out, close %d, %.3f s",
-                conn.client, shown, session.received, session.sent, code, seconds,
-                extra={"client": conn.client, "method": "GET", "target": shown, "status": 101,
+                "%s: WebSocket %s, HTTP/%s, %d message(s) in, %d out, close %d, %.3f s",
+                conn.client, shown, request.version, session.received, session.sent, code,
+                seconds,
+                extra={"client": conn.client, "method": request.method.decode("latin-1"),
+                       "target": shown, "status": exchange.status,
                        "websocket_messages_in": session.received,
                        "websocket_messages_out": session.sent, "close_code": code,
                        "duration": round(seconds, 6)},
