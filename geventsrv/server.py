@@ -174,6 +174,9 @@ class EchoServer:
         self.config = (config or Config()).validate()
         self.mode = modes.get(self.config.mode)
         self.handler = handler or self.mode.make_handler(self.config)
+        watch_readiness = getattr(self.handler, "watch_readiness", None)
+        if watch_readiness is not None:  # a handler that reports readiness itself (gRPC health)
+            watch_readiness(lambda: self.ready)
         config = self.config
         #: Who may connect and how much each client may take.
         self.gate = Gate(

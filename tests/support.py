@@ -43,6 +43,22 @@ class ServerProcess(process.ServerProcess):
         super().__init__(*args, **kwargs)
 
 
+def scraped(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The server's ``/metrics`` on ``port``, read with prometheus_client's parser: each
+    sample's value by its name and its labels, sorted."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def free_port() -> int:
     """A loopback port free right now (for tools that need a number, not port 0)."""
     with socket.socket() as probe:

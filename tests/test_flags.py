@@ -53,6 +53,7 @@ CHANGED = {
     "http_max_delay": 0.5,
     "http_header_timeout": 3.0,
     "ws_max_message": 4096,
+    "grpc_max_message": 65536,
     "http_max_head": 4096,
     "http1_only": True,
     "http2_max_streams": 7,
@@ -68,8 +69,8 @@ NEEDS: dict[str, dict[str, object]] = {
     **{name: {"proxy_protocol": "v1"} for name in ("proxy_allow_from", "proxy_timeout")},
     **{name: {"mode": "http"}
        for name in ("http_max_body", "http_max_delay", "http_header_timeout", "ws_max_message",
-                    "http_max_head", "http1_only", "http2_max_streams", "http2_window",
-                    "http2_max_frame")},
+                    "grpc_max_message", "http_max_head", "http1_only", "http2_max_streams",
+                    "http2_window", "http2_max_frame")},
 }  # fmt: skip
 
 

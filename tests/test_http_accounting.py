@@ -6,7 +6,7 @@ import json
 import socket
 
 from http1client import exchange, read_response
-from support import CLIENT_TIMEOUT
+from support import CLIENT_TIMEOUT, scraped
 
 
 def test_the_access_log_has_one_line_per_request(start_server):
@@ -24,9 +24,6 @@ def test_the_access_log_has_one_line_per_request(start_server):
 
 
 def test_metrics_count_requests_by_method_and_status_class(start_server):
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
 
     server = start_server("--mode", "http", "--metrics", "127.0.0.1:0")
     port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
@@ -36,13 +33,7 @@ def test_metrics_count_requests_by_method_and_status_class(start_server):
         b"PURGE / HTTP/1.1\r\nHost: x\r\n\r\n",  # a cache's method: counted as "other"
     ):
         exchange(server, raw)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    samples = scraped(port)
     requests = "geventsrv_http_requests_total"
     version = ("version", "1.1")
     assert samples[(requests, (("method", "GET"), ("status_class", "2xx"), version))] == 1

@@ -28,7 +28,7 @@ from h2client import (
     frame,
     settings_payload,
 )
-from support import CLIENT_TIMEOUT, ServerProcess, recv_until_eof, require_tool
+from support import CLIENT_TIMEOUT, ServerProcess, recv_until_eof, require_tool, scraped
 
 h2_config = pytest.importorskip("h2.config")
 h2_connection = pytest.importorskip("h2.connection")
@@ -335,20 +335,14 @@ def test_shutdown_sends_goaway_and_lets_the_stream_in_flight_finish(start_server
 
 
 def test_metrics_count_requests_by_version(start_server):
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
     server = start_server("--mode", "http", "--metrics", "127.0.0.1:0")
-    base = server.wait_for_log(r"metrics on (http://\S+)/metrics").group(1)
+    port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
     library_client(server).run([("GET", "/", [], b""), ("GET", "/?status=404", [], b"")])
     curl(f"http://127.0.0.1:{server.port}/")
-    with urllib.request.urlopen(base + "/metrics", timeout=5) as reply:
-        text = reply.read().decode()
     counts = {
-        (sample.labels["version"], sample.labels["status_class"]): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "geventsrv_http_requests_total"
+        (labels["version"], labels["status_class"]): value
+        for (name, sorted_labels), value in scraped(port).items()
+        if name == "geventsrv_http_requests_total"
+        for labels in [dict(sorted_labels)]
     }
     assert counts == {("2", "2xx"): 1, ("2", "4xx"): 1, ("1.1", "2xx"): 1}

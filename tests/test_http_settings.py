@@ -15,6 +15,7 @@ from geventsrv.config import Config, ConfigError
                                      "at most 3600"),
         ({"http_header_timeout": 0}, "http_header_timeout: must be a positive number"),
         ({"ws_max_message": 0}, "ws_max_message: must be a whole number from 1"),
+        ({"grpc_max_message": 15}, "grpc_max_message: must be a whole number from 16"),
     ],
 )  # fmt: skip
 def test_the_mode_judges_its_own_settings(changes, said):

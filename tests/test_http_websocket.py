@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from support import CLIENT_TIMEOUT, ServerProcess
+from support import CLIENT_TIMEOUT, ServerProcess, scraped
 from wsframes import (
     BINARY,
     CLOSE,
@@ -450,10 +450,6 @@ def test_a_client_that_never_reads_costs_only_its_own_connection(ws_server):
 
 
 def test_metrics_and_the_access_log_count_messages_and_closes(start_server):
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
     server = start_server("--mode", "http", "--metrics", "127.0.0.1:0", "--access-log",
                           "--log-format", "json")  # fmt: skip
     port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
@@ -463,13 +459,7 @@ def test_metrics_and_the_access_log_count_messages_and_closes(start_server):
             ws.recv(timeout=CLIENT_TIMEOUT)
         ws.close(4000, "")
     server.wait_for_log(r'"close_code": 4000')
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    samples = scraped(port)
     assert samples[("geventsrv_websocket_messages_total", (("type", "text"),))] == 2
     assert samples[("geventsrv_websocket_messages_total", (("type", "binary"),))] == 1
     assert samples[("geventsrv_websocket_closes_total", (("code", "other"),))] == 1

@@ -11,9 +11,10 @@ Besides the reflection: ``/echo`` sends the request's body back byte for byte
 as it arrives (never held whole), for uploads through a proxy; ``/sse`` sends
 server-sent events, ``count`` of them ``interval`` seconds apart, to see
 whether a proxy buffers them; ``/.ws`` is a page to try the WebSocket echo
-from a browser; a request that asks to upgrade to WebSocket, on any path, gets
-the echo (:mod:`geventsrv.http.websocket`); and a CONNECT opens a tunnel whose
-far end is an echo, to test a forward proxy. Per-request controls
+from a browser; a request that asks for a WebSocket, on any path, gets
+the echo (:mod:`geventsrv.http.websocket`); a gRPC call (``content-type:
+application/grpc``) gets the gRPC services (:mod:`geventsrv.http.grpc`); and
+a CONNECT opens a tunnel whose far end is an echo, to test a forward proxy. Per-request controls
 (:mod:`geventsrv.http.controls`) set the status, a delay, generated or
 trickled bodies, extra headers.
 
@@ -41,6 +42,7 @@ import gevent
 from geventsrv.connection import RECV_SIZE, Drained
 from geventsrv.http.controls import PLAIN, BadControl, Controls, ControlsJudge, query_pairs
 from geventsrv.http.exchange import Exchange, Header, HttpError, bodiless
+from geventsrv.http.grpc import GrpcService, is_grpc
 from geventsrv.http.reflection import encode
 from geventsrv.http.reflector import Answerer
 from geventsrv.http.websocket import WebSocketEcho, wants_websocket
@@ -69,11 +71,16 @@ class HttpApp:
         self.max_body = config.http_max_body
         self.judge = ControlsJudge(config.http_max_delay)
         self.websocket = WebSocketEcho(config.ws_max_message, config.access_log)
+        self.grpc = GrpcService(
+            self.answerer, self.judge, config.grpc_max_message, config.access_log
+        )
 
     def __call__(self, exchange: Exchange) -> None:
         request = exchange.request
         if wants_websocket(request):
             return self._websocket(exchange)
+        if is_grpc(request.content_type):
+            return self.grpc(exchange)
         if request.method == b"CONNECT":
             return self._connect(exchange)
         path, mark, query = request.target.partition(b"?")

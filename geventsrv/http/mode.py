@@ -11,7 +11,7 @@ asks to upgrade to h2c.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from geventsrv.http import h1, h2
@@ -53,7 +53,13 @@ class HttpMode:
     def _switch(self, conn: Connection, first: bytes, upgraded: Any) -> None:
         h2.serve(conn, self.app, self.requests.finished, self.limits, first, upgraded)
 
+    def watch_readiness(self, ready: Callable[[], bool]) -> None:
+        """The server says whether it is ready through ``ready`` (gRPC's health service
+        answers with it)."""
+        self.app.grpc.ready = ready
+
     def collect_metrics(self) -> Iterator[Any]:
         """This mode's Prometheus families, for the server's collector."""
         yield from self.requests.collect_metrics()
         yield from self.app.websocket.collect_metrics()
+        yield from self.app.grpc.collect_metrics()

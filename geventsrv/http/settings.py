@@ -72,6 +72,16 @@ class HttpSettings:
         group="http",
         metavar="BYTES",
     )
+    #: gRPC: the largest message a call may send or ask for, compressed or not;
+    #: past it, RESOURCE_EXHAUSTED (gRPC's own servers take 4 MiB).
+    grpc_max_message: int = setting(
+        4 << 20,
+        "largest gRPC message a call may send or ask for, in bytes, compressed or not; past "
+        "it, RESOURCE_EXHAUSTED",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
 
     #: Serve HTTP/1.1 alone: no h2 offered by ALPN, the HTTP/2 preface refused (505),
     #: ``Upgrade: h2c`` answered in HTTP/1.1.
@@ -120,6 +130,7 @@ class HttpSettings:
         check_seconds(self, "http_max_delay", most=MAX_DELAY_LIMIT)
         check_seconds(self, "http_header_timeout", positive=True)
         check_integer(self, "ws_max_message", 1, MAX_SIZE_LIMIT)
+        check_integer(self, "grpc_max_message", 16, MAX_SIZE_LIMIT)
         check_integer(self, "http_max_head", 1024, 1 << 20)
         check_integer(self, "http2_max_streams", 1, 1 << 16)
         check_integer(self, "http2_window", 1, MAX_WINDOW)
