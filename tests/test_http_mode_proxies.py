@@ -61,13 +61,22 @@ def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> di
 
 
 @contextlib.contextmanager
-def nginx_in_front(upstream: int, directory: Path, extra: str = "") -> Iterator[int]:
+def nginx_in_front(
+    upstream: int, directory: Path, extra: str = "", listen: str = "", location: str = ""
+) -> Iterator[int]:
     """nginx as a reverse proxy to ``upstream``, with the ``extra`` directives in its
-    location; yields nginx's port."""
+    location (or ``location`` for all of them), ``listen``'s parameters on its port;
+    yields nginx's port."""
     binary = require_tool("nginx", "nginx-light")
     port = free_port()
     (directory / "logs").mkdir(exist_ok=True)
     config = directory / "nginx.conf"
+    proxied = f"""
+                    proxy_pass http://127.0.0.1:{upstream};
+                    proxy_set_header Host $host;
+                    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                    proxy_set_header X-Real-IP $remote_addr;
+                    {extra}"""
     config.write_text(f"""
         worker_processes 1;
         error_log stderr warn;
@@ -81,13 +90,9 @@ def nginx_in_front(upstream: int, directory: Path, extra: str = "") -> Iterator[
             uwsgi_temp_path {directory}/uwsgi;
             scgi_temp_path {directory}/scgi;
             server {{
-                listen 127.0.0.1:{port};
+                listen 127.0.0.1:{port} {listen};
                 location / {{
-                    proxy_pass http://127.0.0.1:{upstream};
-                    proxy_set_header Host $host;
-                    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                    proxy_set_header X-Real-IP $remote_addr;
-                    {extra}
+                    {location or proxied}
                 }}
             }}
         }}

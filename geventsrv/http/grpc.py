@@ -11,9 +11,10 @@ out is a trailers-only answer, as gRPC's own servers send.
 Services (``echo.proto`` beside this module): ``geventsrv.echo.v1.Echo``,
 whose messages pass through as bytes (``Unary``, ``ServerStream``,
 ``ClientStream``, ``Bidi``) and whose ``Reflect`` answers with the
-reflection of the call; and ``grpc.health.v1.Health`` (``Check``,
-``Watch``), ``SERVING`` while the server is ready and ``NOT_SERVING`` once
-it is stopping, so a front's health check sees a rolling restart.
+reflection of the call; ``grpc.health.v1.Health`` (``Check``, ``Watch``,
+``List``), ``SERVING`` while the server is ready and ``NOT_SERVING`` once
+it is stopping, so a front's health check sees a rolling restart; and
+server reflection (:mod:`geventsrv.http.grpcreflection`).
 
 Per call: the HTTP controls as metadata (``x-echo-delay``, ``x-echo-bytes``,
 ``x-echo-count``, ``x-echo-interval``, ``x-echo-header``, ``x-echo-trailer``,
@@ -36,6 +37,7 @@ import gevent
 
 from geventsrv.http.controls import PLAIN, BadControl, Controls, ControlsJudge
 from geventsrv.http.exchange import HttpError
+from geventsrv.http.grpcreflection import shipped
 from geventsrv.http.grpcwire import (
     CANCELLED,
     DEADLINE_EXCEEDED,
@@ -192,7 +194,13 @@ class GrpcService:
             f"/{ECHO}/Reflect": self.reflect,
             f"/{HEALTH}/Check": self.check,
             f"/{HEALTH}/Watch": self.watch,
-        }
+            f"/{HEALTH}/List": self.list,
+            **dict.fromkeys(
+                (f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+                 for version in ("v1", "v1alpha")),
+                self.reflection,
+            ),
+        }  # fmt: skip
 
     def __call__(self, exchange: Exchange) -> None:
         started = time.monotonic()
@@ -344,6 +352,28 @@ class GrpcService:
                 last = status
             if call.exchange.draining:
                 raise CallError(UNAVAILABLE, "the server is stopping")
+
+    def list(self, call: Call) -> None:
+        """Every service's status (``HealthListResponse``: a map, entries of name and
+        ``HealthCheckResponse``)."""
+        call.one()
+        entries = (
+            field(1, field(1, name.encode()) + field(2, number_field(1, self._health(call, name))))
+            for name in ("", ECHO, HEALTH)
+        )
+        call.send(b"".join(entries))
+
+    # -- grpc.reflection.v1 and v1alpha ------------------------------------------------------
+
+    def reflection(self, call: Call) -> None:
+        """One answer per request, as they come (grpcurl asks several on one stream)."""
+        descriptors = shipped()
+        for message in call.messages:
+            try:
+                answer = descriptors.answer(message)
+            except ValueError as exc:
+                raise CallError(INVALID_ARGUMENT, f"a request that does not parse: {exc}") from None
+            call.send(answer)
 
     # -- metrics --------------------------------------------------------------------------
 
