@@ -28,6 +28,7 @@ PROG = "python -m geventsrv.bench"
 SUBCOMMANDS = {
     "http": ("httpbench", "the HTTP mode against uvicorn and gunicorn, driven by wrk"),
     "ws": ("wsbench", "the WebSocket echo against websockets and uvicorn"),
+    "grpc": ("grpcbench", "the gRPC echo against grpcio's own servers"),
     "storm": ("stormbench", "a storm of busy connections, counted per connection"),
     "capacity": ("capacity", "open-loop latency against offered rate"),
     "tls": ("tlscost", "geventsrv's CPU per request with and without TLS"),

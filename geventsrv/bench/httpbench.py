@@ -363,8 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocols", type=lambda t: t.split(","),
         help=f"comma-separated subset of: {', '.join(PROTOCOLS)} (default: both)",
     )  # fmt: skip
+    add_window_arguments(parser, "keep-alive connections", 5, Path("reports/http"))
+    return parser
+
+
+def add_window_arguments(
+    parser: argparse.ArgumentParser, connections: str, rounds: int, out: Path
+) -> None:
+    """``--connections`` (described as ``connections``), ``--duration``, ``--warmup``,
+    ``--rounds`` (``rounds`` by default) and ``--out`` (``out``): how the HTTP and gRPC
+    labs measure, read back by :func:`window`."""
     parser.add_argument(
-        "--connections", type=cmdline.positive_int, help="keep-alive connections (default: 50)"
+        "--connections", type=cmdline.positive_int, help=f"{connections} (default: 50)"
     )
     parser.add_argument(
         "--duration", type=cmdline.positive_number, help="seconds measured per point (default: 5)"
@@ -373,20 +383,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=cmdline.seconds, help="seconds of the same load before (default: 2)"
     )
     parser.add_argument(
-        "--rounds", type=cmdline.positive_int, help="rounds; medians are reported (default: 5)"
+        "--rounds", type=cmdline.positive_int,
+        help=f"rounds; medians are reported (default: {rounds})",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=out, help="output directory")
+
+
+def window(args: argparse.Namespace, rounds: int) -> tuple[int, float, float, int]:
+    """Connections, duration, warm-up and rounds, as asked (``--quick``'s otherwise)."""
+    preset: dict[str, Any] = QUICK if args.quick else {}
+    return (
+        args.connections or preset.get("connections", 50),
+        args.duration or preset.get("duration", 5.0),
+        args.warmup if args.warmup is not None else preset.get("warmup", 2.0),
+        args.rounds or preset.get("rounds", rounds),
     )
-    parser.add_argument("--out", type=Path, default=Path("reports/http"), help="output directory")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    preset: dict[str, Any] = QUICK if args.quick else {}
-    connections = args.connections or preset.get("connections", 50)
-    duration = args.duration or preset.get("duration", 5.0)
-    warmup = args.warmup if args.warmup is not None else preset.get("warmup", 2.0)
-    rounds = args.rounds or preset.get("rounds", 5)
+    connections, duration, warmup, rounds = window(args, 5)
     workloads = args.workloads or list(WORKLOADS)
     protocols = args.protocols or list(PROTOCOLS)
     unknown = [w for w in workloads if w not in WORKLOADS] + [
@@ -437,13 +454,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "connections": connections, "duration": duration, "warmup": warmup, "rounds": rounds,
         "load": f"HTTP/1.1: wrk -t1; HTTP/2: h2load -t1 -m{httpload.H2_STREAMS}; keep-alive",
     }  # fmt: skip
-    report = markdown(rows, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "http.json").write_text(
-        json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=1)
-    )
-    (args.out / "http.md").write_text(report)
+    return publish(args.out / "http", meta, rows, runs, markdown(rows, meta))
+
+
+def publish(
+    stem: Path, meta: dict[str, Any], rows: list[dict[str, Any]], runs: list[dict[str, Any]],
+    report: str,
+) -> int:  # fmt: skip
+    """Write ``stem``.json (every figure) and ``stem``.md (``report``), print the report;
+    the exit code: 1 if a row saw errors."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    data, text = stem.with_suffix(".json"), stem.with_suffix(".md")
+    data.write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=1))
+    text.write_text(report)
     print()
     print(report)
-    print(f"wrote {args.out / 'http.json'} and {args.out / 'http.md'}")
+    print(f"wrote {data} and {text}")
     return 1 if any(row["errors"] for row in rows) else 0

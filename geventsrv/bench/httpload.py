@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 #: The tool each protocol is driven with, and the Debian package it comes in.
@@ -33,14 +34,23 @@ def tool(protocol: str) -> str:
     return path
 
 
-def run(protocol: str, port: int, target: str, connections: int, seconds: float) -> dict[str, Any]:
-    """One load window against ``http://127.0.0.1:{port}{target}``; its figures."""
+def run(
+    protocol: str,
+    port: int,
+    target: str,
+    connections: int,
+    seconds: float,
+    extra: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One load window against ``http://127.0.0.1:{port}{target}``; its figures. ``extra``:
+    more of the tool's arguments (h2load's ``-d`` body file and ``-H`` headers, say)."""
     url = f"http://127.0.0.1:{port}{target}"
     whole = max(1, round(seconds))
     if protocol == "h1":
         command = [tool("h1"), "-t1", f"-c{connections}", f"-d{whole}s", "--latency", url]
     else:
-        command = [tool("h2c"), "-t1", f"-c{connections}", f"-m{H2_STREAMS}", f"-D{whole}", url]
+        command = [tool("h2c"), "-t1", f"-c{connections}", f"-m{H2_STREAMS}", f"-D{whole}",
+                   *extra, url]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     parse = _wrk if protocol == "h1" else _h2load
     figures = parse(result.stdout)

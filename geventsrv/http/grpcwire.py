@@ -93,6 +93,16 @@ class MessageReader:
 
     def __next__(self) -> bytes:
         buffer = self.buffer
+        if not buffer:  # most pieces hold whole messages: taken without a copy into the buffer
+            piece = next(self.pieces, None)
+            if piece is None:
+                raise StopIteration
+            if len(piece) >= 5 and piece[0] == 0:
+                length = int.from_bytes(piece[1:5], "big")
+                if length <= self.most and len(piece) == 5 + length:
+                    self.count += 1
+                    return piece[5:]
+            buffer += piece
         while True:
             if len(buffer) >= 5:
                 flag, length = buffer[0], int.from_bytes(buffer[1:5], "big")
