@@ -94,8 +94,9 @@ def refuse_bad_options(environment: Any, **_: Any) -> None:
 
 #: What a host must look like, for one user or another of this directory.
 HOSTS = (
-    "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT (the echo and chat users), or "
-    "http://, https://, ws:// or wss://HOST:PORT (the HTTP and WebSocket users)"
+    "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT (the echo and chat users), "
+    "http://, https://, ws:// or wss://HOST:PORT (the HTTP and WebSocket users), or grpc:// or "
+    "grpcs://HOST:PORT (the gRPC user)"
 )
 
 
@@ -115,8 +116,9 @@ def choose_users_by_host(environment: Any, **_: Any) -> None:
     """Run only the users that speak to the host's scheme, unless users were named.
 
     ``locust -f loadtest/ -H http://...`` runs the HTTP and WebSocket users,
-    ``-H tcp://...`` the echo and chat users: a user that cannot talk to the host
-    would only stop at once and leave its share of ``-u`` idle.
+    ``-H grpc://...`` the gRPC user, ``-H tcp://...`` the echo and chat users: a user
+    that cannot talk to the host would only stop at once and leave its share of ``-u``
+    idle.
     """
     options = environment.parsed_options
     if environment.host is None or options is None or options.user_classes:

@@ -1,4 +1,5 @@
-"""gRPC against real peers: grpcurl (which knows the service only by reflection) and the
+"""gRPC against real peers: grpcurl (which knows the service only by reflection), Node's
+``@grpc/grpc-js`` (with the shipped ``echo.proto``), and the
 fronts that carry gRPC to a backend (nginx's ``grpc_pass``, HAProxy with ``proto h2``,
 Envoy), each showing in the reflection what it forwarded and passing statuses, metadata,
 deadlines and streams through. Installed by the test setup where missing (Debian's
@@ -11,12 +12,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from support import CLIENT_TIMEOUT
 from test_http_grpc import stubs  # noqa: F401  (a fixture)
 from test_http_h2_peers import envoy_in_front, haproxy_h2
 from test_http_mode_proxies import nginx_in_front
+from test_http_websocket_peers import npm_install
+
+import geventsrv.http
 
 grpc = pytest.importorskip("grpc")
 pytestmark = pytest.mark.slow
@@ -55,6 +60,64 @@ def test_grpcurl_lists_describes_and_calls_by_reflection_alone(start_server):
     reflected = json.loads(grpcurl(port, "-d", "{}", then=(echo + "Reflect",)))
     seen = json.loads(reflected["json"])
     assert dict(seen["request"]["headers"])["user-agent"].startswith("grpcurl/")
+
+
+NODE_CLIENT = r"""
+const grpc = require("@grpc/grpc-js");
+const loader = require("@grpc/proto-loader");
+const [proto, address] = process.argv.slice(2);
+const pkg = grpc.loadPackageDefinition(loader.loadSync(proto, {defaults: true}));
+const client = new pkg.geventsrv.echo.v1.Echo(address, grpc.credentials.createInsecure());
+const deadline = () => new Date(Date.now() + 10000);
+const seen = {};
+const fail = (error) => { console.error(String(error)); process.exit(1); };
+const metadata = new grpc.Metadata();
+metadata.set("x-echo-trailer", "x-t: node");
+client.Unary({message: "from node ✓", payload: Buffer.from([0, 1, 255])}, metadata,
+             {deadline: deadline()}, (error, answer) => {
+  if (error) fail(error);
+  seen.unary = {message: answer.message, payload: answer.payload.toString("base64")};
+  const denied = new grpc.Metadata();
+  denied.set("x-echo-grpc-status", "7");
+  denied.set("x-echo-grpc-message", "not node");
+  client.Unary({}, denied, {deadline: deadline()}, (error) => {
+    seen.status = {code: error.code, details: error.details};
+    const streamed = new grpc.Metadata();
+    streamed.set("x-echo-count", "3");
+    const copies = [];
+    const call = client.ServerStream({message: "s"}, streamed, {deadline: deadline()});
+    call.on("data", (answer) => copies.push(answer.message));
+    call.on("error", fail);
+    call.on("end", () => {
+      seen.stream = copies;
+      const echoed = [];
+      const bidi = client.Bidi({deadline: deadline()});
+      bidi.on("data", (answer) => echoed.push(answer.message));
+      bidi.on("error", fail);
+      bidi.on("end", () => { seen.bidi = echoed; console.log(JSON.stringify(seen)); });
+      for (const n of ["a", "b", "c"]) bidi.write({message: n});
+      bidi.end();
+    });
+  });
+}).on("status", (status) => { seen.trailer = status.metadata.get("x-t"); });
+"""
+
+
+def test_node_grpc_js_calls_each_kind(start_server, tmp_path):
+    node = npm_install(tmp_path, "@grpc/grpc-js@1", "@grpc/proto-loader@0")
+    (tmp_path / "client.js").write_text(NODE_CLIENT)
+    server = start_server("--mode", "http")
+    proto = Path(geventsrv.http.__file__).with_name("echo.proto")
+    result = subprocess.run(
+        [node, str(tmp_path / "client.js"), str(proto), f"127.0.0.1:{server.port}"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["unary"] == {"message": "from node ✓", "payload": "AAH/"}
+    assert seen["trailer"] == ["node"]
+    assert seen["status"] == {"code": 7, "details": "not node"}
+    assert seen["stream"] == ["s"] * 3 and seen["bidi"] == ["a", "b", "c"]
 
 
 def through(port: int, made) -> dict:

@@ -108,23 +108,30 @@ socket.on("error", (error) => { console.error(String(error)); process.exit(1); }
 """
 
 
-def test_a_node_client_exchanges_text_binary_fragmented_and_compressed(start_server, tmp_path):
+def npm_install(directory: Path, *packages: str) -> str:
+    """Install ``packages`` from npm into ``directory``; the path of node (a skip, with the
+    reason, where Node.js, npm or its registry is missing)."""
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
-        pytest.skip("Node.js and npm are needed for the ws client (Debian: nodejs, npm)")
+        pytest.skip("Node.js and npm are needed for this client (Debian: nodejs, npm)")
     # npm needs a HOME (its cache and configuration), which tox does not pass; without it
     # (or without the registry's CA, NODE_EXTRA_CA_CERTS, which tox.ini passes) it waits.
     env = dict(os.environ, HOME=str(Path.home()))
     try:
         install = subprocess.run(
-            [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(tmp_path),
-             "ws@8"],
+            [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(directory),
+             *packages],
             capture_output=True, text=True, timeout=90, env=env,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        pytest.skip("npm could not install ws from its registry within 90 s")
+        pytest.skip(f"npm could not install {' '.join(packages)} from its registry within 90 s")
     if install.returncode != 0:
-        pytest.skip(f"npm could not install ws: {install.stderr.strip()[-200:]}")
+        pytest.skip(f"npm could not install {' '.join(packages)}: {install.stderr.strip()[-200:]}")
+    return node
+
+
+def test_a_node_client_exchanges_text_binary_fragmented_and_compressed(start_server, tmp_path):
+    node = npm_install(tmp_path, "ws@8")
     (tmp_path / "client.js").write_text(NODE_CLIENT)
     server = start_server("--mode", "http")
     result = subprocess.run(

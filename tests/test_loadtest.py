@@ -160,8 +160,8 @@ def test_a_host_no_user_of_the_run_takes_stops_it_at_once_with_exit_2(host, user
     assert result.returncode == 2
     assert (
         "host must be tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT (the echo and chat users), "
-        "or http://, https://, ws:// or wss://HOST:PORT (the HTTP and WebSocket users), "
-        f"got '{host}'"
+        "http://, https://, ws:// or wss://HOST:PORT (the HTTP and WebSocket users), or "
+        f"grpc:// or grpcs://HOST:PORT (the gRPC user), got '{host}'"
     ) in result.stderr
 
 
@@ -377,3 +377,29 @@ def test_websocket_users_catch_an_echo_that_changes_the_message(start_server, tm
         "--csv", str(prefix), "WebSocketEchoUser",
     )  # fmt: skip
     assert result.returncode == 1
+
+
+def test_grpc_users_check_every_echo_headless_and_over_two_processes(start_server, tmp_path):
+    server = start_server("--mode", "http")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"grpc://127.0.0.1:{server.port}", "-u", "4", "-r", "4", "-t", "3s",
+        "--processes", "2", "--csv", str(prefix),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert set(rows) == {"gRPC Echo/Unary", "Aggregated"}  # the gRPC user alone takes grpc://
+    assert int(rows["gRPC Echo/Unary"]["Request Count"]) > 50
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+
+
+def test_grpc_users_catch_a_server_that_is_not_a_grpc_echo(start_server, tmp_path):
+    """Against the TCP echo (it sends the client's HTTP/2 preface back), every call fails."""
+    server = start_server("--mode", "echo")
+    prefix = tmp_path / "run"
+    result = locust(
+        "-H", f"grpc://127.0.0.1:{server.port}", "-u", "1", "-r", "1", "-t", "2s",
+        "--csv", str(prefix), "GrpcEchoUser",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert int(stats_rows(prefix)["Aggregated"]["Failure Count"]) > 0
