@@ -46,6 +46,7 @@ def test_every_reference_server_echoes_byte_exact(spec, rng):
     assert "Traceback" not in server.stderr
 
 
+@pytest.mark.slow
 def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
     result = bench("--quick", "--duration", "0.3", "--warmup", "0.1", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,7 +83,7 @@ def test_quick_lab_measures_every_server_and_writes_every_output(tmp_path):
     assert machine["cpus"] >= 1 and machine["gevent"] and machine["gevent_loop"] and machine["cpu"]
 
 
-@pytest.mark.parametrize("client", ["c", "python"])
+@pytest.mark.parametrize("client", [pytest.param("c", marks=pytest.mark.slow), "python"])
 def test_a_server_that_corrupts_bytes_fails_the_lab(tmp_path, client):
     broken = f"broken={sys.executable} {ROOT / 'tests' / 'broken_echo_server.py'} flip 7"
     result = bench(
@@ -184,6 +185,7 @@ def test_help_lists_every_command_and_each_answers_its_own_help():
         assert own.returncode == 0 and own.stdout.startswith("usage: "), (name, own.stderr)
 
 
+@pytest.mark.slow
 def test_capacity_search_finds_a_rate_and_charts_it(tmp_path):
     from geventsrv.bench import cload
 
@@ -215,6 +217,7 @@ def test_capacity_search_finds_a_rate_and_charts_it(tmp_path):
     assert data["meta"]["machine"]["gevent"]
 
 
+@pytest.mark.slow
 def test_tls_cost_through_haproxy(tmp_path):
     require_tool("haproxy", "haproxy")
     require_tool("openssl", "openssl")
@@ -230,6 +233,7 @@ def test_tls_cost_through_haproxy(tmp_path):
     assert data["machine"]["gevent"]
 
 
+@pytest.mark.slow
 def test_ops_cost_runs_every_variant_and_workload(tmp_path):
     out = tmp_path / "ops.json"
     result = bench(

@@ -58,6 +58,7 @@ def test_a_server_that_never_answers_leaves_every_connection_unserved():
     assert result.first_echo_max >= 0.4  # waited to the end, counted as such
 
 
+@pytest.mark.slow
 def test_the_command_reports_each_server_and_writes_its_rounds(tmp_path):
     out = tmp_path / "storm.json"
     done = storm_command(

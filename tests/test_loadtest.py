@@ -193,6 +193,7 @@ def test_a_run_of_every_user_is_made_of_those_that_speak_to_the_host(
         assert (scheme == "http") == any("reflect" in name for name in names), names
 
 
+@pytest.mark.slow
 def test_processes_2_aggregates_both_workers(start_server, tmp_path):
     server = start_server()
     prefix = tmp_path / "run"
@@ -208,6 +209,7 @@ def test_processes_2_aggregates_both_workers(start_server, tmp_path):
     assert "2 workers connected" in result.stderr
 
 
+@pytest.mark.slow
 def test_master_and_two_workers_on_loopback(start_server, tmp_path):
     server = start_server()
     master_port = free_port()
@@ -328,6 +330,7 @@ def test_tls_host_with_an_untrusted_certificate_fails_the_run(start_server, cert
     assert "CERTIFICATE_VERIFY_FAILED" in failures_text(prefix)
 
 
+@pytest.mark.slow
 def test_http_users_check_every_reflection_headless_and_over_two_processes(start_server, tmp_path):
     server = start_server("--mode", "http")
     prefix = tmp_path / "run"
@@ -353,6 +356,7 @@ def test_http_users_catch_a_server_that_is_not_a_reflector(start_server, tmp_pat
     assert int(stats_rows(prefix)["Aggregated"]["Failure Count"]) > 0
 
 
+@pytest.mark.slow
 def test_websocket_users_check_every_echo_headless_and_over_two_processes(start_server, tmp_path):
     server = start_server("--mode", "http")
     prefix = tmp_path / "run"
@@ -379,6 +383,7 @@ def test_websocket_users_catch_an_echo_that_changes_the_message(start_server, tm
     assert result.returncode == 1
 
 
+@pytest.mark.slow
 def test_grpc_users_check_every_echo_headless_and_over_two_processes(start_server, tmp_path):
     server = start_server("--mode", "http")
     prefix = tmp_path / "run"

@@ -319,6 +319,7 @@ def test_garbage_from_many_clients_at_once_costs_only_their_connections(start_se
             assert sock.recv(4096)  # an echo, an info line or a chat greeting
 
 
+@pytest.mark.slow
 def test_the_hostile_bench_reports_both_attacks(tmp_path):
     """``python -m geventsrv.bench hostile``, small: both scenarios, figures written."""
     import json

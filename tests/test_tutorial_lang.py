@@ -174,6 +174,7 @@ def test_an_unknown_language_is_one_line_naming_where_it_came_from_and_exit_2(ar
     assert f"error: {named}no lessons in 'fr'" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_all_lessons_run_in_chinese_in_order():
     result = run_tutorial("--all", "--lang", "zh", env=clean_env())
     assert result.returncode == 0, result.stderr
