@@ -62,8 +62,10 @@ def test_udp_alongside_tcp_on_the_same_port(start_server, rng):
 
 def test_udp_only_does_not_listen_on_tcp(start_server):
     server = start_server("--udp-only")
+    # From another address: a client on the same address could draw the server's UDP port
+    # number as its own TCP source port and connect to itself (TCP's self-connect).
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(server.address, timeout=2)
+        socket.create_connection(server.address, timeout=2, source_address=("127.0.0.2", 0))
 
 
 def test_loop_guard_drops_reserved_and_own_source_ports(start_server):
