@@ -59,7 +59,8 @@ def test_nghttp_sees_every_frame_and_the_trailers_it_asked_for(start_server):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     frames = result.stdout
-    assert "recv SETTINGS frame" in frames and "(niv=5)" in frames  # the server's settings
+    assert "recv SETTINGS frame" in frames and "(niv=6)" in frames  # the server's settings
+    assert "[SETTINGS_ENABLE_CONNECT_PROTOCOL(0x08):1]" in frames  # RFC 8441 offered
     assert re.search(r"recv \(stream_id=\d+\) :status: 200", frames)
     assert re.search(r"recv \(stream_id=\d+\) x-sum: 42", frames)  # the trailer, after DATA
     assert frames.index("recv DATA frame") < frames.index("x-sum: 42")
