@@ -22,6 +22,7 @@ from geventsrv import exitcodes
 from geventsrv.config import ConfigError
 from geventsrv.flags import PROG, fail, parse_config
 from geventsrv.listen import ListenError
+from geventsrv.listeners import listener_configs
 from geventsrv.logs import configure_logging
 from geventsrv.metrics import require_prometheus
 from geventsrv.server import NotPatchedError
@@ -39,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.worker_id, config.log_format)
     try:
         server_context(config)  # judge the TLS files before anything is bound
+        for spec, listener in zip(config.listen, listener_configs(config), strict=True):
+            try:
+                server_context(listener)
+            except ConfigError as exc:
+                raise ConfigError("listen", f"{spec!r}: {exc.problem}") from None
         if config.metrics is not None or config.metrics_socket is not None:
             require_prometheus()
         if config.workers > 1 and os.environ.get("LISTEN_PID") == str(os.getpid()):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from geventsrv import modes
 from geventsrv.http.settings import HttpSettings
 from geventsrv.limits import parse_rate
+from geventsrv.listeners import asked, listener_configs
 from geventsrv.proxyproto import ACCEPTED_VERSIONS
 from geventsrv.settings import (
     ConfigError,
@@ -101,6 +102,16 @@ class Config(HttpSettings):
         "echo",
         "; ".join(f"{m.name}: {m.summary}" for m in modes.MODES.values()),
         choices=modes.MODE_NAMES,
+    )
+    #: More listeners in this process (:mod:`geventsrv.listeners`), sharing its
+    #: limits, metrics and drain.
+    listen: tuple[str, ...] = setting(
+        (),
+        "also listen here, with a mode, TLS and PROXY setting of its own (KEY: mode, tls-cert, "
+        "tls-key, tls-ca, proxy-protocol; udp adds UDP echo); repeatable",
+        kind="listeners",
+        metavar="[HOST:]PORT[,KEY=VALUE...]",
+        default_text="none",
     )
     #: Length of the kernel accept queue. The kernel caps it at
     #: ``net.core.somaxconn``. A deep queue absorbs connection storms; when it
@@ -370,19 +381,24 @@ class Config(HttpSettings):
         self._validate_front()
         self._validate_operations()
         self._validate_limits()
-        self._validate_mode_settings(mode)
+        self._validate_mode_settings()
+        listener_configs(self)
         return self
 
-    def _validate_mode_settings(self, mode: modes.Mode) -> None:
-        """The mode's own settings, judged by it; another mode's, left at their defaults."""
+    def _validate_mode_settings(self) -> None:
+        """The settings of each mode served (here or by a ``--listen``), judged by it;
+        another mode's, left at their defaults."""
+        served = {self.mode, *asked(self, "mode")}
+        in_use = {modes.MODES[name].settings for name in served if name in modes.MODES}
         for other in modes.MODES.values():
-            if other.settings is None or other.settings is mode.settings:
+            if other.settings is None or other.settings in in_use:
                 continue
             for declared in dataclasses.fields(other.settings):
                 if getattr(self, declared.name) != declared.default:
                     raise ConfigError(declared.name, f"applies to --mode {other.name} only")
-        if mode.settings is not None:
-            mode.settings.check(self)
+        for settings in in_use:
+            if settings is not None:
+                settings.check(self)
 
     def _validate_limits(self) -> None:
         """Per-client limits and the access list."""
@@ -408,14 +424,16 @@ class Config(HttpSettings):
 
     def _validate_front(self) -> None:
         """TLS and the PROXY protocol: what sits in front of the handlers (TCP only)."""
+        # A listener's TLS or PROXY header uses the server's timeouts and sources.
         if self.tls_cert is None:
-            self._refuse_unless_default(("tls_key", "tls_ca", "tls_alpn", "tls_handshake_timeout"),
-                                        "--tls-cert")  # fmt: skip
+            self._refuse_unless_default(("tls_key", "tls_ca", "tls_alpn"), "--tls-cert")
+            if not asked(self, "tls_cert"):
+                self._refuse_unless_default(("tls_handshake_timeout",), "--tls-cert")
         check_seconds(self, "tls_handshake_timeout", positive=True)
-        if self.proxy_protocol is None:
-            self._refuse_unless_default(("proxy_allow_from", "proxy_timeout"), "--proxy-protocol")
-        else:
+        if self.proxy_protocol is not None:
             check_choice(self, "proxy_protocol", tuple(ACCEPTED_VERSIONS))
+        elif not asked(self, "proxy_protocol"):
+            self._refuse_unless_default(("proxy_allow_from", "proxy_timeout"), "--proxy-protocol")
         check_seconds(self, "proxy_timeout", positive=True)
         check_networks(self, "proxy_allow_from")
         if not self.tcp and (self.tls_cert is not None or self.proxy_protocol is not None):

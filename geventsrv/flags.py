@@ -97,10 +97,29 @@ KINDS = {
     "words": Kind(_words, lambda v: [",".join(v)]),
     # Repeatable; written back as one comma-separated flag.
     "networks": Kind(_words, lambda v: [",".join(v)] if v else []),
+    # Repeatable; several in one variable are separated by spaces.
+    "listeners": Kind(str.split, lambda v: [" ".join(v)] if v else []),
     "rate": Kind(_rate, lambda v: [v or "off"]),
     "switch": Kind(None),
     "transport": Kind(None),
 }
+
+
+#: Kinds whose flag may be given again, each time adding to the value.
+REPEATABLE = ("networks", "listeners")
+
+
+class Repeated(argparse.Action):
+    """A repeatable flag: each use adds to the value; the first replaces the default,
+    which the environment may have set (a flag overrides its variable, as every other does)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
+        current = getattr(namespace, self.dest, None)
+        if current is None or current is self.default:
+            current = ()
+        setattr(namespace, self.dest, (*current, *values))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
             dest=name,
             type=kind.parse,
             choices=how.choices,
-            default=None if how.kind == "networks" else field.default,
-            action="extend" if how.kind == "networks" else "store",
+            default=None if how.kind in REPEATABLE else field.default,
+            action=Repeated if how.kind in REPEATABLE else "store",
             metavar=how.metavar,
             help=help_text,
         )
@@ -229,7 +248,7 @@ def parse_config(
     udp_only = values.pop("udp_only")
     values["tcp"], values["udp"] = not udp_only, values["udp"] or udp_only
     values["idle_timeout"] = values["idle_timeout"] or None
-    for name in ("allow", "deny"):
+    for name in ("allow", "deny", "listen"):
         values[name] = tuple(values[name] or ())
     try:
         return Config(**values).validate()

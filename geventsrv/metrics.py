@@ -25,7 +25,7 @@ from geventsrv.config import ConfigError
 from geventsrv.stats import Durations
 
 if TYPE_CHECKING:
-    from geventsrv.server import EchoServer
+    from geventsrv.servergroup import ServerGroup
 
 #: How often the loop monitor wakes, and from what lateness a wake-up counts
 #: as the hub having been blocked (gevent's own monitor thread uses 0.1 s).
@@ -82,10 +82,17 @@ class LoopMonitor:
             self.blocked_seconds += lag
 
 
-class ServerCollector:
-    """A prometheus_client collector over one :class:`~geventsrv.server.EchoServer`."""
+#: Why UDP datagrams were not echoed, as labelled, and the counter of each.
+DROPPED = {"loop_guard": "dropped", "rate": "limited", "denied": "denied", "send_failed": "errors"}
 
-    def __init__(self, server: EchoServer, loop: LoopMonitor) -> None:
+
+class ServerCollector:
+    """A prometheus_client collector over a process's listeners, summed.
+
+    ``server`` is a :class:`~geventsrv.servergroup.ServerGroup`.
+    """
+
+    def __init__(self, server: ServerGroup, loop: LoopMonitor) -> None:
         self.server = server
         self.loop = loop
 
@@ -148,22 +155,24 @@ class ServerCollector:
         for name, count in sorted(stats.accept_errors_by_errno.items()):
             errors.add_metric([name], count)
         yield errors
-        if server.udp is not None:
+        udp = list(server.datagram_services)
+        if udp:
             yield CounterMetricFamily(
-                "geventsrv_udp_datagrams_echoed", "UDP datagrams echoed.", value=server.udp.echoed
+                "geventsrv_udp_datagrams_echoed",
+                "UDP datagrams echoed.",
+                value=sum(service.echoed for service in udp),
             )
             dropped = CounterMetricFamily(
                 "geventsrv_udp_datagrams_dropped", "UDP datagrams not echoed.", labels=["reason"]
             )
-            dropped.add_metric(["loop_guard"], server.udp.dropped)
-            dropped.add_metric(["rate"], server.udp.limited)
-            dropped.add_metric(["denied"], server.udp.denied)
-            dropped.add_metric(["send_failed"], server.udp.errors)
+            for why, attribute in DROPPED.items():
+                dropped.add_metric([why], sum(getattr(service, attribute) for service in udp))
             yield dropped
         # A mode with metrics of its own (http: requests by method and status).
-        mode_metrics = getattr(server.handler, "collect_metrics", None)
-        if mode_metrics is not None:
-            yield from mode_metrics()
+        for handler in server.handlers:
+            mode_metrics = getattr(handler, "collect_metrics", None)
+            if mode_metrics is not None:
+                yield from mode_metrics()
         loop = self.loop
         yield _histogram(
             HistogramMetricFamily,
@@ -187,7 +196,7 @@ def _histogram(kind: Any, name: str, documentation: str, durations: Durations) -
     return kind(name, documentation, buckets=durations.cumulative(), sum_value=durations.total)
 
 
-def server_registry(server: EchoServer, loop: LoopMonitor) -> Any:
+def server_registry(server: ServerGroup, loop: LoopMonitor) -> Any:
     """A registry with the server's metrics and the process's (memory, CPU, descriptors)."""
     from prometheus_client import CollectorRegistry, ProcessCollector
 

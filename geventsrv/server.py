@@ -165,11 +165,16 @@ class EchoServer:
         config: Config | None = None,
         handler: Handler | None = None,
         sockets: Sockets | None = None,
+        shares: EchoServer | None = None,
     ) -> None:
         """Raises :class:`~geventsrv.config.ConfigError` for a bad value or TLS file.
 
         ``sockets``, if given, are served instead of binding ``config.host``
         and ``config.port`` (systemd's socket activation hands them over).
+        ``shares``, another server of the same process, lends its connection
+        slots (``max_conns`` counts both), its per-client gate and its totals:
+        what :class:`~geventsrv.servergroup.ServerGroup` does for ``--listen``.
+        The lender logs the totals when it stops; a borrower does not.
         """
         self.config = (config or Config()).validate()
         self.mode = modes.get(self.config.mode)
@@ -178,14 +183,15 @@ class EchoServer:
         if watch_readiness is not None:  # a handler that reports readiness itself (gRPC health)
             watch_readiness(lambda: self.ready)
         config = self.config
+        self._lender = shares
         #: Who may connect and how much each client may take.
-        self.gate = Gate(
+        self.gate: Gate = shares.gate if shares is not None else Gate(
             AccessList(config.allow, config.deny),
             config.per_client_limit,
             parse_rate(config.accept_rate_per_client) if config.accept_rate_per_client else None,
             config.ipv6_client_prefix,
             spare_loopback=config.per_client_limit_spares_loopback,
-        )
+        )  # fmt: skip
         # Behind a PROXY header the socket's peer is the proxy: the client is
         # judged once its header says who it is (in the prologue), not here.
         self._gate_at_accept = self.gate.active and config.proxy_protocol is None
@@ -194,7 +200,7 @@ class EchoServer:
         self._prologue = Prologue(config, self.gate if self.gate.active else None)
         self._refusals = RateLimitedLog(self.accept_error_log_interval)
         self._openings = RateLimitedLog(self.accept_error_log_interval)
-        self.stats = ServerStats()
+        self.stats: ServerStats = shares.stats if shares is not None else ServerStats()
         self._sockets = Sockets()
         self._given_sockets = sockets
         self._accepting: gevent.Greenlet[[socket.socket], None] | None = None
@@ -204,7 +210,9 @@ class EchoServer:
         self._datagrams: gevent.Greenlet[[], None] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
         self._started = False
-        self._slots = Semaphore(self.config.max_conns)
+        self._slots: Semaphore = (
+            shares._slots if shares is not None else Semaphore(self.config.max_conns)
+        )
         self._connections: dict[ConnectionGreenlet, Connection] = {}
         self._stopping = False
         self._leaving = False
@@ -279,7 +287,7 @@ class EchoServer:
         # A program embedding the server may be stopped with Ctrl-C: if the interrupt
         # lands in a connection's greenlet, the program's main greenlet gets it, quietly.
         quiet_ctrl_c_in_greenlets()
-        self._sockets = self._given_sockets or open_sockets(self.config)
+        self.bind()
         self._started = True
         transports = {(True, False): "", (False, True): ", udp", (True, True): ", tcp and udp"}
         serving = (self._sockets.tcp is not None, self._sockets.udp is not None)
@@ -313,6 +321,17 @@ class EchoServer:
             self._datagrams = gevent.spawn(self.udp.serve)
         return self
 
+    def bind(self) -> None:
+        """Open the listening sockets (:meth:`start` does it if not done yet); raises
+        :class:`~geventsrv.listen.ListenError`. Nothing is accepted before :meth:`start`."""
+        if self._sockets.tcp is None and self._sockets.udp is None:
+            self._sockets = self._given_sockets or open_sockets(self.config)
+
+    def close_sockets(self) -> None:
+        """Close what :meth:`bind` opened, for a server that will not start after all."""
+        if not self._started:
+            self._sockets.close()
+
     def serve_forever(self) -> None:
         """Start if needed, then block until the server has stopped."""
         self.start()
@@ -327,7 +346,7 @@ class EchoServer:
         """
         if timeout is None:
             timeout = self.config.drain_timeout
-        self._stop_accepting()
+        self.stop_accepting()
         if self._connections:
             self._drained.wait(timeout)
         self._close_connections()
@@ -351,7 +370,9 @@ class EchoServer:
         if warning is not None:
             log.warning("%s", warning)
 
-    def _stop_accepting(self) -> None:
+    def stop_accepting(self) -> None:
+        """The first step of :meth:`stop`: close the listener and let open connections
+        drain (those between requests close now); returns at once."""
         if self._stopping:
             return
         self._stopping = True
@@ -400,7 +421,7 @@ class EchoServer:
         if self._newcomers is not None:
             self._newcomers.close()
         stats = self.stats
-        if self._sockets.tcp is not None or self.config.tcp:
+        if self._lender is None and (self._sockets.tcp is not None or self.config.tcp):
             log.info(
                 "stopped: %d connection(s) served, %d byte(s) received, %d sent, "
                 "%d closed at shutdown",

@@ -1,8 +1,9 @@
 """Run a server as a process: open-file limit, shutdown signals, metrics, systemd.
 
 :func:`serve` is what ``python -m geventsrv`` runs (and what a program that
-embeds geventsrv can call): it prepares the process, starts an
-:class:`~geventsrv.server.EchoServer` (and its metrics endpoint, when asked),
+embeds geventsrv can call): it prepares the process, starts its listeners
+(a :class:`~geventsrv.servergroup.ServerGroup`: the server's own and each
+``--listen``) and its metrics endpoint, when asked,
 and turns signals into a graceful stop: not ready at once, still accepting
 for the shutdown delay, then a drain.
 """
@@ -20,7 +21,7 @@ from gevent.event import Event
 from geventsrv import exitcodes, modes
 from geventsrv.addresses import format_address
 from geventsrv.config import Config, ConfigError
-from geventsrv.server import EchoServer
+from geventsrv.servergroup import ServerGroup
 from geventsrv.systemd import Notifier, activated_sockets
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class ShutdownSignals:
 
     SHUTDOWN = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, server: EchoServer, notifier: Notifier | None = None) -> None:
+    def __init__(self, server: ServerGroup, notifier: Notifier | None = None) -> None:
         self.server = server
         self.notifier = notifier or Notifier({})
         self.received = 0
@@ -134,7 +135,7 @@ def serve(config: Config | None = None) -> int:
         raise ConfigError(
             "mode", f"socket activation passed a UDP socket; {config.mode} mode is TCP only"
         )
-    server = EchoServer(config, sockets=sockets)
+    server = ServerGroup(config, sockets)
     notifier = Notifier()
     # Handlers go in before the socket is bound: a caller that sees the
     # "listening" line may signal at once, and must get a graceful stop.
@@ -156,7 +157,7 @@ def serve(config: Config | None = None) -> int:
 STATUS_INTERVAL = 5.0
 
 
-def report_status(server: EchoServer, notifier: Notifier) -> None:
+def report_status(server: ServerGroup, notifier: Notifier) -> None:
     """Tell systemd the server is ready, then what it serves, every few seconds."""
     where = format_address(*server.address)
     notifier.send("READY=1", f"STATUS=listening on {where}")
@@ -168,7 +169,7 @@ def report_status(server: EchoServer, notifier: Notifier) -> None:
         )
 
 
-def start_endpoint(server: EchoServer) -> Any:
+def start_endpoint(server: ServerGroup) -> Any:
     """The server's ``/metrics``, ``/healthz``, ``/readyz`` endpoint, if its config asks for one."""
     config = server.config
     if config.metrics is None and config.metrics_socket is None:

@@ -19,6 +19,7 @@ CHANGED = {
     "host": "::1",
     "port": 0,
     "mode": "upper",
+    "listen": ("8080", "[::1]:8443,mode=echo,udp"),
     "backlog": 17,
     "max_conns": 33,
     "idle_timeout": 2.5,
