@@ -1,4 +1,4 @@
-from gevent import monkey; monkey.patch_all()  # noqa: E702  # fmt: skip
+from geventsrv.patching import patch_all; patch_all()  # noqa: E702  # fmt: skip
 
 # ``python -m geventsrv``. Patching is the first statement so that every module
 # imported afterwards (socket, ssl, threading, ...) gets gevent's cooperative

@@ -10,9 +10,9 @@ import sys
 
 def main() -> None:
     """Monkey-patch, then hand over to :func:`geventsrv.cli.main`."""
-    from gevent import monkey
+    from geventsrv.patching import patch_all
 
-    monkey.patch_all()
+    patch_all()
     from geventsrv.cli import main as cli_main
 
     sys.exit(cli_main())

@@ -50,7 +50,7 @@ def test_python_m_geventsrv_patches_without_a_monkeypatch_warning():
 def test_main_module_patches_as_its_first_statement():
     source = (ROOT / "geventsrv" / "__main__.py").read_text()
     first = next(line for line in source.splitlines() if line.strip() and not line.startswith("#"))
-    assert first.startswith("from gevent import monkey; monkey.patch_all()")
+    assert first.startswith("from geventsrv.patching import patch_all; patch_all()")
 
 
 def test_the_api_refuses_to_serve_in_an_unpatched_process():
