@@ -227,6 +227,8 @@ class EchoServer:
             self.stats.accept_errors_by_errno,
         )
         self._access_log = self.config.access_log
+        #: Said after "stopping" in the log: which listener, when a process has several.
+        self.log_label = ""
 
     # -- lifecycle -------------------------------------------------------
 
@@ -389,11 +391,12 @@ class EchoServer:
             if conn.between_requests:
                 greenlet.kill(Drained, block=False)
         if not self._connections:
-            log.info("stopping: no longer accepting; no connection open")
+            log.info("stopping%s: no longer accepting; no connection open", self.log_label)
             self._drained.set()
         else:
             log.info(
-                "stopping: no longer accepting; %d connection(s) open, draining for up to %g s",
+                "stopping%s: no longer accepting; %d connection(s) open, draining for up to %g s",
+                self.log_label,
                 len(self._connections),
                 self.config.drain_timeout,
             )

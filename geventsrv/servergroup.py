@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import gevent
 
 from geventsrv import modes, procstats
+from geventsrv.addresses import format_address
 from geventsrv.config import Config, ConfigError
 from geventsrv.connection import Handler
 from geventsrv.listen import Sockets
@@ -99,6 +100,8 @@ class ServerGroup:
             raise
         for server in self.servers:
             server.start()
+            if len(self.servers) > 1:
+                server.log_label = f" {format_address(*server.address)}"
         return self
 
     def serve_forever(self) -> None:

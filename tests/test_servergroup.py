@@ -134,6 +134,8 @@ def test_one_signal_drains_every_listener_with_its_transfers_whole(start_server,
     assert results == [payload[1000:], payload[1000:].upper()]
     assert server.wait(20) == 0
     assert "stopped: 2 connection(s) served" in server.stderr
+    for host, port in (echo, upper):  # each listener says it stops, naming itself
+        assert f"stopping {host}:{port}: no longer accepting; 1 connection(s) open" in server.stderr
     assert ", 0 closed at shutdown" in server.stderr
 
 
