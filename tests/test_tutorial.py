@@ -167,6 +167,8 @@ def test_listing_names_every_lesson():
         assert re.search(rf"^\s+{number}\. {name}\s", result.stdout, re.M)
 
 
+# Each lesson has tests of its own on every interpreter; all of them in one process (18 s), once.
+@pytest.mark.slow
 def test_all_runs_every_lesson_in_order():
     result = run_tutorial("--all")
     assert result.returncode == 0, result.stderr
