@@ -11,6 +11,7 @@ tests skip with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -26,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CLIENT_TIMEOUT, ROOT, free_port, recv_exactly, require_tool, wait_until
+from support import (
+    CLIENT_TIMEOUT,
+    ROOT,
+    free_port,
+    recv_exactly,
+    recv_until_eof,
+    require_tool,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -313,3 +322,62 @@ def test_podman_kube_play_runs_the_deployment_and_its_probes_pass(podman, image,
     finally:
         podman("kube", "play", "--down", str(played), timeout=120, check=False)
         podman("secret", "rm", "geventsrv-tls", check=False)
+
+
+def overlay_environment(overlay: str) -> dict[str, str]:
+    """The variables an overlay's Deployment gives the container, as rendered."""
+    documents = rendered(KUBERNETES / overlay)
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item["value"] for item in container["env"]}
+
+
+def test_the_proxy_protocol_overlay_shows_the_headers_client_on_every_tcp_listener(
+    podman, image, certs, tmp_path
+):
+    """The overlay's variables, given to the image as they are: HTTP, HTTPS (the entry point
+    adds the header to it) and TCP echo each take a PROXY v2 header from the published port
+    (podman's forwarder is a private address, which the overlay allows to send one)."""
+    from geventsrv.proxyproto import ProxyHeader, encode
+
+    tls = tmp_path / "tls"
+    tls.mkdir(mode=0o755)
+    for name, source in (("tls.crt", certs.server_cert), ("tls.key", certs.server_key)):
+        shutil.copy(source, tls / name)
+        (tls / name).chmod(0o644)
+    variables = []
+    for name, value in overlay_environment("overlays/proxy-protocol").items():
+        variables += ["--env", f"{name}={value}"]
+    ports = published()
+    run_container(podman, image, "proxied", ports, *variables,
+                  "--volume", f"{tls}:/etc/geventsrv/tls:ro")  # fmt: skip
+    try:
+        assert wait_until(lambda: ready(ports["metrics"]), timeout=60), podman.logs("proxied")
+        client = ("198.51.100.7", 40001)
+
+        def proxied(port: int) -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", port), CLIENT_TIMEOUT)
+            sock.sendall(encode(ProxyHeader(2, "PROXY", "INET/STREAM", client, ("10.0.0.1", 80))))
+            return sock
+
+        with proxied(ports["http"]) as sock:
+            sock.sendall(b"GET /behind-a-balancer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head, _, body = recv_until_eof(sock).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            assert json.loads(body)["client"]["proxy"] == "198.51.100.7:40001"
+        with proxied(ports["https"]) as raw:
+            context = certs.client_context()
+            with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                body = recv_until_eof(sock).partition(b"\r\n\r\n")[2]
+                assert json.loads(body)["client"]["proxy"] == "198.51.100.7:40001"
+        with proxied(ports["echo"]) as sock:
+            sock.sendall(b"echo behind a balancer")
+            assert recv_exactly(sock, 22) == b"echo behind a balancer"
+        # Without the header, a connection is closed unanswered: the front must send one.
+        with socket.create_connection(("127.0.0.1", ports["http"]), CLIENT_TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert recv_until_eof(sock) == b""
+    finally:
+        podman("rm", "--force", "--time", "0", "proxied", check=False)
