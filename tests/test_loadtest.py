@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from support import ROOT, free_port
 
+# Locust runs (a minute of them): on the oldest and newest Python, locust's two versions.
+pytestmark = pytest.mark.edges
+
 # Looked up, not imported: importing locust monkey-patches the importing process.
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed", allow_module_level=True)

@@ -17,6 +17,9 @@ from support import ROOT, recv_until_eof, require_tool
 from geventsrv.tutorial import catalog
 from geventsrv.tutorial._narrate import LANGUAGES, Narrator
 
+# The lessons run as programs: on the oldest and newest Python.
+pytestmark = pytest.mark.edges
+
 
 def narrator(lang: str = "en") -> Narrator:
     import io

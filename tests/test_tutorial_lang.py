@@ -23,6 +23,9 @@ from support import ROOT, apt_install
 from geventsrv.tutorial import catalog
 from geventsrv.tutorial._lang import UnknownLanguage, choose, normalize
 
+# The lessons run as programs: on the oldest and newest Python.
+pytestmark = pytest.mark.edges
+
 TUTORIAL = ROOT / "geventsrv" / "tutorial"
 NARRATION = ("say", "step", "title", "trace")
 CJK = re.compile(r"[\u4e00-\u9fff]")
