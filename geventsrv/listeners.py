@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from geventsrv.addresses import strip_brackets
 from geventsrv.settings import ConfigError, flag_of
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _host_port(text: str, default_host: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host = default_host
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    host = strip_brackets(host)
     if not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{text!r}: a listener is {SYNTAX}, with a port from 0 to 65535")
     return host, int(port)

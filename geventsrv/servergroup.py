@@ -67,11 +67,6 @@ class ServerGroup:
         return self.servers[0].address
 
     @property
-    def addresses(self) -> list[tuple[str, int]]:
-        """Every listener's ``(host, port)``, in the order of :attr:`servers`."""
-        return [server.address for server in self.servers]
-
-    @property
     def ready(self) -> bool:
         return all(server.ready for server in self.servers)
 
