@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ class Podman:
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("podman runs here as root on Linux only (no user namespaces to map)")
     tool = Podman(tmp_path_factory.mktemp("podman"))
@@ -102,7 +103,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     )
     if probe.returncode != 0:
         pytest.skip(f"podman cannot run here: {probe.stderr.strip()[-300:]}")
-    return tool
+    yield tool
+    # Unmounts the image layers and removes the storage: overlay mounts left under the
+    # temporary directory would outlive the run.
+    tool("system", "reset", "--force", timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
