@@ -3,6 +3,7 @@ chunks as they were framed, and curl as users drive it."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 
@@ -73,3 +74,22 @@ def head_of(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str]
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
     return int(lines[0].split()[1]), headers
+
+
+def fetch(
+    server,
+    target: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request through the standard library's client: status, headers (``get_all`` for
+    repeated ones) and the body as it came (never decoded)."""
+    host, port = server.address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()

@@ -60,6 +60,7 @@ CHANGED = {
     "http2_max_streams": 7,
     "http2_window": 65536,
     "http2_max_frame": 32768,
+    "http_cors": "https://a.example,https://b.example",
 }
 
 
@@ -71,7 +72,7 @@ NEEDS: dict[str, dict[str, object]] = {
     **{name: {"mode": "http"}
        for name in ("http_max_body", "http_max_delay", "http_header_timeout", "ws_max_message",
                     "grpc_max_message", "http_max_head", "http1_only", "http2_max_streams",
-                    "http2_window", "http2_max_frame")},
+                    "http2_window", "http2_max_frame", "http_cors")},
 }  # fmt: skip
 
 

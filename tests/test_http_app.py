@@ -26,7 +26,7 @@ def test_the_reflection_shows_what_arrived_byte_for_byte(http_server):
     status, headers, body = exchange(http_server, raw)
     assert status == 200 and headers["content-type"] == "application/json"
     seen = json.loads(body)
-    assert seen["schema"] == "geventsrv.http/1.1"
+    assert seen["schema"] == "geventsrv.http/1.2"
     request = seen["request"]
     assert (request["method"], request["target"], request["path"]) == (
         "POST", "/some/path?a=1&a=2&empty=", "/some/path",
@@ -37,7 +37,7 @@ def test_the_reflection_shows_what_arrived_byte_for_byte(http_server):
         ["Host", "example.test"], ["X-Mixed-Case", "One"], ["x-mixed-case", "two"],
     ]  # fmt: skip
     assert seen["body"] == {"size": 15, "text": '{"k": [1, 2.5]}', "base64": None,
-                            "json": {"k": [1, 2.5]}}  # fmt: skip
+                            "json": {"k": [1, 2.5]}, "encoding": None, "form": None}  # fmt: skip
     assert seen["client"]["peer"].startswith("127.0.0.1:") and seen["tls"] is None
     assert seen["server"]["pid"] == http_server.pid
 

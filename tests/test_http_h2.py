@@ -7,6 +7,7 @@ MUSTs case by case, and the attacks, are in ``test_http_h2_conformance.py``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -125,7 +126,7 @@ def test_h2c_with_prior_knowledge_reflects_the_stream_as_it_arrived(h2_server):
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     request = seen["request"]
-    assert seen["schema"] == "geventsrv.http/1.1" and request["http_version"] == "2"
+    assert seen["schema"] == "geventsrv.http/1.2" and request["http_version"] == "2"
     assert request["stream"] == 1 and request["number"] == 1
     assert request["pseudo_headers"] == [  # in curl's order, as they came
         [":method", "GET"], [":path", "/a?x=1"], [":scheme", "http"],
@@ -207,6 +208,34 @@ def test_controls_status_header_bytes_and_head(h2_server):
     assert generated["body"] == (b"0123456789abcdef" * 12500)  # past every window
     assert (b"content-length", b"200000") in generated["headers"]
     assert head["body"] == b"" and (b"content-length", b"10") in head["headers"]
+
+
+def test_http_semantics_on_streams_side_by_side(h2_server):
+    """Conditional requests, ranges, compression, CORS, credentials and httpbin's paths answer
+    over HTTP/2 as over HTTP/1.1, on concurrent streams of one connection."""
+    preflight = [("origin", "https://app.example"), ("access-control-request-method", "PUT")]
+    answers = library_client(h2_server).run([
+        ("GET", "/p?etag=v1", [("if-none-match", '"v1"')], b""),
+        ("GET", "/?bytes=100", [("range", "bytes=10-19")], b""),
+        ("GET", "/?bytes=5000&compress=1", [("accept-encoding", "gzip")], b""),
+        ("OPTIONS", "/api", preflight, b""),
+        ("GET", "/?auth=bearer", [], b""),
+        ("GET", "/get?a=1", [("cookie", "x=1"), ("cookie", "y=2")], b""),
+        ("GET", "/cookies", [("cookie", "x=1"), ("cookie", "y=2")], b""),
+    ])  # fmt: skip
+    conditional, ranged, compressed, cors, unauthorized, httpbin, cookies = answers
+    assert conditional["status"] == 304 and conditional["body"] == b""
+    assert ranged["status"] == 206 and ranged["body"] == b"abcdef0123"
+    assert (b"content-range", b"bytes 10-19/100") in ranged["headers"]
+    assert (b"content-encoding", b"gzip") in compressed["headers"]
+    assert gzip.decompress(compressed["body"]) == (b"0123456789abcdef" * 313)[:5000]
+    assert cors["status"] == 204
+    assert (b"access-control-allow-origin", b"https://app.example") in cors["headers"]
+    assert unauthorized["status"] == 401
+    seen = json.loads(httpbin["body"])
+    assert seen["args"] == {"a": "1"} and seen["headers"]["Host"] == "test"
+    assert seen["url"] == "http://test/get?a=1"
+    assert json.loads(cookies["body"]) == {"cookies": {"x": "1", "y": "2"}}
 
 
 def test_trailers_both_ways(h2_server):

@@ -1,4 +1,5 @@
-"""The reflection's parts that judge nothing: the body as shown, and RFC 7239 ``Forwarded``."""
+"""The reflection's parts that judge nothing: the body as shown (decoded, a form's fields), and
+RFC 7239 ``Forwarded``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from geventsrv.http.reflection import SCHEMA, describe_body, encode, parse_forwa
 def test_a_body_is_shown_as_text_json_or_base64():
     assert describe_body(b'{"a": [1]}') == {
         "size": 10, "text": '{"a": [1]}', "base64": None, "json": {"a": [1]},
+        "encoding": None, "form": None,
     }  # fmt: skip
     assert describe_body(b"plain")["json"] is None
     binary = describe_body(b"\xff\x00")
     assert binary["text"] is None and base64.b64decode(str(binary["base64"])) == b"\xff\x00"
-    assert describe_body(b"") == {"size": 0, "text": "", "base64": None, "json": None}
+    assert describe_body(b"") == {
+        "size": 0, "text": "", "base64": None, "json": None, "encoding": None, "form": None,
+    }  # fmt: skip
     deep = b"[" * 100_000 + b"]" * 100_000  # valid JSON, nested past the parser's recursion
     assert describe_body(deep)["json"] is None and describe_body(deep)["size"] == 200_000
 
@@ -31,3 +35,8 @@ def test_forwarded_elements_as_given_quotes_removed_bad_pairs_skipped():
 def test_a_document_is_one_line_of_json():
     encoded = encode({"schema": SCHEMA, "text": "a\nb"})
     assert encoded.endswith(b"\n") and encoded.count(b"\n") == 1
+
+
+def test_a_decoded_body_says_what_it_arrived_as():
+    shown = describe_body(b"hello", b"text/plain", ("gzip", 25))
+    assert shown["text"] == "hello" and shown["encoding"] == {"coding": "gzip", "size": 25}

@@ -16,9 +16,31 @@ from geventsrv.http.reflection import connection_part, encode, request_part
 from geventsrv.http.reflector import Answerer, request_json
 from geventsrv.proxyproto import ProxyHeader
 
-TEXT = st.binary(max_size=40)
+JWT = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
+TEXT = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([
+        b"Basic dXNlcjpwdw==", b"Bearer " + JWT, b"a=1; b=\"2\"",
+        b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=XX",
+    ]),
+)  # fmt: skip
+FORM = (
+    b'--XX\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\nabc\r\n--XX--\r\n'
+)
+
 NAMES = st.sampled_from(
-    [b"Host", b"x-forwarded-for", b"X-Real-IP", b"forwarded", b"cookie", b"X-\xe9", b"a" * 15]
+    [
+        b"Host",
+        b"x-forwarded-for",
+        b"X-Real-IP",
+        b"forwarded",
+        b"cookie",
+        b"X-\xe9",
+        b"a" * 15,
+        b"Authorization",
+        b"content-type",
+        b"abcdef",
+    ]
 )
 FIELDS = st.lists(st.tuples(NAMES, TEXT), max_size=8)
 PROXY = ProxyHeader(1, "PROXY", "TCP4", ("198.51.100.7", 40001), ("203.0.113.1", 7))
@@ -31,27 +53,30 @@ PROXY = ProxyHeader(1, "PROXY", "TCP4", ("198.51.100.7", 40001), ("203.0.113.1",
     target=st.one_of(st.just(b"/"), st.binary(max_size=60).map(lambda b: b"/" + b)),
     version=st.sampled_from(["1.0", "1.1", "2"]),
     headers=FIELDS,
-    body=st.one_of(st.just(b""), st.binary(max_size=60), st.just(b'{"k": [1, 2.5, null]}')),
+    body=st.one_of(
+        st.just(b""),
+        st.binary(max_size=60),
+        st.just(b'{"k": [1, 2.5, null]}'),
+        st.just(b"a=1&b=%C3%A9"),
+        st.just(FORM),
+    ),
     peer=st.sampled_from(["127.0.0.1:5555", "[::1]:1"]),
     proxy=st.one_of(st.none(), st.just(PROXY)),
     stream=st.one_of(st.none(), st.integers(1, 99)),
     pseudo=st.one_of(st.none(), FIELDS),
     trailers=st.one_of(st.none(), FIELDS),
+    arrived=st.one_of(st.none(), st.tuples(st.sampled_from(["gzip", "br"]), st.integers(0, 99))),
 )
 def test_the_written_request_part_is_what_the_schema_builder_encodes(
-    number, method, target, version, headers, body, peer, proxy, stream, pseudo, trailers
-):
-    built = request_part(
-        number, method, target, version, headers, body, peer, proxy, stream, pseudo, trailers
-    )
+    number, method, target, version, headers, body, peer, proxy, stream, pseudo, trailers,
+    arrived,
+):  # fmt: skip
+    args = (number, method, target, version, headers, body, peer, proxy, stream, pseudo)
+    built = request_part(*args, trailers, arrived)
     expected = encode(built)[:-2]  # without the closing brace and the newline
-    written = request_json(
-        number, method, target, version, headers, body, peer, proxy, stream, pseudo, trailers
-    )
+    written = request_json(*args, trailers, arrived)
     assert written == expected.decode()
-    assert written == request_json(  # again: now from what was kept
-        number, method, target, version, headers, body, peer, proxy, stream, pseudo, trailers
-    )
+    assert written == request_json(*args, trailers, arrived)  # again: now from what was kept
 
 
 def test_a_whole_reflection_is_one_line_of_the_schema_and_its_connection_part_is_kept():

@@ -45,7 +45,7 @@ from typing import Any
 from geventsrv import cmdline
 from geventsrv.bench import httpload, machine
 from geventsrv.bench.haproxy import free_port
-from geventsrv.http.app import PATTERN
+from geventsrv.http.patterns import PATTERN
 from geventsrv.http.reflection import document, encode
 from geventsrv.procstats import cpu_seconds, process_tree
 

@@ -9,6 +9,7 @@ histogram bucket: nothing here costs a request more than that, unless
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 #: One line per request with ``--access-log`` (the server writes none per connection).
 access_log = logging.getLogger("geventsrv.access")
+#: The ``auth`` control's value in a query: what it names after the scheme is hidden.
+CREDENTIALS_IN_QUERY = re.compile(rb"((?:^|[?&])auth=[^:&]*:)[^&#]*", re.IGNORECASE)
 #: Methods counted by name in the metrics; any other is "other" (a client could
 #: otherwise make a label of every method llhttp knows).
 METHODS = frozenset(
@@ -50,7 +53,7 @@ class Requests:
             self.durations.observe(seconds)
         if self.log_each and exchange.status != 101:
             client = exchange.conn.client
-            target = request.target.decode("latin-1")[:200]
+            target = logged_target(request.target)
             status, received, version = exchange.status, exchange.received, request.version
             access_log.info(
                 "%s: %s %s HTTP/%s %d, %d byte(s) in, %.3f s",
@@ -85,3 +88,12 @@ class Requests:
             buckets=self.durations.cumulative(),
             sum_value=self.durations.total,
         )
+
+
+def logged_target(target: bytes) -> str:
+    """A request's target as the access log shows it: at most 200 characters, and the
+    credentials an ``auth`` control names hidden (a log is read by more people than a
+    secret should be)."""
+    if b"auth=" in target:
+        target = CREDENTIALS_IN_QUERY.sub(rb"\1***", target)
+    return target.decode("latin-1")[:200]

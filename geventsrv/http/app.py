@@ -34,15 +34,18 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import gevent
 
 from geventsrv.connection import RECV_SIZE, Drained
+from geventsrv.http import compression, cors, ranges
+from geventsrv.http.conditional import precondition, range_still_valid
 from geventsrv.http.controls import PLAIN, BadControl, Controls, ControlsJudge, query_pairs
 from geventsrv.http.exchange import Exchange, Header, HttpError, bodiless
 from geventsrv.http.grpc import GrpcService, is_grpc
+from geventsrv.http.httpbin import Httpbin
+from geventsrv.http.patterns import PATTERN, generated
 from geventsrv.http.reflection import encode
 from geventsrv.http.reflector import Answerer
 from geventsrv.http.websocket import WebSocketEcho, wants_websocket
@@ -55,8 +58,8 @@ SERVER = (b"Server", b"geventsrv")
 NO_STORE = (b"Cache-Control", b"no-store")
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
-#: What ``?bytes=N`` sends: this pattern, repeated, sliced without copying.
-PATTERN = b"0123456789abcdef" * 4096
+ACCEPT_RANGES = (b"Accept-Ranges", b"bytes")
+VARY_CODING = (b"Vary", b"Accept-Encoding")
 #: A CONNECT's target: host and port (RFC 9110 9.3.6), the host a name or an address.
 AUTHORITY = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]+):[0-9]{1,5}")
 #: Full reads in a row after which a tunnel's relay steps aside (as the TCP echo does).
@@ -70,6 +73,8 @@ class HttpApp:
         self.answerer = Answerer(socket.gethostname(), config.worker_id, os.getpid())
         self.max_body = config.http_max_body
         self.judge = ControlsJudge(config.http_max_delay)
+        self.cors = cors.Policy.parse(config.http_cors)
+        self.httpbin = Httpbin(self)
         self.websocket = WebSocketEcho(config.ws_max_message, config.access_log)
         self.grpc = GrpcService(
             self.answerer, self.judge, config.grpc_max_message, config.access_log
@@ -92,6 +97,13 @@ class HttpApp:
             exchange.refuse_body()
             payload = encode({"error": str(exc)})
             return exchange.answer(400, [(b"Content-Type", JSON), SERVER, NO_STORE], payload)
+        policy = controls.cors or self.cors
+        if request.method == b"OPTIONS" and not policy.off and cors.is_preflight(request):
+            return self._preflight(exchange, policy)
+        if controls.auth is not None:
+            refused = controls.auth.judge(request.field(b"authorization"))
+            if refused is not None:
+                return self._unauthorized(exchange, controls, refused)
         if controls.delay:
             gevent.sleep(controls.delay)
         if controls.close:
@@ -100,19 +112,54 @@ class HttpApp:
             return self._echo(exchange, controls)
         if path == b"/sse":
             return self._events(exchange, controls)
+        if path != b"/" and self.httpbin(exchange, controls, path, query):
+            return None
         return self._reflect(exchange, controls)
 
     # -- the reflection and generated bodies -------------------------------------------
 
     def _reflect(self, exchange: Exchange, controls: Controls) -> None:
-        body = self._read_body(exchange)
+        body = self.read_body(exchange)
+        arrived = None
+        if body and (coding := exchange.request.field(b"content-encoding")) is not None:
+            arrived = coding.decode("latin-1"), len(body)
+            body = self._decoded(body, coding)
         if controls.size is None:
-            payload = self.answerer.reflect(exchange, body)
-            self._send(exchange, controls, JSON, payload, len(payload))
+            payload = self.answerer.reflect(exchange, body, arrived)
+            self.send_body(exchange, controls, JSON, payload, len(payload))
         else:
-            self._send(exchange, controls, OCTETS, None, controls.size)
+            self.send_body(exchange, controls, OCTETS, None, controls.size)
 
-    def _read_body(self, exchange: Exchange) -> bytes:
+    def _decoded(self, body: bytes, coding: bytes) -> bytes:
+        """A body that came with ``Content-Encoding``, decoded for the reflection: 413 when
+        it decodes past ``--http-max-body`` (a decompression bomb), 400 when it cannot."""
+        try:
+            return compression.decode(coding, body, self.max_body)
+        except compression.TooLarge:
+            raise HttpError(
+                413, f"body decodes to more than --http-max-body ({self.max_body} bytes)"
+            ) from None
+        except compression.BadEncoding as exc:
+            raise HttpError(400, str(exc)) from None
+
+    def _preflight(self, exchange: Exchange, policy: cors.Policy) -> None:
+        """A CORS preflight, answered as the server's (or the request's) policy allows."""
+        for _ in exchange.body():
+            pass
+        headers = [SERVER, NO_STORE, *cors.preflight_headers(policy, exchange.request)]
+        exchange.answer(204, headers, b"")
+
+    def _unauthorized(self, exchange: Exchange, controls: Controls, status: int) -> None:
+        """401 (with the challenge) or 403 to a request without the credentials it needs."""
+        exchange.refuse_body()
+        assert controls.auth is not None
+        reason = "credentials required" if status == 401 else "wrong credentials"
+        headers, date = self.response_head(exchange, controls, JSON)
+        if status == 401:
+            headers.append((b"WWW-Authenticate", controls.auth.challenge()))
+        exchange.answer(status, headers, encode({"error": reason}), date)
+
+    def read_body(self, exchange: Exchange) -> bytes:
         """The whole body, for the reflection; 413 past ``--http-max-body``."""
         declared = exchange.request.content_length
         if declared is not None and declared > self.max_body:
@@ -127,25 +174,63 @@ class HttpApp:
             parts.append(piece)
         return b"".join(parts)
 
-    def _send(
+    def response_head(
+        self,
+        exchange: Exchange,
+        controls: Controls,
+        content_type: bytes | None,
+        trailers: list[Header] | None = None,
+    ) -> tuple[list[Header], bool]:
+        """:func:`response_headers`, with CORS's for a request that names its origin."""
+        headers, date = response_headers(content_type, controls.headers, trailers)
+        origin = exchange.request.origin
+        if origin is not None:
+            policy = controls.cors or self.cors
+            if not policy.off:
+                headers += cors.simple_headers(policy, origin)
+        return headers, date
+
+    def send_body(
         self,
         exchange: Exchange,
         controls: Controls,
         content_type: bytes,
         payload: bytes | memoryview | None,
         size: int,
+        pattern: bytes = PATTERN,
     ) -> None:
-        """A response whose body is ``payload`` (or ``size`` generated bytes), whole or
-        trickled in ``controls.chunks`` pieces, ``controls.interval`` apart."""
+        """A response whose body is ``payload`` (or ``size`` bytes of ``pattern``), whole or
+        trickled in ``controls.chunks`` pieces, ``controls.interval`` apart; answered 304 or
+        412 instead where validators were asked for and a precondition says so, compressed
+        where asked, and only the ``Range`` asked for of a generated body."""
         status = controls.status
-        headers, date = response_headers(content_type, controls.headers, controls.trailers)
+        headers, date = self.response_head(exchange, controls, content_type, controls.trailers)
+        request = exchange.request
+        if payload is None:
+            headers.append(ACCEPT_RANGES)
+        if controls is not PLAIN and 200 <= status < 300:
+            if controls.etag is not None or controls.last_modified is not None:
+                judged = precondition(request, controls.etag, controls.last_modified)
+                if judged is not None:
+                    return self._not_sent(exchange, judged, headers, date)
+            if controls.compress is not None:
+                return self._compressed(exchange, controls, headers, date, payload, size, pattern)
+            if (
+                payload is None
+                and request.range is not None
+                and not controls.streamed
+                and range_still_valid(
+                    request.field(b"if-range"), controls.etag, controls.last_modified
+                )
+            ):
+                return self._ranges(exchange, headers, date, size, request.range, pattern)
         if not controls.streamed or bodiless(status):
-            if payload is None and size <= len(PATTERN):  # one slice: no copy, one write
-                payload = memoryview(PATTERN)[:size]
+            if payload is None and size <= len(pattern):  # one slice: no copy, one write
+                payload = memoryview(pattern)[:size]
             if payload is not None:
                 return exchange.answer(status, headers, payload, date)
             exchange.respond(status, headers, size, date)
-            for piece in generated(0, size):
+            for piece in generated(0, size, pattern):
                 exchange.send(piece)
             return exchange.end()
         exchange.respond(status, headers, None, date)  # streamed: sent as it goes
@@ -158,9 +243,98 @@ class HttpApp:
             if payload is not None:
                 exchange.send(payload[start:end])
             elif end > start:
-                exchange.send_piece(generated(start, end - start), end - start)
+                exchange.send_piece(generated(start, end - start, pattern), end - start)
             start = end
         exchange.end(controls.trailers)
+
+    @staticmethod
+    def _not_sent(exchange: Exchange, status: int, headers: list[Header], date: bool) -> None:
+        """304 (the validators and caching headers, no body) or 412 (why, as JSON)."""
+        if status == 304:
+            kept = [(name, value) for name, value in headers if name.lower() != b"content-type"]
+            return exchange.answer(304, kept, b"", date)
+        body = encode({"error": "a precondition failed (If-Match or If-Unmodified-Since)"})
+        exchange.answer(412, [(b"Content-Type", JSON), SERVER, NO_STORE], body)
+
+    @staticmethod
+    def _compressed(
+        exchange: Exchange,
+        controls: Controls,
+        headers: list[Header],
+        date: bool,
+        payload: bytes | memoryview | None,
+        size: int,
+        pattern: bytes,
+    ) -> None:
+        """The body compressed: with the coding asked for, or the best the client accepts
+        (and ``Vary: Accept-Encoding`` then, since the answer depends on it)."""
+        coding = controls.compress
+        if coding == "auto":
+            headers.append(VARY_CODING)
+            coding = compression.negotiate(exchange.request.field(b"accept-encoding"))
+        headers = [header for header in headers if header is not ACCEPT_RANGES]
+        if coding is None:  # the client accepts none: sent as it is
+            pieces = [payload] if payload is not None else list(generated(0, size, pattern))
+            exchange.respond(controls.status, headers, size, date)
+            for piece in pieces:
+                exchange.send(piece)
+            return exchange.end()
+        headers.append((b"Content-Encoding", coding.encode()))
+        if payload is not None:
+            return exchange.answer(
+                controls.status, headers, compression.compress(coding, payload), date
+            )
+        engine = compression.compressor(coding)
+        exchange.respond(controls.status, headers, None, date)
+        for piece in generated(0, size, pattern):
+            if out := engine.compress(bytes(piece)):
+                exchange.send(out)
+        exchange.send(engine.flush())
+        exchange.end()
+
+    @staticmethod
+    def _ranges(
+        exchange: Exchange,
+        headers: list[Header],
+        date: bool,
+        size: int,
+        asked: bytes,
+        pattern: bytes,
+    ) -> None:
+        """A generated body's ranges: 206 with one range, ``multipart/byteranges`` with
+        several, 416 with none inside the body; the whole body when ``Range`` is to be
+        ignored."""
+        try:
+            spans = ranges.parse_ranges(asked, size)
+        except ranges.Unsatisfiable:
+            kept = [header for header in headers if header[0] != b"Content-Type"]
+            kept += [(b"Content-Range", ranges.unsatisfied_range(size)), (b"Content-Type", JSON)]
+            body = encode({"error": f"no range inside the body's {size} bytes"})
+            return exchange.answer(416, kept, body, date)
+        if spans is None:
+            exchange.respond(200, headers, size, date)
+            for piece in generated(0, size, pattern):
+                exchange.send(piece)
+            return exchange.end()
+        if len(spans) == 1:
+            first, last = spans[0]
+            headers.append((b"Content-Range", ranges.content_range(spans[0], size)))
+            exchange.respond(206, headers, last - first + 1, date)
+            for piece in generated(first, last - first + 1, pattern):
+                exchange.send(piece)
+            return exchange.end()
+        parts = ranges.Multipart(spans, size, OCTETS)
+        headers = [
+            (name, parts.content_type if name == b"Content-Type" else value)
+            for name, value in headers
+        ]
+        exchange.respond(206, headers, parts.length, date)
+        for head, (first, last) in zip(parts.heads, spans, strict=True):
+            exchange.send(head)
+            for piece in generated(first, last - first + 1, pattern):
+                exchange.send(piece)
+        exchange.send(parts.closing)
+        exchange.end()
 
     # -- the other paths -------------------------------------------------------------
 
@@ -170,8 +344,8 @@ class HttpApp:
         request = exchange.request
         pieces = exchange.body()
         first = next(pieces, b"")  # sends 100 Continue when the client waits for it
-        headers, date = response_headers(
-            request.content_type or OCTETS, controls.headers, controls.trailers
+        headers, date = self.response_head(
+            exchange, controls, request.content_type or OCTETS, controls.trailers
         )
         length = None if controls.trailers else request.content_length
         exchange.respond(controls.status, headers, length, date)
@@ -191,7 +365,9 @@ class HttpApp:
         if first > controls.count:  # a reconnecting EventSource: 204 tells it to stop
             return exchange.answer(204, [SERVER, NO_STORE], b"")
         status = controls.status
-        headers, date = response_headers(b"text/event-stream", controls.headers, controls.trailers)
+        headers, date = self.response_head(
+            exchange, controls, b"text/event-stream", controls.trailers
+        )
         exchange.respond(status, headers, None, date)
         if request.method == b"HEAD" or bodiless(status):
             return exchange.end()
@@ -287,14 +463,3 @@ def relay(tunnel: Tunnel) -> None:
 def ws_page() -> bytes:
     """The ``/.ws`` page (``wspage.html`` beside this module), read once."""
     return (importlib.resources.files("geventsrv.http") / "wspage.html").read_bytes()
-
-
-def generated(start: int, size: int) -> Iterator[memoryview]:
-    """``size`` bytes of :data:`PATTERN` from position ``start``, in slices of at most 64 KiB."""
-    view = memoryview(PATTERN)
-    position, end = start, start + size
-    while position < end:
-        offset = position % 16
-        length = min(end - position, len(PATTERN) - offset)
-        yield view[offset : offset + length]
-        position += length

@@ -18,6 +18,19 @@ count      events sent on ``/sse``
 header     an extra response header, ``Name: value`` (repeatable)
 trailer    a response trailer, ``Name: value`` (repeatable): the body is
            then streamed (chunked in HTTP/1.1) and the trailers end it
+cache      the ``Cache-Control`` to send instead of ``no-store``
+etag       an ``ETag`` (quoted if it is not): conditional requests are then
+           answered 304 or 412 (:mod:`geventsrv.http.conditional`)
+last-      a ``Last-Modified``, an HTTP date or seconds since the epoch;
+modified   conditional requests judged against it too
+location   a ``Location``; the status is then 302 unless one is asked for
+cookie     a ``Set-Cookie``, ``name=value; Attribute...`` (repeatable)
+auth       credentials required: ``basic:USER:PASSWORD``, ``bearer`` (any
+           token) or ``bearer:TOKEN``; 401 without them, 403 when wrong
+cors       which origins CORS allows: ``*``, ``off``, or a list of origins
+compress   compress the body: ``1`` with the best coding the client accepts,
+           or a coding by name (``gzip``, ``deflate``, ``br``, ``zstd``),
+           sent whatever the client accepts
 =========  ==========================================================
 """
 
@@ -27,6 +40,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
+from geventsrv.http import compression
+from geventsrv.http.auth import Requirement
+from geventsrv.http.conditional import http_date_of, parse_http_date, quoted_etag
+from geventsrv.http.cookies import set_cookie
+from geventsrv.http.cors import Policy
 from geventsrv.http.exchange import Header, Request
 
 MAX_GENERATED = 1 << 30
@@ -65,6 +83,14 @@ class Controls:
     count: int = DEFAULT_EVENTS
     headers: list[Header] = field(default_factory=list)
     trailers: list[Header] = field(default_factory=list)
+    #: Validators: conditional requests are judged when either is set.
+    etag: bytes | None = None
+    last_modified: float | None = None
+    auth: Requirement | None = None
+    #: ``None``: the server's CORS policy.
+    cors: Policy | None = None
+    #: ``compress``: ``"auto"`` (negotiated) or a coding; ``None``: sent as it is.
+    compress: str | None = None
 
     @property
     def trickled(self) -> bool:
@@ -131,19 +157,79 @@ class ControlsJudge:
                 f"delay + interval x (chunks - 1) must be at most {most:g} seconds "
                 "(--http-max-delay)"
             )
-        controls.headers = [extra_header(value) for value in asked.get("header", [])]
+        controls.headers = self._semantics(asked, controls) + [
+            extra_header(value) for value in asked.get("header", [])
+        ]
         controls.trailers = [extra_header(value, "trailer") for value in asked.get("trailer", [])]
         return controls
 
+    @staticmethod
+    def _semantics(asked: dict[str, list[str]], controls: Controls) -> list[Header]:
+        """The HTTP-semantics controls (caching, redirects, cookies, credentials, CORS,
+        compression): set on ``controls``; the response headers they add, returned."""
+        headers: list[Header] = []
+        if "cache" in asked:
+            headers.append((b"Cache-Control", header_value(asked["cache"][-1], "cache")))
+        if "etag" in asked:
+            controls.etag = quoted_etag(header_value(asked["etag"][-1], "etag").decode("latin-1"))
+            headers.append((b"ETag", controls.etag))
+        if "last-modified" in asked:
+            controls.last_modified = moment(asked["last-modified"][-1])
+            headers.append((b"Last-Modified", http_date_of(controls.last_modified)))
+        if "location" in asked:
+            headers.append((b"Location", header_value(asked["location"][-1], "location")))
+            if "status" not in asked:
+                controls.status = 302
+        for text in asked.get("cookie", []):
+            try:
+                headers.append((b"Set-Cookie", set_cookie(text)))
+            except ValueError as exc:
+                raise BadControl(str(exc)) from None
+        try:
+            if "auth" in asked:
+                controls.auth = Requirement.parse(asked["auth"][-1])
+            if "cors" in asked:
+                controls.cors = Policy.parse(asked["cors"][-1])
+        except ValueError as exc:
+            raise BadControl(str(exc)) from None
+        if "compress" in asked:
+            controls.compress = compression.asked(asked["compress"][-1])
+            if controls.compress is None:
+                raise BadControl(
+                    "compress must be 1, 0 or one of "
+                    f"{', '.join(compression.available())}, got {asked['compress'][-1]!r}"
+                )
+            if controls.compress == "identity":
+                controls.compress = None
+        return headers
 
-def query_pairs(query: bytes) -> Iterator[tuple[str, str]]:
-    """``(name lower-cased, value)`` of a query string, percent-decoded as UTF-8."""
+
+def header_value(text: str, control: str) -> bytes:
+    """A control's value as a header's; :class:`BadControl` when it could break the head."""
+    if any(c in text for c in "\r\n\0"):
+        raise BadControl(f"{control} may not hold CR, LF or NUL")
+    return text.strip().encode("latin-1", "replace")
+
+
+def moment(text: str) -> float:
+    """A time as an HTTP date or seconds since the epoch; :class:`BadControl` otherwise."""
+    if text.strip().isdigit():
+        return float(int(text.strip()))
+    when = parse_http_date(text.encode("latin-1", "replace"))
+    if when is None:
+        raise BadControl(f"last-modified must be an HTTP date or epoch seconds, got {text!r}")
+    return when
+
+
+def query_pairs(query: bytes, lower: bool = True) -> Iterator[tuple[str, str]]:
+    """``(name, value)`` of a query string, percent-decoded as UTF-8, names lower-cased
+    unless ``lower`` is false."""
     for part in query.decode("latin-1").partition("#")[0].split("&"):
         if part:
             name, _, value = part.partition("=")
             if "%" in part or "+" in part:
                 name, value = unquote_plus(name), unquote_plus(value)
-            yield name.lower(), value
+            yield (name.lower() if lower else name), value
 
 
 def whole(asked: dict[str, list[str]], name: str, low: int, high: int) -> int:

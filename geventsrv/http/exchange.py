@@ -56,8 +56,8 @@ class Request:
 
     __slots__ = (
         "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
-        "hosts", "keep_alive", "last_event_id", "method", "protocol", "pseudo", "stream_id",
-        "target", "too_large", "trailers", "upgrade", "version",
+        "hosts", "keep_alive", "last_event_id", "method", "origin", "protocol", "pseudo", "range",
+        "stream_id", "target", "too_large", "trailers", "upgrade", "version",
     )  # fmt: skip
 
     def __init__(
@@ -92,6 +92,9 @@ class Request:
         self.last_event_id: bytes | None = None
         #: The ``Upgrade`` header, lower-cased (``b"websocket"``, ``b"h2c"``).
         self.upgrade: bytes | None = None
+        #: ``Origin`` (CORS) and ``Range``, the last of each.
+        self.origin: bytes | None = None
+        self.range: bytes | None = None
         #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
         self.controls: list[tuple[str, bytes]] = []
         for name, value in headers:  # one pass, for what the server acts on
@@ -110,6 +113,10 @@ class Request:
                 self.last_event_id = value
             elif lower == b"upgrade":
                 self.upgrade = value.lower()
+            elif lower == b"origin":
+                self.origin = value
+            elif lower == b"range":
+                self.range = value
             elif lower.startswith(b"x-echo-"):
                 self.controls.append((lower[7:].decode("latin-1"), value))
 
@@ -124,8 +131,17 @@ class Request:
         other.content_type, other.chunked = self.content_type, self.chunked
         other.expect_continue, other.hosts = self.expect_continue, self.hosts
         other.last_event_id, other.upgrade = self.last_event_id, self.upgrade
-        other.controls = self.controls
+        other.origin, other.range, other.controls = self.origin, self.range, self.controls
         return other
+
+    def field(self, name: bytes) -> bytes | None:
+        """The header ``name`` (lower-case), its lines joined by ``", "`` as a list-valued
+        field's are (RFC 9110 5.3); ``None`` when it did not come. A scan: for the headers
+        only some responses look at (conditionals, credentials, cookies)."""
+        found = [value for key, value in self.headers if key.lower() == name]
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else b", ".join(found)
 
     @property
     def has_body(self) -> bool:

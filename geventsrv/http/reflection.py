@@ -6,8 +6,13 @@ from 1), ``method``, ``target`` (raw), ``path``, ``query`` (name -> list of
 values), ``http_version``, ``stream`` (HTTP/2's stream), ``pseudo_headers``
 (HTTP/2's, as [name, value] pairs in their order), ``headers`` ([name, value]
 pairs in their order and case, duplicates kept), ``trailers`` (the same, after
-the body)}; ``body`` {``size``, ``text`` (when UTF-8) or
-``base64``, ``json`` (when it parses as JSON)}; ``client`` {``peer``,
+the body), ``cookies`` (name -> value, from ``Cookie``), ``auth`` (``scheme``,
+the Basic ``user``, a bearer JWT's ``header`` and ``claims``, decoded and not
+verified: see :mod:`geventsrv.http.auth`)}; ``body`` {``size``, ``text``
+(when UTF-8) or ``base64``, ``json`` (when it parses as JSON), ``encoding``
+(the ``coding`` it arrived in and its ``size`` then; the other keys describe it
+decoded), ``form`` (``fields`` and ``files`` of a form post: see
+:mod:`geventsrv.http.forms`)}; ``client`` {``peer``,
 ``proxy`` (the PROXY header's source), ``x_forwarded_for`` (list),
 ``forwarded`` (list of {for, by, proto, host}), ``x_real_ip``}; ``proxy`` (the
 PROXY header, as the info mode shows it); ``tls``; ``server`` {``host``,
@@ -27,16 +32,22 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from geventsrv.addresses import format_address
+from geventsrv.http.auth import describe as describe_auth
+from geventsrv.http.cookies import request_cookies
+from geventsrv.http.forms import parse_form
 from geventsrv.modes.info import describe_proxy
 
 if TYPE_CHECKING:
     from geventsrv.proxyproto import ProxyHeader
 
-#: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``.
-SCHEMA = "geventsrv.http/1.1"
+#: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``; 1.2
+#: ``request.cookies``, ``request.auth``, ``body.encoding`` and ``body.form``.
+SCHEMA = "geventsrv.http/1.2"
 #: The lengths of the headers that name a client address (``X-Forwarded-For``,
 #: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
 ADDRESS_HEADER_LENGTHS = frozenset((15, 9))
+#: The lengths of ``Cookie`` and ``Authorization``, likewise.
+CREDENTIAL_HEADER_LENGTHS = frozenset((6, 13))
 #: One encoder for every document (``json.dumps`` with separators makes one per call).
 ENCODER = json.JSONEncoder(separators=(", ", ": "))
 
@@ -53,9 +64,11 @@ def request_part(
     stream: int | None = None,
     pseudo: list[tuple[bytes, bytes]] | None = None,
     trailers: list[tuple[bytes, bytes]] | None = None,
+    arrived: tuple[str, int] | None = None,
 ) -> dict[str, object]:
     """The reflection's keys that each request has its own: ``schema``, ``request``,
-    ``body``, ``client`` (in the schema's order: they come first)."""
+    ``body``, ``client`` (in the schema's order: they come first). ``arrived``: the
+    coding the body came in and its size then, when ``body`` is it decoded."""
     text = target.decode("latin-1")
     path, _, query = text.partition("?")
     shown = _pairs(headers)
@@ -72,8 +85,10 @@ def request_part(
             "pseudo_headers": None if pseudo is None else _pairs(pseudo),
             "headers": shown,
             "trailers": _pairs(trailers or []),
+            "cookies": request_cookies(headers),
+            "auth": authorization(headers),
         },
-        "body": describe_body(body),
+        "body": describe_body(body, content_type(headers) if body else None, arrived),
         "client": client_sources(peer, proxy, shown),
     }
 
@@ -114,9 +129,35 @@ def encode(reflection: dict[str, object]) -> bytes:
     return ENCODER.encode(reflection).encode() + b"\n"
 
 
-def describe_body(body: bytes) -> dict[str, object]:
-    """The body as the reflection shows it: its size, text or base64, and JSON when it parses."""
-    described: dict[str, object] = {"size": len(body), "text": None, "base64": None, "json": None}
+def authorization(headers: list[tuple[bytes, bytes]]) -> dict[str, object] | None:
+    """What ``Authorization`` carried (the last one), or ``None`` when none came."""
+    value = None
+    for name, text in headers:
+        if len(name) == 13 and name.lower() == b"authorization":
+            value = text
+    return None if value is None else describe_auth(value)
+
+
+def content_type(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The request's ``Content-Type`` (the last one), or ``None``."""
+    found = None
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"content-type":
+            found = value
+    return found
+
+
+def describe_body(
+    body: bytes, kind: bytes | None = None, arrived: tuple[str, int] | None = None
+) -> dict[str, object]:
+    """The body as the reflection shows it: its size, text or base64, JSON when it parses,
+    the coding it ``arrived`` in, and its fields when its ``Content-Type`` (``kind``) is a
+    form's."""
+    described: dict[str, object] = {
+        "size": len(body), "text": None, "base64": None, "json": None,
+        "encoding": None if arrived is None else {"coding": arrived[0], "size": arrived[1]},
+        "form": parse_form(kind, body),
+    }  # fmt: skip
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -20,11 +20,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from geventsrv.addresses import format_address
+from geventsrv.http.cookies import request_cookies
 from geventsrv.http.reflection import (
     ADDRESS_HEADER_LENGTHS,
+    CREDENTIAL_HEADER_LENGTHS,
     SCHEMA,
+    authorization,
     client_sources,
     connection_part,
+    content_type,
     describe_body,
     encode,
 )
@@ -41,6 +45,7 @@ _fields: dict[tuple[bytes, bytes], str] = {}
 _words: dict[bytes, str] = {}
 _no_forwarding: dict[str, str] = {}
 _EMPTY_BODY = json.dumps(describe_body(b""))
+_NO_CREDENTIALS = ', "cookies": null, "auth": null'
 _HEAD = '{"schema": ' + quoted(SCHEMA) + ', "request": {"number": '
 
 
@@ -52,12 +57,15 @@ class Answerer:
         self.worker = worker
         self.pid = pid
 
-    def reflect(self, exchange: Exchange, body: bytes) -> bytes:
+    def reflect(
+        self, exchange: Exchange, body: bytes, arrived: tuple[str, int] | None = None
+    ) -> bytes:
         """The reflection of one exchange's request, whose body was ``body``, encoded.
 
         What belongs to the connection (its PROXY header, TLS, the server's address) is
         encoded once per connection, kept in ``conn.memo``, and follows the request's
-        part, which the schema puts first."""
+        part, which the schema puts first. ``arrived``: the coding ``body`` came in and its
+        size then, when ``body`` is it decoded."""
         conn, request = exchange.conn, exchange.request
         memo = conn.memo
         if memo is None:
@@ -77,7 +85,7 @@ class Answerer:
         head = request_json(
             exchange.number, request.method, request.target, request.version,
             request.headers, body, conn.peer, conn.proxy, request.stream_id, request.pseudo,
-            request.trailers,
+            request.trailers, arrived,
         )  # fmt: skip
         return head.encode() + tail
 
@@ -120,6 +128,17 @@ def _client(peer: str, proxy: ProxyHeader | None, headers: Fields) -> str:
     return json.dumps(client_sources(peer, proxy, shown))
 
 
+def _credentials(headers: Fields) -> str:
+    """The ``cookies`` and ``auth`` keys (``null`` both, at the cost of a glance, when
+    neither header came)."""
+    if not any(len(name) in CREDENTIAL_HEADER_LENGTHS for name, _ in headers):
+        return _NO_CREDENTIALS
+    return (
+        ', "cookies": ' + json.dumps(request_cookies(headers))
+        + ', "auth": ' + json.dumps(authorization(headers))
+    )  # fmt: skip
+
+
 def request_json(
     number: int | None,
     method: bytes,
@@ -132,6 +151,7 @@ def request_json(
     stream: int | None = None,
     pseudo: Fields | None = None,
     trailers: Fields | None = None,
+    arrived: tuple[str, int] | None = None,
 ) -> str:
     """The document's opening up to its ``client`` key included, without the closing brace:
     the same text as ``request_part(...)`` (with ``stream``, ``pseudo_headers`` and
@@ -150,6 +170,9 @@ def request_json(
         ', "pseudo_headers": ', _fields_list(pseudo),
         ', "headers": ', _fields_list(headers),
         ', "trailers": ', _fields_list(trailers or []),
-        '}, "body": ', _EMPTY_BODY if not body else json.dumps(describe_body(body)),
+        _credentials(headers),
+        '}, "body": ', _EMPTY_BODY if not body and arrived is None else json.dumps(
+            describe_body(body, content_type(headers) if body else None, arrived)
+        ),
         ', "client": ', _client(peer, proxy, headers),
     ))  # fmt: skip

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from geventsrv.settings import check_integer, check_seconds, setting
+from geventsrv.http.cors import Policy
+from geventsrv.settings import ConfigError, check_integer, check_seconds, setting
 
 #: The longest delay or interval a request may be allowed to ask for.
 MAX_DELAY_LIMIT = 3600.0
@@ -111,6 +112,15 @@ class HttpSettings:
         group="http",
         metavar="BYTES",
     )
+    #: Which origins CORS lets read the answers: every one (mirrored, as httpbin does), a
+    #: list, or none (``off``: no CORS header, so a front's own handling shows).
+    http_cors: str = setting(
+        "*",
+        "CORS: origins allowed ('*' mirrors any, a comma-separated list, or off)",
+        kind="text",
+        group="http",
+        metavar="ORIGINS",
+    )
     #: HTTP/2: the largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE).
     http2_max_frame: int = setting(
         MIN_FRAME_SIZE,
@@ -135,3 +145,7 @@ class HttpSettings:
         check_integer(self, "http2_max_streams", 1, 1 << 16)
         check_integer(self, "http2_window", 1, MAX_WINDOW)
         check_integer(self, "http2_max_frame", MIN_FRAME_SIZE, MAX_FRAME_SIZE)
+        try:  # the policy's own parser says what is wrong
+            Policy.parse(self.http_cors)
+        except ValueError as exc:
+            raise ConfigError("http_cors", str(exc)) from None

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from geventsrv.http.app import PATTERN
+from geventsrv.http.patterns import PATTERN
 from geventsrv.http.reflection import document, encode
 
 HOST = socket.gethostname()
