@@ -62,11 +62,16 @@ def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> di
 
 @contextlib.contextmanager
 def nginx_in_front(
-    upstream: int, directory: Path, extra: str = "", listen: str = "", location: str = ""
+    upstream: int,
+    directory: Path,
+    extra: str = "",
+    listen: str = "",
+    location: str = "",
+    http: str = "",
 ) -> Iterator[int]:
     """nginx as a reverse proxy to ``upstream``, with the ``extra`` directives in its
-    location (or ``location`` for all of them), ``listen``'s parameters on its port;
-    yields nginx's port."""
+    location (or ``location`` for all of them), ``listen``'s parameters on its port, and
+    ``http``'s directives in its ``http`` block; yields nginx's port."""
     binary = require_tool("nginx", "nginx-light")
     port = free_port()
     (directory / "logs").mkdir(exist_ok=True)
@@ -89,6 +94,7 @@ def nginx_in_front(
             fastcgi_temp_path {directory}/fastcgi;
             uwsgi_temp_path {directory}/uwsgi;
             scgi_temp_path {directory}/scgi;
+            {http}
             server {{
                 listen 127.0.0.1:{port} {listen};
                 location / {{
