@@ -27,6 +27,7 @@ front answers; never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
 import json
@@ -44,6 +45,7 @@ from geventsrv.http.conditional import precondition, range_still_valid
 from geventsrv.http.controls import PLAIN, BadControl, Controls, ControlsJudge, query_pairs
 from geventsrv.http.exchange import Exchange, Header, HttpError, bodiless
 from geventsrv.http.grpc import GrpcService, is_grpc
+from geventsrv.http.htmlview import render, wants_html
 from geventsrv.http.httpbin import Httpbin
 from geventsrv.http.patterns import PATTERN, generated
 from geventsrv.http.reflection import encode
@@ -60,6 +62,8 @@ JSON = b"application/json"
 OCTETS = b"application/octet-stream"
 ACCEPT_RANGES = (b"Accept-Ranges", b"bytes")
 VARY_CODING = (b"Vary", b"Accept-Encoding")
+VARY_ACCEPT = (b"Vary", b"Accept")
+HTML = b"text/html; charset=utf-8"
 #: A CONNECT's target: host and port (RFC 9110 9.3.6), the host a name or an address.
 AUTHORITY = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]+):[0-9]{1,5}")
 #: Full reads in a row after which a tunnel's relay steps aside (as the TCP echo does).
@@ -126,6 +130,14 @@ class HttpApp:
             body = self._decoded(body, coding)
         if controls.size is None:
             payload = self.answerer.reflect(exchange, body, arrived)
+            view = controls.view
+            if view is None and wants_html(exchange.request.accept):
+                view = "html"
+            if controls.cacheable:  # a cache keeps the page and the JSON apart
+                controls = dataclasses.replace(controls, headers=[*controls.headers, VARY_ACCEPT])
+            if view == "html":
+                page = render(payload)
+                return self.send_body(exchange, controls, HTML, page, len(page))
             self.send_body(exchange, controls, JSON, payload, len(payload))
         else:
             self.send_body(exchange, controls, OCTETS, None, controls.size)

@@ -31,6 +31,8 @@ cors       which origins CORS allows: ``*``, ``off``, or a list of origins
 compress   compress the body: ``1`` with the best coding the client accepts,
            or a coding by name (``gzip``, ``deflate``, ``br``, ``zstd``),
            sent whatever the client accepts
+format     the reflection as ``json`` or as an ``html`` page (by default, a
+           page when ``Accept`` puts ``text/html`` first, as browsers do)
 =========  ==========================================================
 """
 
@@ -91,6 +93,10 @@ class Controls:
     cors: Policy | None = None
     #: ``compress``: ``"auto"`` (negotiated) or a coding; ``None``: sent as it is.
     compress: str | None = None
+    #: ``format``: ``"json"`` or ``"html"``; ``None``: as ``Accept`` asks.
+    view: str | None = None
+    #: Whether ``cache`` made the answer storable (it then varies with ``Accept``).
+    cacheable: bool = False
 
     @property
     def trickled(self) -> bool:
@@ -170,6 +176,11 @@ class ControlsJudge:
         headers: list[Header] = []
         if "cache" in asked:
             headers.append((b"Cache-Control", header_value(asked["cache"][-1], "cache")))
+            controls.cacheable = True
+        if "format" in asked:
+            controls.view = asked["format"][-1].strip().lower()
+            if controls.view not in ("json", "html"):
+                raise BadControl(f"format must be json or html, got {asked['format'][-1]!r}")
         if "etag" in asked:
             controls.etag = quoted_etag(header_value(asked["etag"][-1], "etag").decode("latin-1"))
             headers.append((b"ETag", controls.etag))

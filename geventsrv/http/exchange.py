@@ -55,9 +55,9 @@ class Request:
     """
 
     __slots__ = (
-        "chunked", "content_length", "content_type", "controls", "expect_continue", "headers",
-        "hosts", "keep_alive", "last_event_id", "method", "origin", "protocol", "pseudo", "range",
-        "stream_id", "target", "too_large", "trailers", "upgrade", "version",
+        "accept", "chunked", "content_length", "content_type", "controls", "expect_continue",
+        "headers", "hosts", "keep_alive", "last_event_id", "method", "origin", "protocol",
+        "pseudo", "range", "stream_id", "target", "too_large", "trailers", "upgrade", "version",
     )  # fmt: skip
 
     def __init__(
@@ -92,7 +92,9 @@ class Request:
         self.last_event_id: bytes | None = None
         #: The ``Upgrade`` header, lower-cased (``b"websocket"``, ``b"h2c"``).
         self.upgrade: bytes | None = None
-        #: ``Origin`` (CORS) and ``Range``, the last of each.
+        #: ``Accept`` (a browser's asks for the page), ``Origin`` (CORS) and ``Range``, the
+        #: last of each.
+        self.accept: bytes | None = None
         self.origin: bytes | None = None
         self.range: bytes | None = None
         #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
@@ -113,6 +115,8 @@ class Request:
                 self.last_event_id = value
             elif lower == b"upgrade":
                 self.upgrade = value.lower()
+            elif lower == b"accept":
+                self.accept = value
             elif lower == b"origin":
                 self.origin = value
             elif lower == b"range":
@@ -131,7 +135,8 @@ class Request:
         other.content_type, other.chunked = self.content_type, self.chunked
         other.expect_continue, other.hosts = self.expect_continue, self.hosts
         other.last_event_id, other.upgrade = self.last_event_id, self.upgrade
-        other.origin, other.range, other.controls = self.origin, self.range, self.controls
+        other.accept, other.origin, other.range = self.accept, self.origin, self.range
+        other.controls = self.controls
         return other
 
     def field(self, name: bytes) -> bytes | None:
