@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -66,17 +67,19 @@ PROXY = ProxyHeader(1, "PROXY", "TCP4", ("198.51.100.7", 40001), ("203.0.113.1",
     pseudo=st.one_of(st.none(), FIELDS),
     trailers=st.one_of(st.none(), FIELDS),
     arrived=st.one_of(st.none(), st.tuples(st.sampled_from(["gzip", "br"]), st.integers(0, 99))),
+    served=st.one_of(st.none(), st.integers(1, 10**9)),
+    answered=st.one_of(st.none(), st.floats(0, 4e9).map(lambda t: int(t * 1000) / 1000)),
 )
 def test_the_written_request_part_is_what_the_schema_builder_encodes(
     number, method, target, version, headers, body, peer, proxy, stream, pseudo, trailers,
-    arrived,
+    arrived, served, answered,
 ):  # fmt: skip
     args = (number, method, target, version, headers, body, peer, proxy, stream, pseudo)
-    built = request_part(*args, trailers, arrived)
+    built = request_part(*args, trailers, arrived, served, answered)
     expected = encode(built)[:-2]  # without the closing brace and the newline
-    written = request_json(*args, trailers, arrived)
+    written = request_json(*args, trailers, arrived, served, answered)
     assert written == expected.decode()
-    assert written == request_json(*args, trailers, arrived)  # again: now from what was kept
+    assert written == request_json(*args, trailers, arrived, served, answered)  # from what was kept
 
 
 def test_a_whole_reflection_is_one_line_of_the_schema_and_its_connection_part_is_kept():
@@ -88,6 +91,10 @@ def test_a_whole_reflection_is_one_line_of_the_schema_and_its_connection_part_is
         reflected = answerer.reflect(Exchange(conn, request, 3), b"")
         assert reflected.endswith(b"}\n") and reflected.count(b"\n") == 1
         document = json.loads(reflected)
+        before = time.time()
+        served, answered = document["request"]["served"], document["request"]["answered"]
+        assert served == 1 and before - 60 < answered <= before
+        document["request"]["served"] = document["request"]["answered"] = None
         server = {"host": "box", "worker": 2, "pid": 42,
                   "local": f"127.0.0.1:{sock.getsockname()[1]}", "connection": 7}  # fmt: skip
         assert document == json.loads(
@@ -95,4 +102,5 @@ def test_a_whole_reflection_is_one_line_of_the_schema_and_its_connection_part_is
                                 "127.0.0.1:5555", None) | connection_part(None, None, server))
         )  # fmt: skip
         conn.tls = {"changed": "after the first"}  # the connection's part is made once
-        assert json.loads(answerer.reflect(Exchange(conn, request, 4), b""))["tls"] is None
+        again = json.loads(answerer.reflect(Exchange(conn, request, 4), b""))
+        assert again["tls"] is None and again["request"]["served"] == 2

@@ -2,13 +2,15 @@
 
 The schema, version :data:`SCHEMA` (every key always present; ``null`` where
 it does not apply): ``schema``; ``request`` {``number`` (on this connection,
-from 1), ``method``, ``target`` (raw), ``path``, ``query`` (name -> list of
-values), ``http_version``, ``stream`` (HTTP/2's stream), ``pseudo_headers``
-(HTTP/2's, as [name, value] pairs in their order), ``headers`` ([name, value]
-pairs in their order and case, duplicates kept), ``trailers`` (the same, after
-the body), ``cookies`` (name -> value, from ``Cookie``), ``auth`` (``scheme``,
-the Basic ``user``, a bearer JWT's ``header`` and ``claims``, decoded and not
-verified: see :mod:`geventsrv.http.auth`)}; ``body`` {``size``, ``text``
+from 1), ``served`` (among every request this process has reflected, from 1),
+``answered`` (when, in seconds since the epoch), ``method``, ``target`` (raw),
+``path``, ``query`` (name -> list of values), ``http_version``, ``stream``
+(HTTP/2's stream), ``pseudo_headers`` (HTTP/2's, as [name, value] pairs in
+their order), ``headers`` ([name, value] pairs in their order and case,
+duplicates kept), ``trailers`` (the same, after the body), ``cookies`` (name
+-> value, from ``Cookie``), ``auth`` (``scheme``, the Basic ``user``, a bearer
+JWT's ``header`` and ``claims``, decoded and not verified: see
+:mod:`geventsrv.http.auth`)}; ``body`` {``size``, ``text``
 (when UTF-8) or ``base64``, ``json`` (when it parses as JSON), ``encoding``
 (the ``coding`` it arrived in and its ``size`` then; the other keys describe it
 decoded), ``form`` (``fields`` and ``files`` of a form post: see
@@ -41,7 +43,8 @@ if TYPE_CHECKING:
     from geventsrv.proxyproto import ProxyHeader
 
 #: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``; 1.2
-#: ``request.cookies``, ``request.auth``, ``body.encoding`` and ``body.form``.
+#: ``request.served``, ``request.answered``, ``request.cookies``, ``request.auth``,
+#: ``body.encoding`` and ``body.form``.
 SCHEMA = "geventsrv.http/1.2"
 #: The lengths of the headers that name a client address (``X-Forwarded-For``,
 #: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
@@ -65,10 +68,13 @@ def request_part(
     pseudo: list[tuple[bytes, bytes]] | None = None,
     trailers: list[tuple[bytes, bytes]] | None = None,
     arrived: tuple[str, int] | None = None,
+    served: int | None = None,
+    answered: float | None = None,
 ) -> dict[str, object]:
     """The reflection's keys that each request has its own: ``schema``, ``request``,
     ``body``, ``client`` (in the schema's order: they come first). ``arrived``: the
-    coding the body came in and its size then, when ``body`` is it decoded."""
+    coding the body came in and its size then, when ``body`` is it decoded; ``served``
+    and ``answered``: the request's place among all the process reflected, and when."""
     text = target.decode("latin-1")
     path, _, query = text.partition("?")
     shown = _pairs(headers)
@@ -76,6 +82,8 @@ def request_part(
         "schema": SCHEMA,
         "request": {
             "number": number,
+            "served": served,
+            "answered": answered,
             "method": method.decode("latin-1"),
             "target": text,
             "path": path.partition("#")[0],

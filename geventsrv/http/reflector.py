@@ -14,7 +14,9 @@ reflection's cost.
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from json.encoder import encode_basestring_ascii as quoted
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -45,6 +47,7 @@ _fields: dict[tuple[bytes, bytes], str] = {}
 _words: dict[bytes, str] = {}
 _no_forwarding: dict[str, str] = {}
 _EMPTY_BODY = json.dumps(describe_body(b""))
+_last_moment: tuple[float, str] = (-1.0, "")
 _NO_CREDENTIALS = ', "cookies": null, "auth": null'
 _HEAD = '{"schema": ' + quoted(SCHEMA) + ', "request": {"number": '
 
@@ -56,6 +59,8 @@ class Answerer:
         self.host = host
         self.worker = worker
         self.pid = pid
+        #: How many requests this process has reflected: each one's ``served``.
+        self.served = itertools.count(1)
 
     def reflect(
         self, exchange: Exchange, body: bytes, arrived: tuple[str, int] | None = None
@@ -85,7 +90,7 @@ class Answerer:
         head = request_json(
             exchange.number, request.method, request.target, request.version,
             request.headers, body, conn.peer, conn.proxy, request.stream_id, request.pseudo,
-            request.trailers, arrived,
+            request.trailers, arrived, next(self.served), int(time.time() * 1000) / 1000,
         )  # fmt: skip
         return head.encode() + tail
 
@@ -128,6 +133,15 @@ def _client(peer: str, proxy: ProxyHeader | None, headers: Fields) -> str:
     return json.dumps(client_sources(peer, proxy, shown))
 
 
+def _moment(seconds: float) -> str:
+    """``seconds`` as JSON writes it, written once per value (a float's ``repr`` is slow, and
+    requests answered in the same millisecond share it)."""
+    global _last_moment
+    if _last_moment[0] != seconds:
+        _last_moment = (seconds, repr(seconds))
+    return _last_moment[1]
+
+
 def _credentials(headers: Fields) -> str:
     """The ``cookies`` and ``auth`` keys (``null`` both, at the cost of a glance, when
     neither header came)."""
@@ -152,6 +166,8 @@ def request_json(
     pseudo: Fields | None = None,
     trailers: Fields | None = None,
     arrived: tuple[str, int] | None = None,
+    served: int | None = None,
+    answered: float | None = None,
 ) -> str:
     """The document's opening up to its ``client`` key included, without the closing brace:
     the same text as ``request_part(...)`` (with ``stream``, ``pseudo_headers`` and
@@ -161,6 +177,8 @@ def request_json(
     query = query.partition("#")[0]
     return "".join((
         _HEAD, "null" if number is None else str(number),
+        ', "served": ', "null" if served is None else str(served),
+        ', "answered": ', "null" if answered is None else _moment(answered),
         ', "method": ', _word(method),
         ', "target": ', quoted(text),
         ', "path": ', quoted(path.partition("#")[0]),
