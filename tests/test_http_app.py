@@ -275,3 +275,23 @@ def test_connect_refused_as_asked_answers_the_reflection_and_goes_on(http_server
         assert json.loads(body)["request"]["method"] == "CONNECT"
         sock.sendall(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
         assert json.loads(read_response(sock, buffer)[2])["request"]["path"] == "/after"
+
+
+def test_format_raw_answers_the_head_exactly_as_it_arrived_then_the_body(http_server):
+    head = (b"POST /x?format=raw HTTP/1.1\r\nHost:   spaced  \r\nX-Tab:\tv \r\n"
+            b"Content-Encoding: gzip\r\nContent-Length: 4\r\n\r\n")  # fmt: skip
+    status, headers, body = exchange(http_server, head + b"\x1f\x8b\x00\x01")
+    assert status == 200 and headers["content-type"] == "text/plain; charset=utf-8"
+    assert body == head + b"\x1f\x8b\x00\x01"  # the body as read: not decoded
+
+
+def test_after_a_chunked_body_in_one_read_the_next_head_is_refused_not_guessed(http_server):
+    chunked = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(http_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(chunked + b"GET /?format=raw HTTP/1.1\r\nHost: x\r\n\r\n")
+        buffer = bytearray()
+        assert read_response(sock, buffer)[0] == 200
+        status, _, body = read_response(sock, buffer)
+        assert status == 501 and b"chunked" in body

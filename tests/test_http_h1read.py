@@ -7,12 +7,16 @@ process is not monkey-patched), which is all it needs: one ``recv`` at a time.
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geventsrv.connection import Connection
 from geventsrv.http.exchange import HttpError
 from geventsrv.http.h1read import MAX_HEAD, RequestReader
+from geventsrv.testing.process import CLIENT_TIMEOUT
 
 
 class CountingSocket:
@@ -135,3 +139,126 @@ def test_trailers_are_the_requests_own_not_headers(pair):
     assert request is not None and b"".join(reader.body()) == b"abc"
     assert request.trailers == [(b"X-Checksum", b"900150983cd24fb0"), (b"X-Done", b"yes")]
     assert [name for name, _ in request.headers] == [b"Host", b"Transfer-Encoding"]
+
+
+class ChoppingSocket(CountingSocket):
+    """A real socket whose reads return at most ``piece`` bytes: heads split anywhere."""
+
+    def __init__(self, sock: socket.socket, piece: int) -> None:
+        super().__init__(sock)
+        self.piece = piece
+
+    def recv(self, size: int) -> bytes:
+        return super().recv(min(size, self.piece))
+
+
+def message(head: bytes, body: bytes = b"", chunked: bool = False) -> bytes:
+    if chunked:
+        return head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else head + b"0\r\n\r\n"
+    return head + body
+
+
+HEADS = [
+    b"GET /a?x=1 HTTP/1.1\r\nHost:   spaced  \r\nX-Tab:\tv \r\n\r\n",
+    b"POST /b HTTP/1.1\r\nhost: x\r\nContent-Length: 5\r\n\r\n",
+    b"GET /c HTTP/1.0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 64, 65536])
+def test_each_head_is_kept_exactly_as_it_arrived_however_it_was_read(pair, piece):
+    sock, client = pair
+    client.sendall(HEADS[0] + b"\r\n" + HEADS[1] + b"hello" + HEADS[2])  # an empty line too
+    client.shutdown(socket.SHUT_WR)
+    chopping = ChoppingSocket(sock.sock, piece)
+    reader = RequestReader(Connection(chopping, "test:1"), 10.0)  # type: ignore[arg-type]
+    for head in HEADS:
+        request = reader.next_request()
+        assert request is not None and request.raw_head() == head
+        list(reader.body())
+    assert reader.next_request() is None
+
+
+def test_a_head_after_a_chunked_body_in_the_same_read_is_not_kept(pair):
+    sock, client = pair
+    chunked = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    client.sendall(message(chunked, b"hello", chunked=True) + HEADS[0])
+    reader = reader_for(sock)
+    first = reader.next_request()
+    assert first is not None and first.raw_head() == chunked
+    assert b"".join(reader.body()) == b"hello"
+    second = reader.next_request()
+    assert second is not None and second.raw_head() is None  # where the chunks ended is unknown
+    list(reader.body())
+    client.sendall(HEADS[2])  # a read of its own: known again
+    third = reader.next_request()
+    assert third is not None and third.raw_head() == HEADS[2]
+
+
+KEPT_ALIVE = [
+    HEADS[0],
+    b"GET /c HTTP/1.1\r\nHost: c\r\n\r\n",
+    b"DELETE /d HTTP/1.1\r\nHost: d\r\nX-Empty:  \r\nX-Colon::\r\n\r\n",
+]
+BODY_FRAMINGS = ["", "length", "chunked"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.sampled_from(KEPT_ALIVE), st.sampled_from(BODY_FRAMINGS), st.binary(max_size=30)
+        ),
+        min_size=1, max_size=5,
+    ),
+    piece=st.integers(1, 200),
+)  # fmt: skip
+def test_a_kept_head_is_always_the_one_sent(messages, piece):
+    """Whatever the reads: a head is the exact bytes sent, or not kept, and then only
+    because a chunked body came before it (in the same read, which the test does not
+    control: reads are cut every ``piece`` bytes)."""
+    server, client = socket.socketpair()
+    server.settimeout(5)
+    client.settimeout(5)
+    sent = []
+    stream = b""
+    for head, framing, body in messages:
+        if framing == "length":
+            head = head.replace(b"\r\n\r\n", b"\r\nContent-Length: %d\r\n\r\n" % len(body), 1)
+            stream += head + body
+        elif framing == "chunked":
+            head = head.replace(b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n", 1)
+            stream += message(head, body, chunked=True)
+        else:
+            stream += head
+        sent.append((head, framing))
+    with server, client:
+        client.sendall(stream)
+        client.shutdown(socket.SHUT_WR)
+        chopping = ChoppingSocket(server, piece)
+        reader = RequestReader(Connection(chopping, "test:1"), 10.0)  # type: ignore[arg-type]
+        chunked_before = False
+        for head, framing in sent:
+            request = reader.next_request()
+            assert request is not None
+            kept = request.raw_head()
+            assert kept == head or (kept is None and chunked_before)
+            list(reader.body())
+            chunked_before = chunked_before or framing == "chunked"
+
+
+def test_a_steady_pipeline_whose_reads_end_mid_head_is_served_whole(pair):
+    """Each read ends inside a head: only that head counts toward the bound, not the
+    requests before it in the read (nor the reads before)."""
+    sock, client = pair
+    request = b"GET /p HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 50 + b"\r\n\r\n"
+    count = 3000  # about 250 KB: far past the head bound and one read
+    sender = threading.Thread(target=client.sendall, args=(request * count,))
+    sender.start()
+    chopping = ChoppingSocket(sock.sock, 1001)  # never a whole number of requests
+    reader = RequestReader(Connection(chopping, "test:1"), 10.0)  # type: ignore[arg-type]
+    for _ in range(count):
+        got = reader.next_request()
+        assert got is not None and got.raw_head() == request
+        list(reader.body())
+    sender.join(CLIENT_TIMEOUT)

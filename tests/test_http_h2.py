@@ -222,8 +222,13 @@ def test_http_semantics_on_streams_side_by_side(h2_server):
         ("GET", "/?auth=bearer", [], b""),
         ("GET", "/get?a=1", [("cookie", "x=1"), ("cookie", "y=2")], b""),
         ("GET", "/cookies", [("cookie", "x=1"), ("cookie", "y=2")], b""),
+        ("POST", "/dump/request", [("x-a", "1")], b"body"),
     ])  # fmt: skip
-    conditional, ranged, compressed, cors, unauthorized, httpbin, cookies = answers
+    conditional, ranged, compressed, cors, unauthorized, httpbin, cookies, dumped = answers
+    assert dumped["body"] == (
+        b":method: POST\r\n:scheme: http\r\n:path: /dump/request\r\n:authority: test\r\n"
+        b"x-a: 1\r\n\r\nbody"
+    )  # HTTP/2's fields as decoded, in order
     assert conditional["status"] == 304 and conditional["body"] == b""
     assert ranged["status"] == 206 and ranged["body"] == b"abcdef0123"
     assert (b"content-range", b"bytes 10-19/100") in ranged["headers"]

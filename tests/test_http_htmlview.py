@@ -23,7 +23,7 @@ def embedded(page: bytes) -> dict:
 
 
 def test_a_browser_asks_for_the_page_and_curl_does_not():
-    assert wants_html(BROWSER.encode()) and wants_html(b" TEXT/HTML")
+    assert wants_html(BROWSER.encode()) and wants_html(b"TEXT/HTML")
     assert not wants_html(b"*/*") and not wants_html(None)
     assert not wants_html(b"application/json, text/html")
 

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from http1client import fetch
+from http1client import exchange, fetch
 from support import CLIENT_TIMEOUT
 
 
@@ -197,3 +197,10 @@ def test_other_paths_still_get_the_reflection(http_server):
         urllib.request.urlopen(
             f"http://127.0.0.1:{http_server.address[1]}/status/404", timeout=CLIENT_TIMEOUT
         )
+
+
+def test_dump_request_as_go_httpbin_serves_it(http_server):
+    head = b"GET /dump/request HTTP/1.1\r\nHost: h\r\nX-Odd:   spaces\t\r\n\r\n"
+    status, headers, body = exchange(http_server, head)
+    assert status == 200 and body == head and headers["content-type"].startswith("text/plain")
+    assert exchange(http_server, b"GET /dump/other HTTP/1.1\r\nHost: h\r\n\r\n")[0] == 404

@@ -124,6 +124,8 @@ class HttpApp:
 
     def _reflect(self, exchange: Exchange, controls: Controls) -> None:
         body = self.read_body(exchange)
+        if controls.view == "raw":
+            return self.dump(exchange, controls, body)
         arrived = None
         if body and (coding := exchange.request.field(b"content-encoding")) is not None:
             arrived = coding.decode("latin-1"), len(body)
@@ -141,6 +143,23 @@ class HttpApp:
             self.send_body(exchange, controls, JSON, payload, len(payload))
         else:
             self.send_body(exchange, controls, OCTETS, None, controls.size)
+
+    def dump(self, exchange: Exchange, controls: Controls, body: bytes) -> None:
+        """The request itself as text: HTTP/1.1's head exactly as it arrived (line endings
+        and whitespace included), or HTTP/2's fields as decoded, in order; then the body as
+        it was read (de-chunked, not decoded)."""
+        request = exchange.request
+        head = request.raw_head()
+        if head is None and request.pseudo is None:
+            raise HttpError(
+                501, "the head of a request that followed a chunked body in one read is not kept"
+            )
+        if head is None:
+            fields = [*(request.pseudo or []), *request.headers]
+            head = b"".join(b"%s: %s\r\n" % field for field in fields) + b"\r\n"
+        payload = head + body
+        controls = dataclasses.replace(controls, view=None)
+        self.send_body(exchange, controls, b"text/plain; charset=utf-8", payload, len(payload))
 
     def _decoded(self, body: bytes, coding: bytes) -> bytes:
         """A body that came with ``Content-Encoding``, decoded for the reflection: 413 when
@@ -216,8 +235,12 @@ class HttpApp:
         412 instead where validators were asked for and a precondition says so, compressed
         where asked, and only the ``Range`` asked for of a generated body."""
         status = controls.status
-        headers, date = self.response_head(exchange, controls, content_type, controls.trailers)
+        headers, date = response_headers(content_type, controls.headers, controls.trailers)
         request = exchange.request
+        if request.origin is not None:
+            policy = controls.cors or self.cors
+            if not policy.off:
+                headers += cors.simple_headers(policy, request.origin)
         if payload is None:
             headers.append(ACCEPT_RANGES)
         if controls is not PLAIN and 200 <= status < 300:

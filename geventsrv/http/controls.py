@@ -31,8 +31,9 @@ cors       which origins CORS allows: ``*``, ``off``, or a list of origins
 compress   compress the body: ``1`` with the best coding the client accepts,
            or a coding by name (``gzip``, ``deflate``, ``br``, ``zstd``),
            sent whatever the client accepts
-format     the reflection as ``json`` or as an ``html`` page (by default, a
-           page when ``Accept`` puts ``text/html`` first, as browsers do)
+format     the reflection as ``json``, as an ``html`` page (by default, a
+           page when ``Accept`` puts ``text/html`` first, as browsers do), or
+           the request itself, ``raw``: its head exactly as it arrived
 =========  ==========================================================
 """
 
@@ -93,7 +94,7 @@ class Controls:
     cors: Policy | None = None
     #: ``compress``: ``"auto"`` (negotiated) or a coding; ``None``: sent as it is.
     compress: str | None = None
-    #: ``format``: ``"json"`` or ``"html"``; ``None``: as ``Accept`` asks.
+    #: ``format``: ``"json"``, ``"html"`` or ``"raw"``; ``None``: as ``Accept`` asks.
     view: str | None = None
     #: Whether ``cache`` made the answer storable (it then varies with ``Accept``).
     cacheable: bool = False
@@ -179,8 +180,8 @@ class ControlsJudge:
             controls.cacheable = True
         if "format" in asked:
             controls.view = asked["format"][-1].strip().lower()
-            if controls.view not in ("json", "html"):
-                raise BadControl(f"format must be json or html, got {asked['format'][-1]!r}")
+            if controls.view not in ("json", "html", "raw"):
+                raise BadControl(f"format must be json, html or raw, got {asked['format'][-1]!r}")
         if "etag" in asked:
             controls.etag = quoted_etag(header_value(asked["etag"][-1], "etag").decode("latin-1"))
             headers.append((b"ETag", controls.etag))

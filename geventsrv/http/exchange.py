@@ -46,6 +46,16 @@ class HttpError(Exception):
         self.headers = headers or []
 
 
+#: The fields a request's head is read for, each to its branch in :class:`Request`.
+NOTED = {
+    name: index
+    for index, name in enumerate((
+        b"host", b"content-length", b"content-type", b"transfer-encoding", b"expect",
+        b"last-event-id", b"upgrade", b"accept", b"origin", b"range",
+    ))
+}  # fmt: skip
+
+
 class Request:
     """One request's head, as it arrived: bytes throughout, headers in order and case.
 
@@ -57,7 +67,8 @@ class Request:
     __slots__ = (
         "accept", "chunked", "content_length", "content_type", "controls", "expect_continue",
         "headers", "hosts", "keep_alive", "last_event_id", "method", "origin", "protocol",
-        "pseudo", "range", "stream_id", "target", "too_large", "trailers", "upgrade", "version",
+        "pseudo", "range", "raw", "stream_id", "target", "too_large", "trailers", "upgrade",
+        "version",
     )  # fmt: skip
 
     def __init__(
@@ -99,30 +110,36 @@ class Request:
         self.range: bytes | None = None
         #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
         self.controls: list[tuple[str, bytes]] = []
+        #: Where the head lies in what was read, as HTTP/1.1's reader found it: (bytes,
+        #: start, end); ``None`` in HTTP/2 (its heads arrive compressed) or where it is
+        #: not known (see :mod:`geventsrv.http.h1read`).
+        self.raw: tuple[bytes, int, int] | None = None
         for name, value in headers:  # one pass, for what the server acts on
             lower = name.lower()
-            if lower == b"host":
+            noted = NOTED.get(lower)  # one look-up, rather than a compare per field it is not
+            if noted is None:
+                if lower.startswith(b"x-echo-"):
+                    self.controls.append((lower[7:].decode("latin-1"), value))
+            elif noted == 0:
                 self.hosts += 1
-            elif lower == b"content-length":
+            elif noted == 1:
                 self.content_length = int(value)  # the front has checked it is a number
-            elif lower == b"content-type":
+            elif noted == 2:
                 self.content_type = value
-            elif lower == b"transfer-encoding":
+            elif noted == 3:
                 self.chunked = True  # llhttp refuses any coding that does not end in chunked
-            elif lower == b"expect":
+            elif noted == 4:
                 self.expect_continue = value.lower() == b"100-continue"
-            elif lower == b"last-event-id":
+            elif noted == 5:
                 self.last_event_id = value
-            elif lower == b"upgrade":
+            elif noted == 6:
                 self.upgrade = value.lower()
-            elif lower == b"accept":
+            elif noted == 7:
                 self.accept = value
-            elif lower == b"origin":
+            elif noted == 8:
                 self.origin = value
-            elif lower == b"range":
+            else:
                 self.range = value
-            elif lower.startswith(b"x-echo-"):
-                self.controls.append((lower[7:].decode("latin-1"), value))
 
     def copy(self) -> Request:
         """Another request with this one's head (its fields shared, never changed), and
@@ -136,8 +153,16 @@ class Request:
         other.expect_continue, other.hosts = self.expect_continue, self.hosts
         other.last_event_id, other.upgrade = self.last_event_id, self.upgrade
         other.accept, other.origin, other.range = self.accept, self.origin, self.range
-        other.controls = self.controls
+        other.controls, other.raw = self.controls, self.raw
         return other
+
+    def raw_head(self) -> bytes | None:
+        """The head exactly as it arrived (request line, headers, the empty line), or
+        ``None`` where it is not kept."""
+        if self.raw is None:
+            return None
+        data, start, end = self.raw
+        return data[start:end]
 
     def field(self, name: bytes) -> bytes | None:
         """The header ``name`` (lower-case), its lines joined by ``", "`` as a list-valued

@@ -27,6 +27,14 @@ itself refuses the rest: malformed lines, ``Content-Length`` beside
 folding, bare LF. Unknown methods get 400 too: llhttp accepts the methods
 registered with IANA (PURGE, PROPFIND, QUERY...), not any token.
 
+Each request keeps where its head lies in what was read (:attr:`Request.raw`), so the
+head can be shown exactly as it arrived, line endings and whitespace included: llhttp
+says only what a head holds, so the reader finds where it is. A head ends at its first
+empty line (llhttp refuses anything else) and begins where the message before it ended:
+at the start of a read, after the head before it, or after a body of known length. What
+cannot be known is where a chunked body ended (llhttp does not say): the heads that follow
+one in the same read are not kept, until a read begins between two messages again.
+
 The answers are written by the front, :mod:`geventsrv.http.h1`.
 """
 
@@ -84,6 +92,37 @@ class _Collector:
         self._size = 0
         #: A request whose body a new parser is about to read, after a made-up head.
         self._resumed: Request | None = None
+        #: The read being fed, and where in it the next message may begin (``-1``: not
+        #: known, after a chunked body); the start of a head that began in an earlier read.
+        self.data = b""
+        self.scan_from = 0
+        self.partial: bytes | None = None
+        #: Heads parsed so far (a read that ends in a head began it after the last one).
+        self.heads = 0
+        #: Whether a body is being read, and whether it is chunked.
+        self.in_body = False
+        self._chunked = False
+
+    def begin_read(self, data: bytes) -> None:
+        """``data`` is about to be fed: where a message may begin in it."""
+        self.data = data
+        if self.in_head:  # a head going on from the read before: kept in ``partial``, if known
+            self.scan_from = 0 if self.partial is not None else -1
+        elif self.in_body:  # a body's rest comes first: known only when its length is
+            self.scan_from = -1 if self._chunked else 0
+        else:
+            self.scan_from = 0
+
+    def end_read(self) -> None:
+        """``data`` is fed: a head it left unfinished is kept for the next read (and a
+        read that holds none is let go: an idle connection keeps no buffer)."""
+        if not self.in_head:
+            self.data = b""
+            return
+        if self.partial is not None:
+            self.partial += self.data
+        elif self.scan_from >= 0:
+            self.partial = self.data[skip_line_ends(self.data, self.scan_from) :]
 
     def resume_body(self, request: Request) -> None:
         """The next head is made up to read ``request``'s body: it is no request."""
@@ -110,8 +149,14 @@ class _Collector:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if self._resumed is not None:
-            self._fields, self._resumed = self._resumed.trailers, None
+        self.heads += 1
+        raw = self._locate_head()
+        resumed = self._resumed
+        if resumed is not None:
+            self._fields, self._resumed = resumed.trailers, None
+            self.in_body, self._chunked = True, resumed.chunked
+            if resumed.chunked:
+                self.scan_from = -1
             return
         parser = self.parser
         assert parser is not None
@@ -122,14 +167,46 @@ class _Collector:
             self._headers,
             parser.should_keep_alive(),
         )
+        request.raw = raw
         self._fields = request.trailers
+        self.in_body, self._chunked = True, request.chunked
+        if request.chunked:
+            self.scan_from = -1  # the chunks' framing: where the message ends is not said
         self.events.append(request)
 
+    def _locate_head(self) -> tuple[bytes, int, int] | None:
+        """Where the head just parsed lies: (the bytes holding it, its start, its end), and
+        where the message's body (or the next message) begins in this read."""
+        data, partial = self.data, self.partial
+        self.partial = None
+        if partial is not None:  # it began in an earlier read
+            buffer = partial + data
+            end = buffer.find(b"\r\n\r\n") + 4
+            self.scan_from = end - len(partial)
+            return buffer, 0, end
+        if self.scan_from < 0:
+            return None
+        start = skip_line_ends(data, self.scan_from)
+        end = data.find(b"\r\n\r\n", start) + 4
+        self.scan_from = end
+        return data, start, end
+
     def on_body(self, data: bytes) -> None:
+        if self.scan_from >= 0:  # a body of known length: its pieces lie end to end
+            self.scan_from += len(data)
         self.events.append(data)
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         self.events.append(END)
+
+
+def skip_line_ends(data: bytes, position: int) -> int:
+    """The first position from ``position`` that is not CR or LF (empty lines may come
+    between messages)."""
+    while position < len(data) and data[position] in (13, 10):
+        position += 1
+    return position
 
 
 class RequestReader:
@@ -257,8 +334,12 @@ class RequestReader:
         raise HttpError(408, f"request head not complete within {self.head_timeout:g} s")
 
     def _feed(self, data: bytes) -> None:
+        collector = self._collector
+        collector.begin_read(data)
+        heads = collector.heads
         try:
             self._parser.feed_data(data)
+            collector.end_read()
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0] :]
             request = next(e for e in reversed(self._events) if type(e) is Request)
@@ -277,13 +358,18 @@ class RequestReader:
             if data.startswith(b"PRI * HTTP/2.0"):  # the preface of HTTP/2 with prior knowledge
                 raise HttpError(505, "HTTP/2 is not served here (--http1-only)") from None
             raise HttpError(400, f"bad request: {exc}") from None
-        if self._collector.in_head:  # part of a head: bounded in size and in time
+        if collector.heads != heads:  # a head still arriving is a new one: its own time
+            self._head_deadline = None
+        if collector.in_head:  # part of a head: bounded in size and in time
             if self._opening is not None:
                 self._refuse_http_09(data)
-            self._pending_head += len(data)
-            # A head still arriving is cut once the reads it spans pass the bound
-            # and one read (the exact count is known only header by header, and
-            # one read may hold the end of the request before).
+            # What the head holds so far: exactly, from where it began, when that is
+            # known; else the reads it spans, and the bound is passed by one read (one
+            # read may hold the end of the request before).
+            partial = collector.partial
+            self._pending_head = (
+                len(partial) if partial is not None else self._pending_head + len(data)
+            )
             if self._pending_head > self.max_head + RECV_SIZE:
                 raise HttpError(431, f"request head over {self.max_head} bytes")
             if self._head_deadline is None:

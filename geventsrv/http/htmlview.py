@@ -33,7 +33,8 @@ pre { padding: .6rem; background: #f4f4f4; overflow-x: auto; font-size: 13px; }
 
 def wants_html(accept: bytes | None) -> bool:
     """Whether ``Accept`` asks for a page first, as a browser opening a URL does."""
-    return accept is not None and accept.lstrip().lower().startswith(b"text/html")
+    # (llhttp strips the leading whitespace of a value; HTTP/2 forbids it.)
+    return accept is not None and accept[:9].lower() == b"text/html"
 
 
 def render(payload: bytes) -> bytes:

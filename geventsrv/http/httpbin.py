@@ -403,6 +403,16 @@ def _bearer(
     service.send_json(exchange, controls, {"authenticated": True, "token": token})
 
 
+@route(b"dump")
+def _dump(
+    service: Httpbin, exchange: Exchange, controls: Controls, rest: list[str], q: bytes, body: bytes
+) -> None:
+    """go-httpbin's ``/dump/request``: the request as it arrived, as text."""
+    if rest != ["request"]:
+        raise HttpError(404, "/dump/request")
+    service.app.dump(exchange, controls, body)
+
+
 # -- caching ------------------------------------------------------------------------------
 
 

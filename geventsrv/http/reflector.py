@@ -144,12 +144,18 @@ def _moment(seconds: float) -> str:
 
 def _credentials(headers: Fields) -> str:
     """The ``cookies`` and ``auth`` keys (``null`` both, at the cost of a glance, when
-    neither header came)."""
-    if not any(len(name) in CREDENTIAL_HEADER_LENGTHS for name, _ in headers):
+    neither header came: a name is compared only when its length could match)."""
+    cookie = auth = False
+    for name, _ in headers:
+        if len(name) in CREDENTIAL_HEADER_LENGTHS:
+            lower = name.lower()
+            cookie = cookie or lower == b"cookie"
+            auth = auth or lower == b"authorization"
+    if not (cookie or auth):
         return _NO_CREDENTIALS
     return (
-        ', "cookies": ' + json.dumps(request_cookies(headers))
-        + ', "auth": ' + json.dumps(authorization(headers))
+        ', "cookies": ' + (json.dumps(request_cookies(headers)) if cookie else "null")
+        + ', "auth": ' + (json.dumps(authorization(headers)) if auth else "null")
     )  # fmt: skip
 
 
