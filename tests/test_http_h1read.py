@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -260,5 +261,32 @@ def test_a_steady_pipeline_whose_reads_end_mid_head_is_served_whole(pair):
     for _ in range(count):
         got = reader.next_request()
         assert got is not None and got.raw_head() == request
+        list(reader.body())
+    sender.join(CLIENT_TIMEOUT)
+
+
+def test_a_pipeline_longer_than_the_head_timeout_is_timed_head_by_head(pair):
+    """Reads that each end mid-head, for longer than the head timeout: each head has its own
+    time, counted from its own first bytes, so none is late (a head is cut only when it
+    takes longer than the timeout itself)."""
+    sock, client = pair
+    request = b"GET /t HTTP/1.1\r\nHost: x\r\n\r\n"
+    count = 60
+    stream = request * count
+    # A request and a byte: a read ends between two requests only every 28th, 1.4 s apart,
+    # longer than the timeout; the others end inside a head.
+    piece = len(request) + 1
+
+    def trickle() -> None:
+        for start in range(0, len(stream), piece):
+            client.sendall(stream[start : start + piece])
+            time.sleep(0.05)  # about three seconds in all: three head timeouts
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    reader = RequestReader(Connection(sock, "test:1"), head_timeout=1.0)  # type: ignore[arg-type]
+    for _ in range(count):
+        got = reader.next_request()
+        assert got is not None and got.target == b"/t"
         list(reader.body())
     sender.join(CLIENT_TIMEOUT)
