@@ -111,9 +111,9 @@ class Request:
         #: ``X-Echo-*`` headers: (name after the prefix, lower-cased; value).
         self.controls: list[tuple[str, bytes]] = []
         #: Where the head lies in what was read, as HTTP/1.1's reader found it: (bytes,
-        #: start, end); ``None`` in HTTP/2 (its heads arrive compressed) or where it is
-        #: not known (see :mod:`geventsrv.http.h1read`).
-        self.raw: tuple[bytes, int, int] | None = None
+        #: where it begins, empty lines aside); ``None`` in HTTP/2 (its heads arrive
+        #: compressed) or where it is not known (see :mod:`geventsrv.http.h1read`).
+        self.raw: tuple[bytes, int] | None = None
         for name, value in headers:  # one pass, for what the server acts on
             lower = name.lower()
             noted = NOTED.get(lower)  # one look-up, rather than a compare per field it is not
@@ -161,7 +161,9 @@ class Request:
         ``None`` where it is not kept."""
         if self.raw is None:
             return None
-        data, start, end = self.raw
+        data, start = self.raw
+        start = skip_line_ends(data, start)
+        end = data.find(b"\r\n\r\n", start) + 4  # a head ends at its first empty line
         return data[start:end]
 
     def field(self, name: bytes) -> bytes | None:
@@ -285,6 +287,14 @@ def http_date() -> bytes:
     if _date[0] != now:
         _date = (now, formatdate(now, usegmt=True).encode())
     return _date[1]
+
+
+def skip_line_ends(data: bytes, position: int) -> int:
+    """The first position from ``position`` that is not CR or LF (empty lines may come
+    between HTTP/1.1's messages)."""
+    while position < len(data) and data[position] in (13, 10):
+        position += 1
+    return position
 
 
 def bodiless(status: int) -> bool:

@@ -49,7 +49,7 @@ import gevent
 import httptools
 
 from geventsrv.connection import RECV_SIZE
-from geventsrv.http.exchange import Header, HttpError, Request
+from geventsrv.http.exchange import Header, HttpError, Request, skip_line_ends
 
 if TYPE_CHECKING:
     from geventsrv.connection import Connection
@@ -93,9 +93,14 @@ class _Collector:
         #: A request whose body a new parser is about to read, after a made-up head.
         self._resumed: Request | None = None
         #: The read being fed, and where in it the next message may begin (``-1``: not
-        #: known, after a chunked body); the start of a head that began in an earlier read.
+        #: known, after a chunked body), or, while ``last_head`` is set, after the head
+        #: that begins there and ``body_seen`` bytes of body: found only when another head
+        #: follows in the same read, so a read of one request costs no search.
         self.data = b""
         self.scan_from = 0
+        self.last_head = -1
+        self.body_seen = 0
+        #: The start of a head that began in an earlier read, and what came of it since.
         self.partial: bytes | None = None
         #: Heads parsed so far (a read that ends in a head began it after the last one).
         self.heads = 0
@@ -106,6 +111,7 @@ class _Collector:
     def begin_read(self, data: bytes) -> None:
         """``data`` is about to be fed: where a message may begin in it."""
         self.data = data
+        self.last_head = -1
         if self.in_head:  # a head going on from the read before: kept in ``partial``, if known
             self.scan_from = 0 if self.partial is not None else -1
         elif self.in_body:  # a body's rest comes first: known only when its length is
@@ -114,15 +120,19 @@ class _Collector:
             self.scan_from = 0
 
     def end_read(self) -> None:
-        """``data`` is fed: a head it left unfinished is kept for the next read (and a
-        read that holds none is let go: an idle connection keeps no buffer)."""
-        if not self.in_head:
-            self.data = b""
-            return
+        """``data`` is fed and a head is unfinished: kept for the next read."""
         if self.partial is not None:
             self.partial += self.data
-        elif self.scan_from >= 0:
-            self.partial = self.data[skip_line_ends(self.data, self.scan_from) :]
+        elif (start := self._next_start()) >= 0:
+            self.partial = self.data[skip_line_ends(self.data, start) :]
+
+    def _next_start(self) -> int:
+        """Where the next message may begin in this read (``-1``: not known)."""
+        if self.last_head >= 0:
+            data = self.data
+            end = data.find(b"\r\n\r\n", skip_line_ends(data, self.last_head)) + 4
+            self.scan_from, self.last_head = end + self.body_seen, -1
+        return self.scan_from
 
     def resume_body(self, request: Request) -> None:
         """The next head is made up to read ``request``'s body: it is no request."""
@@ -156,7 +166,7 @@ class _Collector:
             self._fields, self._resumed = resumed.trailers, None
             self.in_body, self._chunked = True, resumed.chunked
             if resumed.chunked:
-                self.scan_from = -1
+                self.scan_from = self.last_head = -1
             return
         parser = self.parser
         assert parser is not None
@@ -170,43 +180,41 @@ class _Collector:
         request.raw = raw
         self._fields = request.trailers
         self.in_body, self._chunked = True, request.chunked
-        if request.chunked:
-            self.scan_from = -1  # the chunks' framing: where the message ends is not said
+        if request.chunked:  # the chunks' framing: where the message ends is not said
+            self.scan_from = self.last_head = -1
         self.events.append(request)
 
-    def _locate_head(self) -> tuple[bytes, int, int] | None:
-        """Where the head just parsed lies: (the bytes holding it, its start, its end), and
-        where the message's body (or the next message) begins in this read."""
-        data, partial = self.data, self.partial
-        self.partial = None
-        if partial is not None:  # it began in an earlier read
-            buffer = partial + data
-            end = buffer.find(b"\r\n\r\n") + 4
-            self.scan_from = end - len(partial)
-            return buffer, 0, end
-        if self.scan_from < 0:
+    def _locate_head(self) -> tuple[bytes, int] | None:
+        """Where the head just parsed lies: (the bytes holding it, where it begins, empty
+        lines before it aside); ``None`` where that is not known."""
+        partial = self.partial
+        if partial is None and self.last_head < 0:  # the usual case: nothing to search
+            start = self.scan_from
+            if start < 0:
+                return None
+            self.last_head, self.body_seen = start, 0
+            return self.data, start
+        if partial is not None:  # it began in an earlier read: joined, and its end found now
+            self.partial = None
+            buffer = partial + self.data
+            self.scan_from = buffer.find(b"\r\n\r\n") + 4 - len(partial)
+            return buffer, 0
+        start = self._next_start()
+        if start < 0:
             return None
-        start = skip_line_ends(data, self.scan_from)
-        end = data.find(b"\r\n\r\n", start) + 4
-        self.scan_from = end
-        return data, start, end
+        self.last_head, self.body_seen = start, 0
+        return self.data, start
 
     def on_body(self, data: bytes) -> None:
-        if self.scan_from >= 0:  # a body of known length: its pieces lie end to end
+        if self.last_head >= 0:  # a body of known length: its pieces lie end to end
+            self.body_seen += len(data)
+        elif self.scan_from >= 0:
             self.scan_from += len(data)
         self.events.append(data)
 
     def on_message_complete(self) -> None:
         self.in_body = False
         self.events.append(END)
-
-
-def skip_line_ends(data: bytes, position: int) -> int:
-    """The first position from ``position`` that is not CR or LF (empty lines may come
-    between messages)."""
-    while position < len(data) and data[position] in (13, 10):
-        position += 1
-    return position
 
 
 class RequestReader:
@@ -339,7 +347,10 @@ class RequestReader:
         heads = collector.heads
         try:
             self._parser.feed_data(data)
-            collector.end_read()
+            if collector.in_head:
+                collector.end_read()
+            else:  # a read that holds no unfinished head is let go: an idle connection
+                collector.data = b""  # keeps no buffer
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0] :]
             request = next(e for e in reversed(self._events) if type(e) is Request)
