@@ -284,7 +284,7 @@ def test_a_pipeline_longer_than_the_head_timeout_is_timed_head_by_head(pair):
 
     sender = threading.Thread(target=trickle)
     sender.start()
-    reader = RequestReader(Connection(sock, "test:1"), head_timeout=1.0)  # type: ignore[arg-type]
+    reader = RequestReader(Connection(sock, "test:1"), head_timeout=1.0)
     for _ in range(count):
         got = reader.next_request()
         assert got is not None and got.target == b"/t"

@@ -49,8 +49,6 @@ SCHEMA = "geventsrv.http/1.2"
 #: The lengths of the headers that name a client address (``X-Forwarded-For``,
 #: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
 ADDRESS_HEADER_LENGTHS = frozenset((15, 9))
-#: The lengths of ``Cookie`` and ``Authorization``, likewise.
-CREDENTIAL_HEADER_LENGTHS = frozenset((6, 13))
 #: One encoder for every document (``json.dumps`` with separators makes one per call).
 ENCODER = json.JSONEncoder(separators=(", ", ": "))
 

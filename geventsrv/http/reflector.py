@@ -25,7 +25,6 @@ from geventsrv.addresses import format_address
 from geventsrv.http.cookies import request_cookies
 from geventsrv.http.reflection import (
     ADDRESS_HEADER_LENGTHS,
-    CREDENTIAL_HEADER_LENGTHS,
     SCHEMA,
     authorization,
     client_sources,
@@ -147,10 +146,11 @@ def _credentials(headers: Fields) -> str:
     neither header came: a name is compared only when its length could match)."""
     cookie = auth = False
     for name, _ in headers:
-        if len(name) in CREDENTIAL_HEADER_LENGTHS:
-            lower = name.lower()
-            cookie = cookie or lower == b"cookie"
-            auth = auth or lower == b"authorization"
+        size = len(name)
+        if size == 6:  # Cookie, or Accept (every browser's): told apart by their second letter
+            cookie = cookie or (name[1] in (111, 79) and name.lower() == b"cookie")
+        elif size == 13:
+            auth = auth or name.lower() == b"authorization"
     if not (cookie or auth):
         return _NO_CREDENTIALS
     return (
