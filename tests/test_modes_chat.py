@@ -155,6 +155,7 @@ def test_a_client_that_does_not_read_is_dropped_and_others_keep_receiving(chat_s
     line = b"y" * 1000 + b"\n"
     count = 10_000  # 10 MB: past the slow client's socket buffers and its 1 MiB outbox
     received: list[int] = []
+    progress = [0]  # lines the fast reader has had so far
     left = f"<announce> {slow.name} is disconnected.\n".encode()
     saw_slow_leave: list[bool] = []
 
@@ -165,13 +166,20 @@ def test_a_client_that_does_not_read_is_dropped_and_others_keep_receiving(chat_s
             text = fast.line()
             if text == expected:
                 got += 1
+                progress[0] = got
             elif text == left:
                 saw_slow_leave.append(True)
         received.append(got)
 
     reader = threading.Thread(target=read_fast)
     reader.start()
-    for _ in range(count // 100):
+    for batch in range(count // 100):
+        # The talker keeps at most 500 lines (500 KB) ahead of the fast reader, so however
+        # busy the machine, only the client that never reads outgrows its 1 MiB outbox.
+        deadline = time.monotonic() + 60
+        while progress[0] < batch * 100 - 400 and reader.is_alive():
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.005)
         talker.say(line * 100)
     reader.join(60)
     assert received == [count]  # the fast reader got every line
