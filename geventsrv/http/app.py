@@ -101,9 +101,10 @@ class HttpApp:
             exchange.refuse_body()
             payload = encode({"error": str(exc)})
             return exchange.answer(400, [(b"Content-Type", JSON), SERVER, NO_STORE], payload)
-        policy = controls.cors or self.cors
-        if request.method == b"OPTIONS" and not policy.off and cors.is_preflight(request):
-            return self._preflight(exchange, policy)
+        if request.method == b"OPTIONS":
+            policy = controls.cors or self.cors
+            if not policy.off and cors.is_preflight(request):
+                return self._preflight(exchange, policy)
         if controls.auth is not None:
             refused = controls.auth.judge(request.field(b"authorization"))
             if refused is not None:
@@ -235,12 +236,8 @@ class HttpApp:
         412 instead where validators were asked for and a precondition says so, compressed
         where asked, and only the ``Range`` asked for of a generated body."""
         status = controls.status
-        headers, date = response_headers(content_type, controls.headers, controls.trailers)
+        headers, date = self.response_head(exchange, controls, content_type, controls.trailers)
         request = exchange.request
-        if request.origin is not None:
-            policy = controls.cors or self.cors
-            if not policy.off:
-                headers += cors.simple_headers(policy, request.origin)
         if payload is None:
             headers.append(ACCEPT_RANGES)
         if controls is not PLAIN and 200 <= status < 300:

@@ -188,18 +188,12 @@ class _Collector:
         """Where the head just parsed lies: (the bytes holding it, where it begins, empty
         lines before it aside); ``None`` where that is not known."""
         partial = self.partial
-        if partial is None and self.last_head < 0:  # the usual case: nothing to search
-            start = self.scan_from
-            if start < 0:
-                return None
-            self.last_head, self.body_seen = start, 0
-            return self.data, start
         if partial is not None:  # it began in an earlier read: joined, and its end found now
             self.partial = None
             buffer = partial + self.data
             self.scan_from = buffer.find(b"\r\n\r\n") + 4 - len(partial)
             return buffer, 0
-        start = self._next_start()
+        start = self._next_start()  # no search unless a head came before it in this read
         if start < 0:
             return None
         self.last_head, self.body_seen = start, 0

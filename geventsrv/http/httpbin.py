@@ -107,16 +107,15 @@ class Httpbin:
         request = exchange.request
         query = request.target.partition(b"?")[2]
         made: dict[str, object] = {}
+        form = parse_form(request.content_type, body)  # once, for "data" and "form"
         for key in keys:
             if key == "args":
                 made["args"] = flatten(query_pairs(query, lower=False))
             elif key == "data":  # a form's body is in "form" and "files" instead
-                is_form = parse_form(request.content_type, body) is not None
-                made["data"] = "" if is_form else text_or_data_url(body, request.content_type)
+                made["data"] = "" if form else text_or_data_url(body, request.content_type)
             elif key == "files":
                 made["files"] = files_of(request.content_type, body)
             elif key == "form":
-                form = parse_form(request.content_type, body)
                 fields = form["fields"] if form else {}
                 assert isinstance(fields, dict)
                 made["form"] = {name: v[0] if len(v) == 1 else v for name, v in fields.items()}
