@@ -102,15 +102,17 @@ class Sockets:
 
 
 def open_sockets(config: Config) -> Sockets:
-    """Open what ``config`` serves (TCP, UDP or both) on one port number.
+    """Open what ``config`` serves (TCP, UDP or both: UDP for its echo, or for HTTP/3) on
+    one port number.
 
     Raises :class:`ListenError` naming the address (and ``(udp)`` when only
     the datagram socket failed).
     """
-    attempts = SAME_PORT_ATTEMPTS if config.tcp and config.udp and config.port == 0 else 1
+    udp = config.udp or (config.http3 and config.tls_cert is not None)  # UDP echo, or QUIC
+    attempts = SAME_PORT_ATTEMPTS if config.tcp and udp and config.port == 0 else 1
     for attempt in range(attempts):
         tcp = open_listener(config) if config.tcp else None
-        if not config.udp:
+        if not udp:
             return Sockets(tcp=tcp)
         port = tcp.getsockname()[1] if tcp is not None else config.port
         try:

@@ -48,7 +48,8 @@ SOCKET_DEFAULTS: dict[str, Any] = {
     "listen": (),
 }
 #: Settings that go with TLS or a PROXY header, kept only when the listener has it.
-WITH_TLS = ("tls_handshake_timeout",)
+#: Settings that apply only to a listener with TLS (HTTP/3 is served beside those alone).
+WITH_TLS = ("tls_handshake_timeout", "http3", "http3_retry")
 WITH_PROXY = ("proxy_allow_from", "proxy_timeout")
 
 SYNTAX = "[HOST:]PORT[,KEY=VALUE...]"

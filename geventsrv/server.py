@@ -207,6 +207,8 @@ class EchoServer:
         self._newcomers: Newcomers | None = None
         #: The UDP echo service, when ``config.udp`` is set.
         self.udp: DatagramEcho | None = None
+        #: HTTP/3's QUIC endpoint (:class:`geventsrv.quic.QuicEndpoint`), with ``--http3``.
+        self.quic: Any = None
         self._datagrams: gevent.Greenlet[[], None] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
         self._started = False
@@ -293,6 +295,8 @@ class EchoServer:
         self._started = True
         transports = {(True, False): "", (False, True): ", udp", (True, True): ", tcp and udp"}
         serving = (self._sockets.tcp is not None, self._sockets.udp is not None)
+        if self.config.http3 and self.config.tls_cert is not None:
+            transports[True, True] = ", http/3 on udp"
         front = ""
         if self.config.tls_cert is not None:
             front += ", tls" + (" with client certificates" if self.config.tls_ca else "")
@@ -310,7 +314,12 @@ class EchoServer:
             if self.config.idle_timeout is not None:
                 reaper = IdleReaper(self.config.idle_timeout, self._connections)
                 self._reaper = gevent.spawn(reaper.run)
-        if self._sockets.udp is not None:
+        open_quic = getattr(self.handler, "open_quic", None)
+        if self._sockets.udp is not None and open_quic is not None and self.config.http3:
+            access = self.gate.access if self.gate.access.active else None
+            self.quic = open_quic(self._sockets.udp, self._slots, access, self.config)
+            self._datagrams = gevent.spawn(self.quic.serve)
+        elif self._sockets.udp is not None:
             udp_rate = self.config.udp_rate_per_client
             self.udp = DatagramEcho(
                 self._sockets.udp,
@@ -348,9 +357,12 @@ class EchoServer:
         """
         if timeout is None:
             timeout = self.config.drain_timeout
+        deadline = time.monotonic() + timeout
         self.stop_accepting()
         if self._connections:
             self._drained.wait(timeout)
+        if self.quic is not None:
+            self._drain_quic(deadline)
         self._close_connections()
         self._finish()
 
@@ -380,10 +392,16 @@ class EchoServer:
         self._stopping = True
         if self._accepting is not None:
             self._accepting.kill()
-        if self._datagrams is not None:
-            self._datagrams.kill()
-        # Clients connecting from now on are refused by the kernel.
-        self._sockets.close()
+        if self.quic is not None:
+            # QUIC's connections drain on the UDP socket: it stays open until they are done.
+            self.quic.go_away()
+            if self._sockets.tcp is not None:
+                self._sockets.tcp.close()
+        else:
+            if self._datagrams is not None:
+                self._datagrams.kill()
+            # Clients connecting from now on are refused by the kernel.
+            self._sockets.close()
         # Request/response connections: finish the request at hand, then close;
         # those waiting between requests are closed now (RFC 9112 9.6).
         for greenlet, conn in list(self._connections.items()):
@@ -400,6 +418,19 @@ class EchoServer:
                 len(self._connections),
                 self.config.drain_timeout,
             )
+
+    def _drain_quic(self, deadline: float) -> None:
+        """Let HTTP/3's requests under way finish until ``deadline``, then close every QUIC
+        connection (CONNECTION_CLOSE) and the UDP socket."""
+        quic = self.quic
+        if quic.busy:
+            log.info("stopping: %d QUIC connection(s) finishing their requests", len(quic.open))
+        while quic.busy and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        quic.close_all()
+        if self._datagrams is not None:
+            self._datagrams.kill()
+        self._sockets.close()
 
     def _close_connections(self) -> None:
         if not self._connections:
@@ -433,6 +464,12 @@ class EchoServer:
                 stats.bytes_sent,
                 self._closed_at_stop,
             )
+        if self.quic is not None:
+            quic = self.quic
+            log.info(
+                "http/3: %d QUIC connection(s), %d Retry packet(s) sent, %d refused",
+                quic.connections, quic.retries, quic.refused,
+            )  # fmt: skip
         if self.udp is not None:
             log.info(
                 "%s: %d datagram(s) echoed, %d dropped by the loop guard, %d over a source's "

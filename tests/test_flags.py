@@ -61,6 +61,8 @@ CHANGED = {
     "http2_window": 65536,
     "http2_max_frame": 32768,
     "http_cors": "https://a.example,https://b.example",
+    "http3": True,
+    "http3_retry": True,
 }
 
 
@@ -73,6 +75,8 @@ NEEDS: dict[str, dict[str, object]] = {
        for name in ("http_max_body", "http_max_delay", "http_header_timeout", "ws_max_message",
                     "grpc_max_message", "http_max_head", "http1_only", "http2_max_streams",
                     "http2_window", "http2_max_frame", "http_cors")},
+    "http3": {"mode": "http", "tls_cert": CHANGED["tls_cert"]},
+    "http3_retry": {"mode": "http", "tls_cert": CHANGED["tls_cert"], "http3": True},
 }  # fmt: skip
 
 

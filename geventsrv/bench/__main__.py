@@ -27,6 +27,7 @@ PROG = "python -m geventsrv.bench"
 #: The lab's other commands, ``python -m geventsrv.bench NAME``: module and what it measures.
 SUBCOMMANDS = {
     "http": ("httpbench", "the HTTP mode against uvicorn and gunicorn, driven by wrk"),
+    "http3": ("h3bench", "the HTTP mode's HTTP/3 against hypercorn's, driven by libcurl"),
     "ws": ("wsbench", "the WebSocket echo against websockets and uvicorn"),
     "grpc": ("grpcbench", "the gRPC echo against grpcio's own servers"),
     "storm": ("stormbench", "a storm of busy connections, counted per connection"),

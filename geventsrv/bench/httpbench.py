@@ -320,14 +320,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         for row in (r for r in rows if (r["protocol"], r["workload"]) == (protocol, workload)):
             lines.append(
                 f"| {row['server']} | {row['requests_per_s']:,.0f} | "
-                f"{_fmt(row['cpu_us_per_request'], 1)} | {_fmt(row['p99_ms'], 2)} | "
-                f"{_fmt(row['geventsrv_vs_this'], 2)}x | {row['errors']} |"
+                f"{fmt(row['cpu_us_per_request'], 1)} | {fmt(row['p99_ms'], 2)} | "
+                f"{fmt(row['geventsrv_vs_this'], 2)}x | {row['errors']} |"
             )
         lines.append("")
     return "\n".join(lines)
 
 
-def _fmt(value: float | None, digits: int) -> str:
+def fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(
                             f"round {round_number + 1}/{rounds} {protocol:3} {workload:8} "
                             f"{server.name:26} {run['requests_per_s']:>9,.0f} req/s "
-                            f"{_fmt(run['cpu_us_per_request'], 1):>6} µs CPU/req",
+                            f"{fmt(run['cpu_us_per_request'], 1):>6} µs CPU/req",
                             flush=True,
                         )
     except BenchError as exc:

@@ -271,6 +271,14 @@ class Exchange:
         self.send(body)
         self.end()
 
+    def refuse(self, error: HttpError) -> None:
+        """Answer a refusal with its status and a one-line text, as a whole response (the
+        multiplexed versions; HTTP/1.1 refuses on the connection, ``h1.refuse``)."""
+        payload = f"{error.reason}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"server", b"geventsrv"),
+                   (b"cache-control", b"no-store"), *error.headers]  # fmt: skip
+        self.answer(error.status, headers, payload)
+
     def tunnel(self, status: int, headers: list[Header]) -> Tunnel:
         """Answer ``status`` (101, or 2xx to a CONNECT) and leave HTTP: what follows is the
         returned byte stream's, until either side ends it."""

@@ -67,16 +67,19 @@ def serve(
     max_head: int = MAX_HEAD,
     h2: SwitchToH2 | None = None,
     max_upgrade_body: int = 0,
+    announce: bytes = b"",
 ) -> None:
     """Answer the requests of ``conn`` until the client or the server ends the connection.
 
     ``finished`` counts each exchange (metrics, access log), refused ones too.
     ``h2``, if given, takes the connection over when the client speaks HTTP/2
     (see the module's h2c); ``max_upgrade_body``, the largest body an upgrade
-    may bring. Returns normally when the client has closed, or after a response
+    may bring. ``announce``: header lines every response carries (``Alt-Svc``, over TLS
+    when HTTP/3 is served). Returns normally when the client has closed, or after a response
     that ends the connection; lets ``OSError`` propagate.
     """
     reader = RequestReader(conn, head_timeout, max_head, h2=h2 is not None)
+    reader.announce = announce
     number = 0
     while True:
         exchange: H1Exchange | None = None
@@ -189,6 +192,8 @@ class H1Exchange(Exchange):
             keep = False
         if date:
             lines.append(_date_line[1] if _date_line[0] is http_date() else date_line())
+        if self._reader.announce:
+            lines.append(self._reader.announce)
         if not keep:
             lines.append(b"Connection: close\r\n")
         elif request.version == "1.0":

@@ -223,6 +223,8 @@ class RequestReader:
         #: Whether the HTTP/2 preface opening the connection is handed over
         #: (:class:`PrefaceSeen`) rather than refused with 505.
         self.h2 = h2
+        #: Header lines every response on the connection carries (see ``h1.serve``).
+        self.announce = b""
         self._collector = _Collector(max_head)
         self._parser = httptools.HttpRequestParser(self._collector)
         self._collector.parser = self._parser

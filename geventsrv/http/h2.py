@@ -109,6 +109,8 @@ class Limits:
         stall: float | None,
         enable_connect_protocol: bool = False,
     ) -> None:
+        #: ``Alt-Svc``'s value for answers over TLS, by local port, where HTTP/3 is served.
+        self.alt_svc: dict[int, bytes] = {}
         self.max_streams = max_streams
         self.window = window
         #: The connection's receive window: what all streams may hold unread together.
@@ -304,6 +306,12 @@ class H2Connection:
         #: GOAWAY sent: no new streams; the connection ends once the last one is done.
         self.going_away = False
         self.requests = 0
+        #: ``Alt-Svc``'s value, sent with every answer over TLS when HTTP/3 is served.
+        self.alt_svc = (
+            limits.alt_svc.get(conn.sock.getsockname()[1])
+            if limits.alt_svc and conn.tls is not None
+            else None
+        )
 
     # -- the reader ---------------------------------------------------------------------
 
@@ -781,6 +789,9 @@ class H2Connection:
             if exchange.close:
                 self._go_away()
             self._retire(stream)
+            # The stream, its exchange and its job refer to each other: untied here, they
+            # go when the last reference does, not at the next collection of cycles.
+            stream.exchange = stream.job = None
 
     def _retire(self, stream: Stream) -> None:
         """The stream's greenlet is done: it no longer counts as open."""
@@ -972,6 +983,8 @@ class H2Exchange(Exchange):
             parts.append(encode(b"content-length", b"%d" % length))
         if date:
             parts.append(encode(b"date", http_date()))
+        if self._h2.alt_svc is not None:
+            parts.append(encode(b"alt-svc", self._h2.alt_svc))
         self._no_body = self.request.method == b"HEAD" or bodiless(status)
         self._block = b"".join(parts)
 
@@ -1015,13 +1028,6 @@ class H2Exchange(Exchange):
         if self._no_body or not body:
             return self.end()
         self._h2.send_data(self.stream, self._head(False), body, True)
-
-    def refuse(self, error: HttpError) -> None:
-        """Answer a refusal with its status and a one-line text; the stream ends."""
-        payload = f"{error.reason}\n".encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"server", b"geventsrv"),
-                   (b"cache-control", b"no-store"), *error.headers]  # fmt: skip
-        self.answer(error.status, headers, payload)
 
     def tunnel(self, status: int, headers: list[Header]) -> H2Tunnel:
         self.respond(status, headers)

@@ -5,7 +5,7 @@ it does not apply): ``schema``; ``request`` {``number`` (on this connection,
 from 1), ``served`` (among every request this process has reflected, from 1),
 ``answered`` (when, in seconds since the epoch), ``method``, ``target`` (raw),
 ``path``, ``query`` (name -> list of values), ``http_version``, ``stream``
-(HTTP/2's stream), ``pseudo_headers`` (HTTP/2's, as [name, value] pairs in
+(HTTP/2's and HTTP/3's stream), ``pseudo_headers`` (theirs, as [name, value] pairs in
 their order), ``headers`` ([name, value] pairs in their order and case,
 duplicates kept), ``trailers`` (the same, after the body), ``cookies`` (name
 -> value, from ``Cookie``), ``auth`` (``scheme``, the Basic ``user``, a bearer
@@ -17,7 +17,8 @@ decoded), ``form`` (``fields`` and ``files`` of a form post: see
 :mod:`geventsrv.http.forms`)}; ``client`` {``peer``,
 ``proxy`` (the PROXY header's source), ``x_forwarded_for`` (list),
 ``forwarded`` (list of {for, by, proto, host}), ``x_real_ip``}; ``proxy`` (the
-PROXY header, as the info mode shows it); ``tls``; ``server`` {``host``,
+PROXY header, as the info mode shows it); ``tls`` (``quic``: HTTP/3's version and
+connection ids); ``server`` {``host``,
 ``worker``, ``pid``, ``local``, ``connection``}.
 
 Nothing from the server's environment or file system is ever reflected:
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 
 #: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``; 1.2
 #: ``request.served``, ``request.answered``, ``request.cookies``, ``request.auth``,
-#: ``body.encoding`` and ``body.form``.
-SCHEMA = "geventsrv.http/1.2"
+#: ``body.encoding`` and ``body.form``; 1.3 ``tls.quic`` (and ``"3"``, HTTP/3's version).
+SCHEMA = "geventsrv.http/1.3"
 #: The lengths of the headers that name a client address (``X-Forwarded-For``,
 #: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
 ADDRESS_HEADER_LENGTHS = frozenset((15, 9))
@@ -107,7 +108,10 @@ def connection_part(
     proxy: ProxyHeader | None, tls: dict[str, object] | None, server: dict[str, object]
 ) -> dict[str, object]:
     """The reflection's keys that every request of a connection shares: ``proxy``,
-    ``tls``, ``server`` (last in the schema's order)."""
+    ``tls`` (with ``quic``: HTTP/3's QUIC details, ``null`` over TCP), ``server`` (last in
+    the schema's order)."""
+    if tls is not None and "quic" not in tls:
+        tls = {**tls, "quic": None}
     return {"proxy": describe_proxy(proxy), "tls": tls, "server": server}
 
 

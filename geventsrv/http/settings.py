@@ -9,6 +9,7 @@ given to another mode is refused rather than silently ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from geventsrv.http.cors import Policy
 from geventsrv.settings import ConfigError, check_integer, check_seconds, setting
@@ -130,6 +131,26 @@ class HttpSettings:
         metavar="BYTES",
     )
 
+    #: HTTP/3 over QUIC on the UDP port of the same number, with the TLS certificate;
+    #: HTTP/1.1 and HTTP/2 over TLS advertise it (``Alt-Svc``).
+    http3: bool = setting(
+        False,
+        "also serve HTTP/3 over QUIC on the UDP port of the same number (needs --tls-cert; "
+        "the extra geventsrv[http3])",
+        kind="switch",
+        group="http",
+    )
+    #: HTTP/3: a new connection begins only once its client has proved its address by
+    #: echoing a Retry token (RFC 9000 8.1.2): a round trip more, and no state for a
+    #: spoofed source.
+    http3_retry: bool = setting(
+        False,
+        "HTTP/3: validate each new client's address with a Retry first (a round trip more; "
+        "spoofed floods then cost no state)",
+        kind="switch",
+        group="http",
+    )
+
     def check(self) -> None:
         """Raise :class:`~geventsrv.settings.ConfigError` for a value the mode cannot use.
 
@@ -145,7 +166,23 @@ class HttpSettings:
         check_integer(self, "http2_max_streams", 1, 1 << 16)
         check_integer(self, "http2_window", 1, MAX_WINDOW)
         check_integer(self, "http2_max_frame", MIN_FRAME_SIZE, MAX_FRAME_SIZE)
+        if self.http3 or self.http3_retry:
+            _check_http3(self)
         try:  # the policy's own parser says what is wrong
             Policy.parse(self.http_cors)
         except ValueError as exc:
             raise ConfigError("http_cors", str(exc)) from None
+
+
+def _check_http3(settings: HttpSettings) -> None:
+    config: Any = settings  # the whole configuration, of which these settings are a part
+    if not settings.http3:
+        raise ConfigError("http3_retry", "is for HTTP/3: add --http3")
+    # A listener of its own with TLS (``--listen PORT,tls-cert=...``) may serve it instead;
+    # the spec's own parser judges the rest of it.
+    if config.tls_cert is None and not any("tls-cert=" in spec for spec in config.listen):
+        raise ConfigError("http3", "QUIC is always encrypted: give --tls-cert and --tls-key")
+    if config.workers > 1:
+        raise ConfigError("http3", "QUIC runs in one process; use --workers 1 with --http3")
+    if not config.tcp:
+        raise ConfigError("http3", "serves beside TCP; drop --udp-only")
