@@ -43,8 +43,8 @@ pytestmark = pytest.mark.slow
 IMAGE = "localhost/geventsrv-test:latest"
 BASE = "localhost/geventsrv-test-base:bookworm"
 #: Ports inside the image (the Containerfile's EXPOSE).
-PORTS = {"http": (8080, "tcp"), "https": (8443, "tcp"), "echo": (7007, "tcp"),
-         "echo-udp": (7007, "udp"), "metrics": (9090, "tcp")}  # fmt: skip
+PORTS = {"http": (8080, "tcp"), "https": (8443, "tcp"), "http3": (8443, "udp"),
+         "echo": (7007, "tcp"), "echo-udp": (7007, "udp"), "metrics": (9090, "tcp")}  # fmt: skip
 #: What the base image holds: Python and its venv module, as the official slim images do.
 BASE_PACKAGES = "python3,python3-venv"
 
@@ -185,6 +185,10 @@ def test_the_image_serves_tcp_http_https_and_udp_as_a_non_root_user(podman, imag
         assert reflection["server"]["pid"] == 1  # the server is PID 1: signals reach it
         secure = get_json(ports["https"], "/secure", certs.client_context())
         assert secure["tls"]["version"].startswith("TLS")
+        h3client = pytest.importorskip("h3client")  # aioquic, the client
+        over_quic = json.loads(bytes(h3client.fetch(("127.0.0.1", ports["http3"]), certs.ca,
+                                                    b"/over-quic").body))  # fmt: skip
+        assert over_quic["request"]["http_version"] == "3" and over_quic["server"]["pid"] == 1
         with socket.create_connection(("127.0.0.1", ports["echo"]), CLIENT_TIMEOUT) as sock:
             sock.sendall(b"tcp through the container")
             assert recv_exactly(sock, 25) == b"tcp through the container"

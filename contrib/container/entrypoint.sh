@@ -1,6 +1,7 @@
 #!/bin/sh
 # The container's entry point: serve HTTPS on 8443 beside the other listeners when a
-# certificate is mounted, then become geventsrv (exec: it is PID 1, and SIGTERM from
+# certificate is mounted (and HTTP/3 on 8443/udp, where the image has aioquic and
+# GEVENTSRV_HTTP3 does not say otherwise), then become geventsrv (exec: it is PID 1, and SIGTERM from
 # the runtime reaches the server itself, which drains and exits 0).
 # Arguments are passed to geventsrv as they are: `podman run IMAGE --mode info`.
 set -eu
@@ -13,5 +14,9 @@ if [ -r "$tls/tls.crt" ] && [ -r "$tls/tls.key" ]; then
     fi
     GEVENTSRV_LISTEN="${GEVENTSRV_LISTEN:-} $https"
     export GEVENTSRV_LISTEN
+    if [ -z "${GEVENTSRV_HTTP3+set}" ] && python3 -c "import aioquic" 2>/dev/null; then
+        GEVENTSRV_HTTP3=1
+        export GEVENTSRV_HTTP3
+    fi
 fi
 exec python3 -m geventsrv "$@"
