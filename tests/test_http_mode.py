@@ -74,3 +74,24 @@ def test_shutdown_closes_idle_keep_alive_connections_and_finishes_requests_under
     finally:
         idle.close()
         busy.close()
+
+
+def test_http3_without_its_library_is_one_line_and_exit_2(certs):
+    """Where aioquic is not installed (Python 3.10, or the extra left out), ``--http3`` is
+    refused before anything is bound; where it is, this case has nothing to check."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    import pytest
+
+    if importlib.util.find_spec("aioquic") is not None:
+        pytest.skip("aioquic is installed here: HTTP/3 is served (tests/test_http_h3.py)")
+    result = subprocess.run(
+        [sys.executable, "-m", "geventsrv", "--mode", "http", "--port", "0",
+         "--tls-cert", certs.server, "--http3"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "needs aioquic" in result.stderr and "geventsrv[http3]" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
