@@ -349,6 +349,14 @@ class QuicSession:
             self.quic.close(error_code=code, reason_phrase=reason)
             self.schedule_flush()
 
+    def abort(self, why: str) -> None:
+        """Close now: CONNECTION_CLOSE sent at once, and the connection forgotten (no wait
+        for the close's own timer)."""
+        if not self.ended:
+            self.quic.close(error_code=0x0, reason_phrase=why)
+            self.flush()
+            self._end(why)
+
     def _end(self, why: str) -> None:
         if self.ended:
             return
@@ -603,8 +611,7 @@ class QuicEndpoint:
             now = time.monotonic()
             for session in list(self.open):
                 if not session.established and now - session.started > self.handshake_timeout:
-                    session.close(0x0, "handshake timeout")
-                    session._end("handshake timeout")
+                    session.abort("handshake timeout")
 
     # -- stopping ---------------------------------------------------------
 
@@ -624,10 +631,7 @@ class QuicEndpoint:
     def close_all(self) -> None:
         """Close every connection now (CONNECTION_CLOSE), and send it before returning."""
         for session in list(self.open):
-            if not session.ended:
-                session.quic.close(error_code=0x0, reason_phrase="server stopped")
-                session.flush()
-                session._end("server stopped")
+            session.abort("server stopped")
 
 
 def collect_metrics(endpoints: list[QuicEndpoint]) -> Iterator[Any]:

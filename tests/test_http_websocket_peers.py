@@ -43,9 +43,12 @@ def browse(url: str, home: Path) -> str:
 
 def test_chromium_opens_the_page_and_sees_its_messages_echoed(start_server, tmp_path):
     server = start_server("--mode", "http")
-    dom = browse(
-        f"http://127.0.0.1:{server.port}/.ws?send=hello&send=w%C3%B6rld&reflect=1", tmp_path
-    )
+    url = f"http://127.0.0.1:{server.port}/.ws?send=hello&send=w%C3%B6rld&reflect=1"
+    dom = browse(url, tmp_path)
+    if '<span id="close-code">-</span>' in dom:
+        # Headless Chromium dumps the page when its virtual time runs out, which on a busy
+        # machine can come before the close handshake's last step: once more, the same.
+        dom = browse(url, tmp_path)
     assert '<li class="echo">hello</li><li class="echo">wörld</li>' in dom, dom[-3000:]
     assert '<span id="close-code">1000</span>' in dom
     assert '<span id="state">closed</span>' in dom and "Connected" not in dom

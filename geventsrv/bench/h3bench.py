@@ -63,6 +63,8 @@ from geventsrv.http.patterns import PATTERN
 
 PROG = "python -m geventsrv.bench http3"
 LOAD = (PY, "-m", "geventsrv.bench.h3load")
+#: Seconds a server's HTTP/3 may take to answer once its TCP port does.
+QUIC_START = 15.0
 #: What ``--flood`` is sent to: the server as it starts by default, then bounded two ways.
 FLOODED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("default", ()),
@@ -148,7 +150,18 @@ def get(port: int, target: str) -> bytes:
 
 
 def check_answers(server: HttpServer, port: int) -> None:
-    if get(port, server.target("small")) != PATTERN[:40]:
+    # A server may listen on TCP before its UDP socket is bound (hypercorn binds QUIC
+    # after TCP): its first answer is waited for, at most QUIC_START seconds.
+    deadline = time.monotonic() + QUIC_START
+    while True:
+        try:
+            small = get(port, server.target("small"))
+            break
+        except BenchError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    if small != PATTERN[:40]:
         raise BenchError(f"{server.name}: the small answer was not the 40 bytes expected")
     try:
         reflection = json.loads(get(port, "/check?x=1"))
@@ -182,6 +195,7 @@ def throughput(server: HttpServer, size: int, rounds: int) -> dict[str, Any]:
     """``/echo`` both ways and a download, ``size`` bytes each, medians of ``rounds``."""
     runs = []
     with Running(server) as running:
+        check_answers(server, running.port)
         url = f"https://127.0.0.1:{running.port}/echo"
         for _ in range(rounds):
             runs.append(h3load(url, "--transfer", str(size), timeout=300))
