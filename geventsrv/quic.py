@@ -17,7 +17,9 @@ its parsers:
   the peer's acknowledgements and window, never on the socket: what they
   write is sent once per turn of the hub, all of it in a burst of
   non-blocking ``sendto`` calls (a datagram the kernel has no room for is
-  lost, as on any path, and QUIC sends it again).
+  lost, as on any path, and QUIC sends it again);
+* datagrams begin at QUIC's 1,200 bytes and grow to what each connection's
+  path is probed to carry (:mod:`geventsrv.quicpath`).
 
 Bounded, since the peer controls it all: connections per client address
 (``--http3-max-per-client``) and in all (``--max-conns``, shared with TCP),
@@ -40,9 +42,11 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import gevent
+from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
@@ -59,13 +63,16 @@ from aioquic.quic.packet import (
     encode_quic_retry,
     encode_quic_version_negotiation,
     pull_quic_header,
+    pull_quic_transport_parameters,
 )
+from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic.quic.retry import QuicRetryTokenHandler
 from gevent.event import Event
 
 from geventsrv.addresses import format_address
 from geventsrv.connection import Connection
 from geventsrv.limits import AccessList, client_ip, client_key
+from geventsrv.quicpath import BASE_SIZE, MAX_SIZE, PathSearch, route_limit
 
 log = logging.getLogger("geventsrv.server")
 
@@ -130,6 +137,8 @@ class FlowControlledQuic(QuicConnection):
         self.connection_window = connection_window
         self.consumed: dict[int, int] = {}
         self.consumed_total = 0
+        #: The largest datagram the peer accepts (its max_udp_payload_size, RFC 9000 18.2).
+        self.peer_max_udp_payload = MAX_SIZE
 
     def consume(self, stream_id: int, offset: int) -> None:
         """The application has read the stream up to ``offset`` (its framing included)."""
@@ -140,6 +149,56 @@ class FlowControlledQuic(QuicConnection):
 
     def forget(self, stream_id: int) -> None:
         self.consumed.pop(stream_id, None)
+
+    # -- the path's datagram size (geventsrv.quicpath) ---------------------
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        # aioquic keeps no record of the largest datagram the peer accepts: read it here.
+        parameters = pull_quic_transport_parameters(Buffer(data=data))
+        self.peer_max_udp_payload = parameters.max_udp_payload_size or 65527  # RFC's default
+
+    def probe_path(self, size: int, now: float, handler: Callable[..., None]) -> bytes | None:
+        """A probe of exactly ``size`` bytes (a PING, padded), or None if nothing may be
+        sent now. ``handler(state, size)`` learns whether it was acknowledged or lost.
+        Outside the congestion window, and its loss is no sign of congestion (RFC 9000
+        14.4): aioquic tracks it for its acknowledgement only."""
+        crypto = self._cryptos[tls.Epoch.ONE_RTT]
+        version = self._version
+        if (
+            not self._handshake_confirmed
+            or self._close_pending
+            or version is None
+            or not crypto.send.is_valid()
+        ):
+            return None
+        builder = QuicPacketBuilder(
+            host_cid=self.host_cid, is_client=False, max_datagram_size=size,
+            packet_number=self._packet_number, peer_cid=self._peer_cid.cid,
+            spin_bit=self._spin_bit, version=version,
+        )  # fmt: skip
+        builder.start_packet(QuicPacketType.ONE_RTT, crypto)
+        builder.start_frame(QuicFrameType.PING, capacity=1, handler=handler, handler_args=(size,))
+        builder._datagram_needs_padding = True  # pad the packet to the datagram's size
+        datagrams, packets = builder.flush()
+        self._packet_number = builder.packet_number
+        for packet in packets:
+            packet.sent_time = now
+            packet.in_flight = False
+            self._loss.on_packet_sent(packet=packet, space=self._spaces[tls.Epoch.ONE_RTT])
+        return datagrams[0]
+
+    def use_datagram_size(self, size: int) -> None:
+        """Send datagrams of up to ``size`` bytes from now on (the packet builder, and the
+        congestion controller's and pacer's unit, which aioquic fixes at the start)."""
+        self._max_datagram_size = size
+        recovery = self._loss
+        recovery._pacer._max_datagram_size = size
+        controller: Any = recovery._cc
+        if hasattr(controller, "_max_datagram_size"):
+            controller._max_datagram_size = size
+        if hasattr(controller, "additive_increase_factor"):  # cubic's
+            controller.additive_increase_factor = size
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         if not stream.max_stream_data_local:
@@ -245,6 +304,11 @@ class QuicSession:
         self._timer = endpoint.hub.loop.timer(0.0)
         self._timer_at: float | None = None
         self._flush_pending = False
+        #: The search for the path's datagram size, from the handshake's end until done.
+        self.path: PathSearch | None = None
+        self.path_addr: NetworkAddress | None = None
+        #: What the reflection's ``tls.quic`` shows, once the handshake is done.
+        self.quic_info: dict[str, Any] = {}
 
     # -- input ------------------------------------------------------------
 
@@ -259,6 +323,8 @@ class QuicSession:
         wake the writers waiting for room."""
         if self.protocol is not None:
             self.protocol.progress()
+        if self.path_addr is not None and self.quic.get_peer_address() != self.path_addr:
+            self._search_path()  # the client moved: its new path is probed from the base
         self.flush()
         progress = self.progress
         if progress is not None:
@@ -288,36 +354,84 @@ class QuicSession:
 
     def _established(self, event: HandshakeCompleted) -> None:
         self.established = True
-        tls = self.quic.tls
-        suite = tls.key_schedule.cipher_suite if tls.key_schedule is not None else None
-        peer = tls._peer_certificate
+        handshake = self.quic.tls
+        schedule = handshake.key_schedule
+        suite = schedule.cipher_suite if schedule is not None else None
+        peer = handshake._peer_certificate
+        self.quic_info = {
+            "version": self.quic._version,
+            # The server's id for the connection, and the one the client first used.
+            "connection_id": self.quic.host_cid.hex(),
+            "original_connection_id": self.quic.original_destination_connection_id.hex(),
+            # What the path carries, as probed so far (geventsrv.quicpath).
+            "datagram_size": BASE_SIZE,
+        }
         self.conn.tls = {
             "version": "TLSv1.3",
             "cipher": f"TLS_{suite.name}" if suite is not None else None,
             "sni": None,  # aioquic's server side keeps no record of it
             "alpn": event.alpn_protocol,
             "client_cert": peer.subject.rfc4514_string() if peer is not None else None,
-            "quic": {
-                "version": self.quic._version,
-                # The server's id for the connection, and the one the client first used.
-                "connection_id": self.quic.host_cid.hex(),
-                "original_connection_id": self.quic.original_destination_connection_id.hex(),
-            },
+            "quic": self.quic_info,
         }
+        self._search_path()
         factory = self.endpoint.protocols.get(event.alpn_protocol or "")
         if factory is None:  # aioquic offers only the ALPNs it was given: never here
             self.quic.close(error_code=0x178, reason_phrase="no application protocol")
             return
         self.protocol = factory(self)
 
+    # -- the path's datagram size -------------------------------------------
+
+    def _search_path(self) -> None:
+        """Begin (again) at the base size, and search up to the least of the bounds."""
+        addr = self.path_addr = self.quic.get_peer_address()
+        ceiling = min(self.endpoint.max_datagram, self.quic.peer_max_udp_payload)
+        route = route_limit(addr[0]) if addr is not None else None
+        if route is not None:
+            ceiling = min(ceiling, route)
+        self._use_size(BASE_SIZE)
+        self.path = PathSearch(ceiling) if ceiling > BASE_SIZE else None
+
+    def _probe_path(self, now: float) -> None:
+        search = self.path
+        assert search is not None
+        size = search.next_probe(now)
+        if size is None:
+            if search.done:
+                self.path = None
+                log.debug("%s: QUIC datagrams of %d bytes", self.conn.client, search.size)
+            return
+        datagram = self.quic.probe_path(size, now, partial(self._probed, search))
+        if datagram is None or self.path_addr is None:
+            search.lost(size)  # not sent (the connection is closing): not tried again
+            return
+        self.endpoint.send(datagram, self.path_addr)
+        self.conn.bytes_sent += len(datagram)
+
+    def _probed(self, search: PathSearch, state: QuicDeliveryState, size: int) -> None:
+        if state == QuicDeliveryState.ACKED:
+            search.acknowledged(size)
+            if search is self.path and search.size != self.quic._max_datagram_size:
+                self._use_size(search.size)
+        else:
+            search.lost(size)
+
+    def _use_size(self, size: int) -> None:
+        self.quic.use_datagram_size(size)
+        self.quic_info["datagram_size"] = size
+
     # -- output -----------------------------------------------------------
 
     def flush(self) -> None:
         """Send what aioquic has to send, and set the timer it asks for; never waits."""
         quic, send = self.quic, self.endpoint.send
-        for data, addr in quic.datagrams_to_send(time.monotonic()):
+        now = time.monotonic()
+        for data, addr in quic.datagrams_to_send(now):
             send(data, addr)
             self.conn.bytes_sent += len(data)
+        if self.path is not None:
+            self._probe_path(now)
         at = quic.get_timer()
         if at != self._timer_at:
             self._timer.stop()
@@ -387,6 +501,7 @@ class QuicEndpoint:
         window: int,
         max_streams: int = 100,
         spare_loopback: bool = False,
+        max_datagram: int = MAX_SIZE,
         slots: Any = None,
         access: AccessList | None = None,
         ipv6_prefix: int = 64,
@@ -399,6 +514,8 @@ class QuicEndpoint:
         self.max_per_client = max_per_client
         self.spare_loopback = spare_loopback
         self.max_streams = max_streams
+        #: The largest datagram sent, once a connection's path is probed to carry it.
+        self.max_datagram = max_datagram
         self.handshake_timeout = handshake_timeout
         self.window = window
         self.slots = slots

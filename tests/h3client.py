@@ -164,13 +164,15 @@ def run(
     alpn: list[str] | None = None,
     cert: str | None = None,
     timeout: float = TIMEOUT,
+    protocol: type[H3Client] | None = None,
 ) -> Any:
-    """Connect (HTTP/3 unless ``alpn`` says otherwise), run ``work`` with the client, close."""
+    """Connect (HTTP/3 unless ``alpn`` says otherwise), run ``work`` with the client, close.
+    ``protocol``: a subclass of :class:`H3Client` to connect with."""
 
     async def main() -> Any:
         config = configuration(ca, alpn or H3_ALPN, cert)
         async with connect(
-            address[0], address[1], configuration=config, create_protocol=H3Client
+            address[0], address[1], configuration=config, create_protocol=protocol or H3Client
         ) as client:
             return await work(client)  # type: ignore[arg-type]
 

@@ -51,5 +51,9 @@ def test_a_quick_run_measures_both_servers_and_the_echo(tmp_path):
                          for server in ("geventsrv", "hypercorn-uvloop")}  # fmt: skip
     for row in rows.values():
         assert row["requests_per_s"] > 0 and row["errors"] == 0 and row["cpu_us_per_request"] > 0
-    assert report["meta"]["transfer"]["echo_mb_per_s"] > 0
+    transfer = report["meta"]["transfer"]
+    assert transfer["echo_mb_per_s"] > 0
+    assert set(transfer["datagrams"]) == {name for name, _ in h3bench.DATAGRAMS}
+    assert all(each["download_mb_per_s"] > 0 and each["errors"] == 0
+               for each in transfer["datagrams"].values())  # fmt: skip
     assert "| hypercorn-uvloop |" in (tmp_path / "http3.md").read_text()

@@ -63,6 +63,7 @@ CHANGED = {
     "http_cors": "https://a.example,https://b.example",
     "http3": True,
     "http3_retry": True,
+    "http3_max_datagram": 1452,
 }
 
 
@@ -77,6 +78,7 @@ NEEDS: dict[str, dict[str, object]] = {
                     "http2_window", "http2_max_frame", "http_cors")},
     "http3": {"mode": "http", "tls_cert": CHANGED["tls_cert"]},
     "http3_retry": {"mode": "http", "tls_cert": CHANGED["tls_cert"], "http3": True},
+    "http3_max_datagram": {"mode": "http", "tls_cert": CHANGED["tls_cert"], "http3": True},
 }  # fmt: skip
 
 

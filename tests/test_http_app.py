@@ -26,7 +26,7 @@ def test_the_reflection_shows_what_arrived_byte_for_byte(http_server):
     status, headers, body = exchange(http_server, raw)
     assert status == 200 and headers["content-type"] == "application/json"
     seen = json.loads(body)
-    assert seen["schema"] == "geventsrv.http/1.3"
+    assert seen["schema"] == "geventsrv.http/1.4"
     request = seen["request"]
     assert (request["method"], request["target"], request["path"]) == (
         "POST", "/some/path?a=1&a=2&empty=", "/some/path",

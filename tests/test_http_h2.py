@@ -126,7 +126,7 @@ def test_h2c_with_prior_knowledge_reflects_the_stream_as_it_arrived(h2_server):
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     request = seen["request"]
-    assert seen["schema"] == "geventsrv.http/1.3" and request["http_version"] == "2"
+    assert seen["schema"] == "geventsrv.http/1.4" and request["http_version"] == "2"
     assert request["stream"] == 1 and request["number"] == 1
     assert request["pseudo_headers"] == [  # in curl's order, as they came
         [":method", "GET"], [":path", "/a?x=1"], [":scheme", "http"],

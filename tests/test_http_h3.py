@@ -20,6 +20,9 @@ import pytest
 from support import CLIENT_TIMEOUT, scraped
 from wsframes import CLOSE, TEXT, close_payload, frame
 
+from geventsrv.quicpath import BASE_SIZE as BASE_DATAGRAM
+from geventsrv.quicpath import MAX_SIZE as MAX_DATAGRAM
+
 h3client = pytest.importorskip("h3client")  # aioquic, the client
 
 
@@ -48,7 +51,7 @@ def test_the_reflection_says_http3_its_stream_quic_and_the_udp_client(server, ce
 
     first, second = h3client.run(server.address, certs.ca, work)
     one, two = reflect(first), reflect(second)
-    assert one["schema"] == "geventsrv.http/1.3"
+    assert one["schema"] == "geventsrv.http/1.4"
     request = one["request"]
     assert request["http_version"] == "3" and request["stream"] == 0 and request["number"] == 1
     assert request["path"] == "/first" and request["query"] == {"a": ["1"]}
@@ -60,6 +63,7 @@ def test_the_reflection_says_http3_its_stream_quic_and_the_udp_client(server, ce
     tls = one["tls"]
     assert tls["alpn"] == "h3" and tls["version"] == "TLSv1.3" and tls["cipher"].startswith("TLS_")
     assert tls["quic"]["version"] == 1 and len(tls["quic"]["connection_id"]) == 16
+    assert BASE_DATAGRAM <= tls["quic"]["datagram_size"] <= MAX_DATAGRAM
     assert one["tls"] == two["tls"]  # one connection
     assert one["client"]["peer"].startswith("127.0.0.1:")
     assert one["server"]["local"] == f"127.0.0.1:{server.port}"
@@ -242,6 +246,9 @@ def test_a_stop_answers_requests_under_way_then_closes(start_server, certs):
     [
         (["--http3"], "QUIC is always encrypted"),
         (["--http3-retry"], "add --http3"),
+        (["--http3-max-datagram", "9000"], "add --http3"),
+        (["--http3", "--tls-cert", "CERT", "--http3-max-datagram", "1000"], "1200"),
+        (["--http3", "--tls-cert", "CERT", "--http3-max-datagram", "65527"], "16383"),
         (["--http3", "--tls-cert", "CERT", "--workers", "2"], "--workers 1"),
     ],
 )

@@ -57,7 +57,7 @@ def test_a_cacheable_reflection_varies_with_accept(http_server):
 
 def test_render_lays_out_every_part_of_the_document():
     document: dict[str, object] = {
-        "schema": "geventsrv.http/1.3",
+        "schema": "geventsrv.http/1.4",
         "request": {
             "number": 3, "method": "POST", "target": "/a", "path": "/a", "query": {},
             "http_version": "2", "stream": 5, "pseudo_headers": [[":method", "POST"]],

@@ -15,8 +15,10 @@ The load is libcurl's HTTP/3 (ngtcp2) through curl_cffi, one process
 (:mod:`geventsrv.bench.h3load`), a request in flight on each connection. CPU
 per request is the server's own, from ``/proc``. Then ``/echo``'s throughput
 on geventsrv alone (hypercorn's application has no echo): one upload of
-``--transfer`` bytes echoed back, one download as large. Every answer is
-checked first; errors make the run exit 1.
+``--transfer`` bytes echoed back, one download as large, with datagrams as
+large as each connection's path is probed to carry and with QUIC's 1,200
+bytes (``--http3-max-datagram 1200``). Every answer is checked first; errors
+make the run exit 1.
 
 Two more measurements of geventsrv alone, each asked for by its option:
 
@@ -33,6 +35,7 @@ Two more measurements of geventsrv alone, each asked for by its option:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import statistics
@@ -191,21 +194,40 @@ def measure(server: HttpServer, workload: str, connections: int, duration: float
     }  # fmt: skip
 
 
+#: What ``/echo``'s throughput is measured with: datagrams as large as the path is probed to
+#: carry (the default), and QUIC's 1,200 bytes everywhere.
+DATAGRAMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("probed", ()),
+    ("1200", ("--http3-max-datagram", "1200")),
+)
+
+
 def throughput(server: HttpServer, size: int, rounds: int) -> dict[str, Any]:
-    """``/echo`` both ways and a download, ``size`` bytes each, medians of ``rounds``."""
-    runs = []
-    with Running(server) as running:
-        check_answers(server, running.port)
-        url = f"https://127.0.0.1:{running.port}/echo"
+    """``/echo`` both ways and a download, ``size`` bytes each, with each of :data:`DATAGRAMS`
+    (interleaved, one process each); medians of ``rounds``. The default's figures at the top
+    level, the others' under ``datagrams``."""
+    variants = [HttpServer(f"{server.name} ({name})", server.command + flags, server.needs,
+                           server.protocols) for name, flags in DATAGRAMS]  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in DATAGRAMS}
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for variant in variants:
+            running = stack.enter_context(Running(variant))
+            check_answers(variant, running.port)
+            ports.append(running.port)
         for _ in range(rounds):
-            runs.append(h3load(url, "--transfer", str(size), timeout=300))
-    return {
-        "echo_mb_per_s": statistics.median(run["echo_mb_per_s"] for run in runs),
-        "download_mb_per_s": statistics.median(run["download_mb_per_s"] for run in runs),
-        "errors": sum(run["errors"] for run in runs),
-        "size": size,
-        "rounds": rounds,
+            for (name, _), port in zip(DATAGRAMS, ports, strict=True):
+                url = f"https://127.0.0.1:{port}/echo"
+                runs[name].append(h3load(url, "--transfer", str(size), timeout=300))
+    figures = {
+        name: {
+            "echo_mb_per_s": statistics.median(run["echo_mb_per_s"] for run in each),
+            "download_mb_per_s": statistics.median(run["download_mb_per_s"] for run in each),
+            "errors": sum(run["errors"] for run in each),
+        }
+        for name, each in runs.items()
     }
+    return {**figures[DATAGRAMS[0][0]], "datagrams": figures, "size": size, "rounds": rounds}
 
 
 def flood(cert: str, key: str, count: int) -> list[dict[str, Any]]:
@@ -309,10 +331,17 @@ def markdown(rows: list[dict[str, Any]], transfer: dict[str, Any], meta: dict[st
     if transfer:
         lines += [
             f"**/echo** on geventsrv, {transfer['size'] >> 20} MiB, medians of "
-            f"{transfer['rounds']}: {transfer['echo_mb_per_s']:.1f} MB/s each way (uploaded "
-            f"and echoed at once), a download {transfer['download_mb_per_s']:.1f} MB/s.",
+            f"{transfer['rounds']}:",
             "",
+            "| datagrams | /echo, MB/s each way | download, MB/s | errors |",
+            "| --- | ---: | ---: | ---: |",
         ]
+        for name, figures in transfer["datagrams"].items():
+            lines.append(
+                f"| {name} | {figures['echo_mb_per_s']:.1f} | "
+                f"{figures['download_mb_per_s']:.1f} | {figures['errors']} |"
+            )
+        lines.append("")
     for result in meta.get("flood", []):
         lines.append(
             f"- {result['initials']:,} Initials, {result['server']}: "
@@ -407,8 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
         if args.transfer and rounds and chosen[0].name == "geventsrv":
             transfer = throughput(chosen[0], args.transfer, rounds)
-            print(f"/echo: {transfer['echo_mb_per_s']:.1f} MB/s each way, download "
-                  f"{transfer['download_mb_per_s']:.1f} MB/s", flush=True)  # fmt: skip
+            for name, figures in transfer["datagrams"].items():
+                print(f"/echo, datagrams {name}: {figures['echo_mb_per_s']:.1f} MB/s each way, "
+                      f"download {figures['download_mb_per_s']:.1f} MB/s", flush=True)  # fmt: skip
         if args.flood:
             extra["flood"] = flood(cert, key, args.flood)
         if args.beside_tcp:

@@ -86,6 +86,7 @@ class HttpMode:
             retry=config.http3_retry,
             max_per_client=config.per_client_limit,
             spare_loopback=config.per_client_limit_spares_loopback,
+            max_datagram=config.http3_max_datagram,
             handshake_timeout=config.tls_handshake_timeout,
             window=limits.window,
             max_streams=limits.max_streams,

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 #: 1.1 added ``request.stream``, ``request.pseudo_headers`` and ``request.trailers``; 1.2
 #: ``request.served``, ``request.answered``, ``request.cookies``, ``request.auth``,
 #: ``body.encoding`` and ``body.form``; 1.3 ``tls.quic`` (and ``"3"``, HTTP/3's version).
-SCHEMA = "geventsrv.http/1.3"
+SCHEMA = "geventsrv.http/1.4"
 #: The lengths of the headers that name a client address (``X-Forwarded-For``,
 #: ``Forwarded``, ``X-Real-IP``): any other header is passed over without a compare.
 ADDRESS_HEADER_LENGTHS = frozenset((15, 9))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geventsrv.http.cors import Policy
+from geventsrv.quicpath import BASE_SIZE, MAX_SIZE
 from geventsrv.settings import ConfigError, check_integer, check_seconds, setting
 
 #: The longest delay or interval a request may be allowed to ask for.
@@ -21,6 +22,8 @@ MAX_SIZE_LIMIT = 1 << 30
 #: HTTP/2's own bounds on its settings (RFC 9113 6.5.2).
 MAX_WINDOW = (1 << 31) - 1
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 1 << 14, (1 << 24) - 1
+#: HTTP/3's datagrams: QUIC's minimum, and the most aioquic can send.
+MIN_DATAGRAM, MAX_DATAGRAM = BASE_SIZE, MAX_SIZE
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,17 @@ class HttpSettings:
         group="http",
     )
 
+    #: HTTP/3: the largest UDP payload sent, once a connection's path is probed to carry it
+    #: (RFC 8899); the client's max_udp_payload_size and the route's MTU bound it too.
+    http3_max_datagram: int = setting(
+        MAX_DATAGRAM,
+        "HTTP/3: largest datagram sent once the path is probed to carry it (the client's "
+        "limit and the route's MTU bound it too; 1200 turns probing off)",
+        kind="integer",
+        group="http",
+        metavar="BYTES",
+    )
+
     def check(self) -> None:
         """Raise :class:`~geventsrv.settings.ConfigError` for a value the mode cannot use.
 
@@ -166,7 +180,8 @@ class HttpSettings:
         check_integer(self, "http2_max_streams", 1, 1 << 16)
         check_integer(self, "http2_window", 1, MAX_WINDOW)
         check_integer(self, "http2_max_frame", MIN_FRAME_SIZE, MAX_FRAME_SIZE)
-        if self.http3 or self.http3_retry:
+        check_integer(self, "http3_max_datagram", MIN_DATAGRAM, MAX_DATAGRAM)
+        if self.http3 or self.http3_retry or self.http3_max_datagram != MAX_DATAGRAM:
             _check_http3(self)
         try:  # the policy's own parser says what is wrong
             Policy.parse(self.http_cors)
@@ -177,7 +192,8 @@ class HttpSettings:
 def _check_http3(settings: HttpSettings) -> None:
     config: Any = settings  # the whole configuration, of which these settings are a part
     if not settings.http3:
-        raise ConfigError("http3_retry", "is for HTTP/3: add --http3")
+        name = "http3_retry" if settings.http3_retry else "http3_max_datagram"
+        raise ConfigError(name, "is for HTTP/3: add --http3")
     # A listener of its own with TLS (``--listen PORT,tls-cert=...``) may serve it instead;
     # the spec's own parser judges the rest of it.
     if config.tls_cert is None and not any("tls-cert=" in spec for spec in config.listen):
