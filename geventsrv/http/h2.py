@@ -33,7 +33,6 @@ and a close) where the connection's state is.
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import re
@@ -49,7 +48,8 @@ from gevent.event import Event
 from geventsrv.connection import RECV_SIZE, Drained
 from geventsrv.http import h2wire as wire
 from geventsrv.http.exchange import Exchange, Header, HttpError, Request, bodiless, http_date
-from geventsrv.http.workers import Job, workers
+from geventsrv.http.streams import StreamGone, StreamState, StreamTunnel, run_exchange
+from geventsrv.http.workers import workers
 from geventsrv.limits import TokenBuckets
 
 if TYPE_CHECKING:
@@ -93,10 +93,6 @@ class ResetStream(Exception):
         self.code = code
 
 
-class StreamGone(ConnectionAbortedError):
-    """Raised in a stream's greenlet when its stream is reset, by the peer or the server."""
-
-
 class Limits:
     """What an HTTP/2 connection allows, from the settings."""
 
@@ -134,51 +130,21 @@ class Limits:
         return values
 
 
-class Stream:
-    """One stream's state, shared by the reader and the stream's greenlet."""
+class Stream(StreamState):
+    """One stream's state, shared by the reader and the stream's greenlet; with HTTP/2's
+    flow control."""
 
-    __slots__ = (
-        "consumed", "declared_length", "drained", "ended", "event", "exchange", "id", "inbox",
-        "job", "local_ended", "received", "recv_window", "reset", "send_window", "tunnel",
-    )  # fmt: skip
+    __slots__ = ("consumed", "declared_length", "received", "recv_window", "send_window")
 
     def __init__(self, stream_id: int, send_window: int, recv_window: int) -> None:
-        self.id = stream_id
+        super().__init__(stream_id)
         self.send_window = send_window
         #: What the peer may still send on this stream before our next WINDOW_UPDATE.
         self.recv_window = recv_window
         #: Body bytes read by the application, not yet credited back to the peer.
         self.consumed = 0
-        self.inbox: collections.deque[bytes] = collections.deque()
         self.received = 0
         self.declared_length: int | None = None
-        #: The peer ended its side (END_STREAM), and we ended ours.
-        self.ended = False
-        self.local_ended = False
-        #: Why the stream is gone, once it is (the peer's RST_STREAM, or ours).
-        self.reset: str | None = None
-        #: Set whenever something the stream's greenlet may wait for happened.
-        self.event: Event | None = None
-        self.exchange: H2Exchange | None = None
-        #: The application's run on this stream, in a worker greenlet.
-        self.job: Job | None = None
-        #: Whether the exchange became a tunnel (a stop then interrupts its wait, once:
-        #: ``drained`` says it has).
-        self.tunnel = False
-        self.drained = False
-
-    def wake(self) -> None:
-        if self.event is not None:
-            self.event.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for :meth:`wake` (or ``timeout``); whether it came."""
-        event = self.event
-        if event is None:
-            event = self.event = Event()
-        woke = event.wait(timeout)
-        event.clear()
-        return woke
 
 
 class Writer:
@@ -764,24 +730,7 @@ class H2Connection:
     def _run(self, stream: Stream, exchange: H2Exchange) -> None:
         started = time.monotonic()
         try:
-            if exchange.request.too_large:
-                raise HttpError(431, f"header list over {self.limits.max_head} bytes")
-            self.application(exchange)
-            exchange.end()
-        except HttpError as exc:
-            if not exchange.sent_head:
-                exchange.status = 0
-                exchange.refuse(exc)
-            else:
-                self._reset(stream, wire.INTERNAL_ERROR, str(exc))
-        except (StreamGone, gevent.GreenletExit):
-            pass
-        except OSError:
-            pass  # the connection broke: the reader ends too
-        except Exception as exc:  # a bug must cost this stream only
-            log.error("%s: stream %d failed: %r", self.conn.client, stream.id, exc)
-            log.debug("stream failure", exc_info=True)
-            self._reset(stream, wire.INTERNAL_ERROR, "the server failed")
+            run_exchange(exchange, self.application, self.limits.max_head, self._fail)
         finally:
             self.finished(exchange, time.monotonic() - started)
             if not stream.local_ended and stream.reset is None:
@@ -792,6 +741,9 @@ class H2Connection:
             # The stream, its exchange and its job refer to each other: untied here, they
             # go when the last reference does, not at the next collection of cycles.
             stream.exchange = stream.job = None
+
+    def _fail(self, stream: Stream, why: str) -> None:
+        self._reset(stream, wire.INTERNAL_ERROR, why)
 
     def _retire(self, stream: Stream) -> None:
         """The stream's greenlet is done: it no longer counts as open."""
@@ -933,24 +885,15 @@ class H2Connection:
         """The stream's next piece of body, waiting for it (credited back as it is taken);
         ``b""`` once the peer has ended the stream. A tunnel's wait is interrupted once by
         a stopping server (:class:`Drained`); it may read on after that."""
-        while True:
-            inbox = stream.inbox
-            if inbox:
-                piece = inbox.popleft()
-                exchange.received += len(piece)
-                if stream.consumed >= 0:
-                    self._credit(stream, len(piece))
-                else:
-                    stream.consumed += len(piece)
-                return piece
-            if stream.ended:
-                return b""
-            if stream.reset is not None:
-                raise StreamGone(stream.reset)
-            if stream.tunnel and self.going_away and not stream.drained:
-                stream.drained = True
-                raise Drained()
+        while (piece := stream.take(self.going_away)) is None:
             stream.wait()
+        if piece:
+            exchange.received += len(piece)
+            if stream.consumed >= 0:
+                self._credit(stream, len(piece))
+            else:
+                stream.consumed += len(piece)
+        return piece
 
 
 class H2Exchange(Exchange):
@@ -1029,35 +972,20 @@ class H2Exchange(Exchange):
             return self.end()
         self._h2.send_data(self.stream, self._head(False), body, True)
 
-    def tunnel(self, status: int, headers: list[Header]) -> H2Tunnel:
+    def tunnel(self, status: int, headers: list[Header]) -> StreamTunnel:
         self.respond(status, headers)
         self._h2.writer.write(self._head(False))
         self.stream.tunnel = True
         self.tunnelled = True
-        return H2Tunnel(self)
+        return StreamTunnel(self)
 
+    # What a tunnel reads and writes (CONNECT, RFC 9113 8.5; the extended CONNECT, RFC 8441).
 
-class H2Tunnel:
-    """A stream after a ``2xx`` to CONNECT (RFC 9113 8.5) or to an extended CONNECT (RFC
-    8441): its DATA both ways, a frame's payload per read."""
+    def read_piece(self) -> bytes:
+        return self._h2.next_piece(self.stream, self)
 
-    __slots__ = ("exchange",)
-
-    def __init__(self, exchange: H2Exchange) -> None:
-        self.exchange = exchange
-
-    def recv(self, size: int) -> bytes:
-        exchange = self.exchange
-        return exchange._h2.next_piece(exchange.stream, exchange)
-
-    def sendall(self, data: bytes) -> None:
-        exchange = self.exchange
-        exchange._h2.send_data(exchange.stream, b"", data, False)
-
-    def shutdown_write(self) -> None:
-        exchange = self.exchange
-        if not exchange.stream.local_ended and exchange.stream.reset is None:
-            exchange._h2.send_data(exchange.stream, b"", b"", True)
+    def write_piece(self, data: bytes, end: bool) -> None:
+        self._h2.send_data(self.stream, b"", data, end)
 
 
 def _unpad(flags: int, payload: bytes, kind: str) -> bytes:

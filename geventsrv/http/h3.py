@@ -19,7 +19,6 @@ the WebSocket echo on a stream, as RFC 8441 does on HTTP/2.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import logging
@@ -33,11 +32,16 @@ from aioquic.h3.connection import FrameType, H3Connection, encode_frame
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
-from gevent.event import Event
 
-from geventsrv.connection import Drained
 from geventsrv.http.exchange import Exchange, Header, HttpError, Request, bodiless, http_date
-from geventsrv.http.workers import Job, workers
+from geventsrv.http.streams import (
+    JOINED_PIECE,
+    StreamGone,
+    StreamState,
+    StreamTunnel,
+    run_exchange,
+)
+from geventsrv.http.workers import workers
 from geventsrv.quic import SEND_BACKLOG
 
 if TYPE_CHECKING:
@@ -52,49 +56,23 @@ H3_INTERNAL_ERROR = 0x102
 H3_REQUEST_REJECTED = 0x10B
 H3_REQUEST_CANCELLED = 0x10C
 H3_MESSAGE_ERROR = 0x10E
-#: What arrived together is read as one piece up to this size: a datagram carries a
-#: kilobyte or so, and each piece costs the application a write, a frame, a wake.
-JOINED_PIECE = 64 * 1024
 
 
-class StreamGone(ConnectionAbortedError):
-    """Raised in a stream's greenlet when its stream is reset, or its connection ends."""
+class H3Stream(StreamState):
+    """One request stream's state, shared by the endpoint's greenlet and the stream's; with
+    what QUIC's credit needs."""
 
+    __slots__ = ("arrived", "unread")
 
-class H3Stream:
-    """One request stream's state, shared by the endpoint's greenlet and the stream's."""
-
-    __slots__ = (
-        "arrived", "drained", "ended", "event", "exchange", "id", "inbox", "job", "local_ended",
-        "reset", "tunnel", "unread",
-    )  # fmt: skip
+    #: A datagram's worth of body at a time would cost the application a write each.
+    join_up_to = JOINED_PIECE
 
     def __init__(self, stream_id: int) -> None:
-        self.id = stream_id
-        self.inbox: collections.deque[bytes] = collections.deque()
+        super().__init__(stream_id)
         #: Bytes QUIC delivered on the stream (HTTP/3's framing included), and body bytes
         #: in the inbox: what the application has read is the one less the other.
         self.arrived = 0
         self.unread = 0
-        self.ended = False
-        self.local_ended = False
-        self.reset: str | None = None
-        self.event: Event | None = None
-        self.exchange: H3Exchange | None = None
-        self.job: Job | None = None
-        self.tunnel = False
-        self.drained = False
-
-    def wake(self) -> None:
-        if self.event is not None:
-            self.event.set()
-
-    def wait(self) -> None:
-        event = self.event
-        if event is None:
-            event = self.event = Event()
-        event.wait()
-        event.clear()
 
 
 class H3Protocol:
@@ -222,22 +200,7 @@ class H3Protocol:
     def _run(self, stream: H3Stream, exchange: H3Exchange) -> None:
         started = time.monotonic()
         try:
-            if exchange.request.too_large:
-                raise HttpError(431, f"header list over {self.max_head} bytes")
-            self.application(exchange)
-            exchange.end()
-        except HttpError as exc:
-            if not exchange.sent_head:
-                exchange.status = 0
-                exchange.refuse(exc)
-            else:
-                self._reset(stream, H3_INTERNAL_ERROR, str(exc))
-        except (StreamGone, gevent.GreenletExit, OSError):
-            pass  # the stream or the connection went: nothing left to answer
-        except Exception as exc:  # a bug must cost this stream only
-            log.error("%s: stream %d failed: %r", self.session.conn.client, stream.id, exc)
-            log.debug("stream failure", exc_info=True)
-            self._reset(stream, H3_INTERNAL_ERROR, "the server failed")
+            run_exchange(exchange, self.application, self.max_head, self._fail)
         finally:
             self.finished(exchange, time.monotonic() - started)
             if not stream.local_ended and stream.reset is None:
@@ -265,6 +228,9 @@ class H3Protocol:
         stream = self.quic._streams.get(stream_id)
         if stream is not None and not stream.receiver.is_finished:
             self.quic.stop_stream(stream_id, code)
+
+    def _fail(self, stream: H3Stream, why: str) -> None:
+        self._reset(stream, H3_INTERNAL_ERROR, why)
 
     def _reset(self, stream: H3Stream, code: int, why: str) -> None:
         if stream.reset is None and not stream.local_ended:
@@ -339,31 +305,14 @@ class H3Protocol:
     def next_piece(self, stream: H3Stream, exchange: H3Exchange) -> bytes:
         """The stream's next piece of body, waiting for it (credited back as it is taken);
         ``b""`` once the client has ended it."""
-        while True:
-            inbox = stream.inbox
-            if inbox:
-                piece = inbox.popleft()
-                if inbox:  # a burst of datagrams came: one piece of it all, up to a bound
-                    pieces = [piece]
-                    size = len(piece)
-                    while inbox and size < JOINED_PIECE:
-                        piece = inbox.popleft()
-                        pieces.append(piece)
-                        size += len(piece)
-                    piece = b"".join(pieces)
-                stream.unread -= len(piece)
-                exchange.received += len(piece)
-                self.quic.consume(stream.id, stream.arrived - stream.unread)
-                self.session.schedule_flush()
-                return piece
-            if stream.ended:
-                return b""
-            if stream.reset is not None:
-                raise StreamGone(stream.reset)
-            if stream.tunnel and self.going_away and not stream.drained:
-                stream.drained = True
-                raise Drained()
+        while (piece := stream.take(self.going_away)) is None:
             stream.wait()
+        if piece:
+            stream.unread -= len(piece)
+            exchange.received += len(piece)
+            self.quic.consume(stream.id, stream.arrived - stream.unread)
+            self.session.schedule_flush()
+        return piece
 
 
 class H3Exchange(Exchange):
@@ -436,31 +385,17 @@ class H3Exchange(Exchange):
         self._send_head(False)
         self._h3.send_data(self.stream, bytes(body), True)
 
-    def tunnel(self, status: int, headers: list[Header]) -> H3Tunnel:
+    def tunnel(self, status: int, headers: list[Header]) -> StreamTunnel:
         self.respond(status, headers)
         self._send_head(False)
         self.stream.tunnel = True
         self.tunnelled = True
-        return H3Tunnel(self)
+        return StreamTunnel(self)
 
+    # What a tunnel reads and writes (the extended CONNECT, RFC 9220).
 
-class H3Tunnel:
-    """A stream after a ``2xx`` to an extended CONNECT (RFC 9220): its DATA both ways."""
+    def read_piece(self) -> bytes:
+        return self._h3.next_piece(self.stream, self)
 
-    __slots__ = ("exchange",)
-
-    def __init__(self, exchange: H3Exchange) -> None:
-        self.exchange = exchange
-
-    def recv(self, size: int) -> bytes:
-        exchange = self.exchange
-        return exchange._h3.next_piece(exchange.stream, exchange)
-
-    def sendall(self, data: bytes) -> None:
-        exchange = self.exchange
-        exchange._h3.send_data(exchange.stream, bytes(data), False)
-
-    def shutdown_write(self) -> None:
-        exchange = self.exchange
-        if not exchange.stream.local_ended and exchange.stream.reset is None:
-            exchange._h3.send_data(exchange.stream, b"", True)
+    def write_piece(self, data: bytes, end: bool) -> None:
+        self._h3.send_data(self.stream, bytes(data), end)
