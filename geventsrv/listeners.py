@@ -49,7 +49,9 @@ SOCKET_DEFAULTS: dict[str, Any] = {
 }
 #: Settings that go with TLS or a PROXY header, kept only when the listener has it.
 #: Settings that apply only to a listener with TLS (HTTP/3 is served beside those alone).
-WITH_TLS = ("tls_handshake_timeout", "http3", "http3_retry", "http3_max_datagram")
+WITH_TLS = (
+    "tls_handshake_timeout", "http3", "http3_retry", "http3_max_datagram", "http3_alt_svc_port",
+)  # fmt: skip
 WITH_PROXY = ("proxy_allow_from", "proxy_timeout")
 
 SYNTAX = "[HOST:]PORT[,KEY=VALUE...]"

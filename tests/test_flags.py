@@ -64,6 +64,7 @@ CHANGED = {
     "http3": True,
     "http3_retry": True,
     "http3_max_datagram": 1452,
+    "http3_alt_svc_port": 443,
 }
 
 
@@ -79,6 +80,7 @@ NEEDS: dict[str, dict[str, object]] = {
     "http3": {"mode": "http", "tls_cert": CHANGED["tls_cert"]},
     "http3_retry": {"mode": "http", "tls_cert": CHANGED["tls_cert"], "http3": True},
     "http3_max_datagram": {"mode": "http", "tls_cert": CHANGED["tls_cert"], "http3": True},
+    "http3_alt_svc_port": {"mode": "http", "tls_cert": CHANGED["tls_cert"], "http3": True},
 }  # fmt: skip
 
 

@@ -70,8 +70,8 @@ def test_the_reflection_says_http3_its_stream_quic_and_the_udp_client(server, ce
     assert first.header(b"content-length") == str(len(first.body)).encode()
 
 
-def test_the_tcp_versions_advertise_http3_over_tls_only(start_server, certs):
-    server = http3_server(start_server, certs)
+def https_head(server, certs) -> bytes:
+    """The head of an HTTP/1.1 answer over TLS from ``server``."""
     context = certs.client_context(alpn=["http/1.1"])
     with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:  # fmt: skip
@@ -79,6 +79,12 @@ def test_the_tcp_versions_advertise_http3_over_tls_only(start_server, certs):
         head = b""
         while b"\r\n\r\n" not in head:
             head += tls.recv(65536)
+    return head
+
+
+def test_the_tcp_versions_advertise_http3_over_tls_only(start_server, certs):
+    server = http3_server(start_server, certs)
+    head = https_head(server, certs)
     assert f'\r\nAlt-Svc: h3=":{server.port}"; ma=86400\r\n'.encode() in head
     h2 = subprocess.run(
         ["curl", "-sS", "--http2", "--cacert", certs.ca, "-D", "-", "-o", os.devnull,
@@ -92,6 +98,15 @@ def test_the_tcp_versions_advertise_http3_over_tls_only(start_server, certs):
     with socket.create_connection(plain.address, timeout=CLIENT_TIMEOUT) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert b"Alt-Svc" not in sock.recv(65536)
+
+
+def test_alt_svc_names_the_port_clients_reach_when_one_is_given(start_server, certs):
+    server = http3_server(start_server, certs, "--http3-alt-svc-port", "443")
+    head = https_head(server, certs)
+    assert b'\r\nAlt-Svc: h3=":443"; ma=86400\r\n' in head
+    # HTTP/3 itself is still on the listening port.
+    response = h3client.fetch(server.address, certs.ca, b"/")
+    assert reflect(response)["request"]["http_version"] == "3"
 
 
 def test_echo_streams_a_large_upload_back_whole(server, certs):
@@ -247,6 +262,8 @@ def test_a_stop_answers_requests_under_way_then_closes(start_server, certs):
         (["--http3"], "QUIC is always encrypted"),
         (["--http3-retry"], "add --http3"),
         (["--http3-max-datagram", "9000"], "add --http3"),
+        (["--http3-alt-svc-port", "443"], "add --http3"),
+        (["--http3", "--tls-cert", "CERT", "--http3-alt-svc-port", "70000"], "65535"),
         (["--http3", "--tls-cert", "CERT", "--http3-max-datagram", "1000"], "1200"),
         (["--http3", "--tls-cert", "CERT", "--http3-max-datagram", "65527"], "16383"),
         (["--http3", "--tls-cert", "CERT", "--workers", "2"], "--workers 1"),

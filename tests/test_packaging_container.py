@@ -176,7 +176,8 @@ def test_the_image_serves_tcp_http_https_and_udp_as_a_non_root_user(podman, imag
         path.chmod(0o755 if path.is_dir() else 0o644)
     ports = published()
     started = time.monotonic()
-    run_container(podman, image, "served", ports, "--volume", f"{tls}:/etc/geventsrv/tls:ro")
+    run_container(podman, image, "served", ports, "--volume", f"{tls}:/etc/geventsrv/tls:ro",
+                  "--env", "GEVENTSRV_HTTP3_ALT_SVC_PORT=443")  # fmt: skip
     try:
         assert wait_until(lambda: ready(ports["metrics"]), timeout=60), podman.logs("served")
         print(f"\nimage: ready {time.monotonic() - started:.2f} s after podman run")
@@ -185,6 +186,11 @@ def test_the_image_serves_tcp_http_https_and_udp_as_a_non_root_user(podman, imag
         assert reflection["server"]["pid"] == 1  # the server is PID 1: signals reach it
         secure = get_json(ports["https"], "/secure", certs.client_context())
         assert secure["tls"]["version"].startswith("TLS")
+        # HTTP/3 is advertised at the port given (a Service's), not the container's 8443.
+        https = http.client.HTTPSConnection("localhost", ports["https"], timeout=CLIENT_TIMEOUT,
+                                            context=certs.client_context())  # fmt: skip
+        https.request("HEAD", "/")
+        assert https.getresponse().getheader("Alt-Svc") == 'h3=":443"; ma=86400'
         h3client = pytest.importorskip("h3client")  # aioquic, the client
         over_quic = json.loads(bytes(h3client.fetch(("127.0.0.1", ports["http3"]), certs.ca,
                                                     b"/over-quic").body))  # fmt: skip
@@ -311,6 +317,9 @@ def test_podman_kube_play_runs_the_deployment_and_its_probes_pass(podman, image,
     played.write_text(yaml.safe_dump_all([secret, deployment]))
     podman("kube", "play", str(played), timeout=120)
     try:
+        # podman mounts no file from the secret here: no HTTPS, so no HTTP/3, and the server
+        # starts all the same (the entry point drops the port Alt-Svc would name).
+        assert "GEVENTSRV_HTTP3_ALT_SVC_PORT" in {item["name"] for item in container["env"]}
         assert wait_until(lambda: ready(ports["metrics"]), timeout=60)
         # Each probe as the kubelet makes it: an HTTP GET of its path on its port.
         for probe in ("readinessProbe", "livenessProbe"):

@@ -19,4 +19,10 @@ if [ -r "$tls/tls.crt" ] && [ -r "$tls/tls.key" ]; then
         export GEVENTSRV_HTTP3
     fi
 fi
+# The port Alt-Svc names (a Service's 443, say) is for HTTP/3: dropped where HTTP/3 is off
+# (no certificate, no aioquic, or turned off), so that one manifest serves both.
+case "$(printf %s "${GEVENTSRV_HTTP3:-0}" | tr A-Z a-z)" in
+    1|true|yes|on) ;;
+    *) unset GEVENTSRV_HTTP3_ALT_SVC_PORT ;;
+esac
 exec python3 -m geventsrv "$@"

@@ -38,8 +38,6 @@ class HttpMode:
         self.http2 = not config.http1_only
         if config.http3:  # validated: some listener has TLS
             _require_aioquic()
-        #: ``Alt-Svc`` as HTTP/1.1 header lines, by the local port HTTP/3 is served beside.
-        self.announce: dict[int, bytes] = {}
         #: HTTP/3's QUIC endpoints (one per listener with TLS), as :meth:`open_quic` made them.
         self.quic: list[Any] = []
         self.limits = h2.Limits(
@@ -57,8 +55,9 @@ class HttpMode:
             return h2.serve(conn, self.app, finished, self.limits)
         switch = functools.partial(self._switch, conn) if self.http2 else None
         announce = b""
-        if self.announce and conn.tls is not None:
-            announce = self.announce.get(conn.sock.getsockname()[1], b"")
+        alt_svc = self.limits.alt_svc  # by the local port HTTP/3 is served beside
+        if alt_svc and conn.tls is not None and (value := alt_svc.get(conn.sock.getsockname()[1])):
+            announce = b"Alt-Svc: " + value + b"\r\n"
         h1.serve(conn, self.app, finished, self.header_timeout, self.max_head, switch,
                  self.max_body, announce)  # fmt: skip
 
@@ -95,8 +94,8 @@ class HttpMode:
             ipv6_prefix=config.ipv6_client_prefix,
         )
         port = sock.getsockname()[1]
-        value = limits.alt_svc[port] = b'h3=":%d"; ma=86400' % port
-        self.announce[port] = b"Alt-Svc: " + value + b"\r\n"
+        # Answers over TLS on this port advertise it: at the port clients reach it by.
+        limits.alt_svc[port] = b'h3=":%d"; ma=86400' % (config.http3_alt_svc_port or port)
         self.quic.append(endpoint)
         return endpoint
 

@@ -165,6 +165,17 @@ class HttpSettings:
         metavar="BYTES",
     )
 
+    #: HTTP/3: the port ``Alt-Svc`` names, where clients reach the UDP port through another
+    #: (a Service, a balancer); 0 names the UDP port itself.
+    http3_alt_svc_port: int = setting(
+        0,
+        "HTTP/3: the port Alt-Svc advertises, where clients reach the UDP port through "
+        "another (a Kubernetes Service, a balancer; 0: the port itself)",
+        kind="integer",
+        group="http",
+        metavar="PORT",
+    )
+
     def check(self) -> None:
         """Raise :class:`~geventsrv.settings.ConfigError` for a value the mode cannot use.
 
@@ -181,7 +192,13 @@ class HttpSettings:
         check_integer(self, "http2_window", 1, MAX_WINDOW)
         check_integer(self, "http2_max_frame", MIN_FRAME_SIZE, MAX_FRAME_SIZE)
         check_integer(self, "http3_max_datagram", MIN_DATAGRAM, MAX_DATAGRAM)
-        if self.http3 or self.http3_retry or self.http3_max_datagram != MAX_DATAGRAM:
+        check_integer(self, "http3_alt_svc_port", 0, 65535)
+        if (
+            self.http3
+            or self.http3_retry
+            or self.http3_max_datagram != MAX_DATAGRAM
+            or (self.http3_alt_svc_port)
+        ):
             _check_http3(self)
         try:  # the policy's own parser says what is wrong
             Policy.parse(self.http_cors)
@@ -192,8 +209,8 @@ class HttpSettings:
 def _check_http3(settings: HttpSettings) -> None:
     config: Any = settings  # the whole configuration, of which these settings are a part
     if not settings.http3:
-        name = "http3_retry" if settings.http3_retry else "http3_max_datagram"
-        raise ConfigError(name, "is for HTTP/3: add --http3")
+        given = [name for name in ("http3_retry", "http3_alt_svc_port") if getattr(settings, name)]
+        raise ConfigError(given[0] if given else "http3_max_datagram", "is for HTTP/3: add --http3")
     # A listener of its own with TLS (``--listen PORT,tls-cert=...``) may serve it instead;
     # the spec's own parser judges the rest of it.
     if config.tls_cert is None and not any("tls-cert=" in spec for spec in config.listen):
