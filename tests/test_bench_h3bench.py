@@ -53,7 +53,9 @@ def test_a_quick_run_measures_both_servers_and_the_echo(tmp_path):
         assert row["requests_per_s"] > 0 and row["errors"] == 0 and row["cpu_us_per_request"] > 0
     transfer = report["meta"]["transfer"]
     assert transfer["echo_mb_per_s"] > 0
-    assert set(transfer["datagrams"]) == {name for name, _ in h3bench.DATAGRAMS}
-    assert all(each["download_mb_per_s"] > 0 and each["errors"] == 0
+    assert set(transfer["datagrams"]) == {name for name, _ in h3bench.DATAGRAMS} | {
+        h3bench.LARGE_CLIENT}  # fmt: skip
+    assert all(each["echo_mb_per_s"] > 0 and each["errors"] == 0
                for each in transfer["datagrams"].values())  # fmt: skip
+    assert transfer["datagrams"][h3bench.LARGE_CLIENT]["download_mb_per_s"] is None
     assert "| hypercorn-uvloop |" in (tmp_path / "http3.md").read_text()

@@ -44,3 +44,9 @@ def test_a_transfer_is_echoed_and_downloaded_whole(server):
     figures = h3load(f"https://127.0.0.1:{server.port}/echo", "--transfer", str(300_000))
     assert figures["errors"] == 0
     assert figures["echo_mb_per_s"] > 0 and figures["download_mb_per_s"] > 0
+
+
+def test_aioquics_client_echoes_in_the_datagrams_it_is_given(server):
+    figures = h3load(f"https://127.0.0.1:{server.port}/echo", "--transfer", str(3_000_000),
+                     "--client", "aioquic", "--datagram", "16383")  # fmt: skip
+    assert figures["errors"] == 0 and figures["echo_mb_per_s"] > 0
