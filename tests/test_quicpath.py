@@ -164,6 +164,33 @@ def test_a_path_narrower_than_its_route_is_found_and_the_data_still_flows(start_
     assert downloaded == 2000000
 
 
+def test_a_client_that_accepts_less_is_never_sent_more(start_server, certs, monkeypatch):
+    """aioquic's client sends no max_udp_payload_size; this one says 3,000 (as quic-go and
+    others may), its connection's transport parameters rewritten as they are sent."""
+    client = narrow_path()  # skips where aioquic is not installed
+    from aioquic._buffer import Buffer
+    from aioquic.asyncio import client as aioquic_client
+    from aioquic.quic.packet import push_quic_transport_parameters
+
+    from geventsrv.quic import pull_quic_transport_parameters
+
+    class Accepts3000(aioquic_client.QuicConnection):
+        def _serialize_transport_parameters(self) -> bytes:
+            parameters = pull_quic_transport_parameters(
+                Buffer(data=super()._serialize_transport_parameters())
+            )
+            parameters.max_udp_payload_size = 3000
+            buf = Buffer(capacity=4096)
+            push_quic_transport_parameters(buf, parameters)
+            return buf.data
+
+    monkeypatch.setattr(aioquic_client, "QuicConnection", Accepts3000)
+    server = http3_server(start_server, certs)
+    size, downloaded = settle(server, certs, client, lambda size: size == 3000)
+    assert size == 3000 and downloaded == 2000000
+    assert client.largest == 3000
+
+
 def test_the_operators_bound_is_kept_and_1200_turns_probing_off(start_server, certs):
     bounded = narrow_path()
     server = http3_server(start_server, certs, "--http3-max-datagram", "3000")
