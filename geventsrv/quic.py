@@ -88,6 +88,8 @@ BURST_SECONDS = 0.002
 SEND_BUFFER = 4 << 20
 #: MAX_STREAM_DATA and MAX_DATA frames are sent once this share of a window is read.
 CREDIT_STEP = 4
+#: A peer's max_udp_payload_size when it sends none (RFC 9000 18.2).
+DEFAULT_MAX_UDP_PAYLOAD = 65527
 #: Frame capacity aioquic reserves for MAX_STREAM_DATA and MAX_DATA.
 LIMIT_FRAME_CAPACITY = 1 + 8 + 8
 
@@ -138,7 +140,7 @@ class FlowControlledQuic(QuicConnection):
         self.consumed: dict[int, int] = {}
         self.consumed_total = 0
         #: The largest datagram the peer accepts (its max_udp_payload_size, RFC 9000 18.2).
-        self.peer_max_udp_payload = MAX_SIZE
+        self.peer_max_udp_payload = DEFAULT_MAX_UDP_PAYLOAD
 
     def consume(self, stream_id: int, offset: int) -> None:
         """The application has read the stream up to ``offset`` (its framing included)."""
@@ -156,7 +158,7 @@ class FlowControlledQuic(QuicConnection):
         super()._parse_transport_parameters(data, from_session_ticket)
         # aioquic keeps no record of the largest datagram the peer accepts: read it here.
         parameters = pull_quic_transport_parameters(Buffer(data=data))
-        self.peer_max_udp_payload = parameters.max_udp_payload_size or 65527  # RFC's default
+        self.peer_max_udp_payload = parameters.max_udp_payload_size or DEFAULT_MAX_UDP_PAYLOAD
 
     def probe_path(self, size: int, now: float, handler: Callable[..., None]) -> bytes | None:
         """A probe of exactly ``size`` bytes (a PING, padded), or None if nothing may be

@@ -77,3 +77,20 @@ def test_an_unknown_protocol_is_one_line_and_exit_2():
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "unknown workload, server or protocol: h3" in result.stderr
+
+
+def test_rounds_rotate_the_servers_order_and_skip_what_a_server_does_not_serve(capsys):
+    servers = [httpbench.HttpServer(name, ("true",)) for name in ("a", "b", "c")]
+    seen = []
+
+    def measure(server, protocol, workload):
+        if server.name == "c" and protocol == "h2c":
+            return None
+        seen.append(server.name)
+        return {"requests_per_s": 10.0, "cpu_us_per_request": None}
+
+    runs = httpbench.interleaved(2, servers, [("h1", "small"), ("h2c", "small")], measure)
+    assert seen == ["a", "b", "c", "a", "b", "b", "c", "a", "b", "a"]
+    assert [run["round"] for run in runs] == [1] * 5 + [2] * 5
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 10 and printed[0].startswith("round 1/2 h1")

@@ -38,6 +38,7 @@ from geventsrv.bench.httpbench import (
     HttpServer,
     Running,
     add_window_arguments,
+    interleaved,
     publish,
     window,
 )
@@ -219,21 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         body.write(FRAMED)
         body.flush()
         try:
-            for round_number in range(rounds):
-                shift = round_number % len(servers)
-                for workload in workloads:
-                    for server in servers[shift:] + servers[:shift]:
-                        run = measure(server, workload, connections, duration, warmup,
-                                      Path(body.name))  # fmt: skip
-                        run["round"] = round_number + 1
-                        runs.append(run)
-                        cpu = run["cpu_us_per_request"]
-                        print(
-                            f"round {round_number + 1}/{rounds} {workload:6} {server.name:16} "
-                            f"{run['requests_per_s']:>9,.0f}/s "
-                            f"{'-' if cpu is None else f'{cpu:.1f}':>6} µs CPU each",
-                            flush=True,
-                        )
+            runs = interleaved(
+                rounds, servers, [(workload,) for workload in workloads],
+                lambda server, workload: measure(server, workload, connections, duration,
+                                                 warmup, Path(body.name)),
+            )  # fmt: skip
         except BenchError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 1

@@ -60,6 +60,7 @@ from geventsrv.bench.httpbench import (
     Running,
     add_window_arguments,
     fmt,
+    interleaved,
     medians,
     publish,
     window,
@@ -435,19 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.skip_load:
         rounds = 0
     try:
-        for round_number in range(rounds):
-            shift = round_number % len(chosen)
-            for workload in workloads:
-                for server in chosen[shift:] + chosen[:shift]:
-                    run = measure(server, workload, connections, duration, warmup)
-                    run["round"] = round_number + 1
-                    runs.append(run)
-                    print(
-                        f"round {round_number + 1}/{rounds} h3  {workload:8} {server.name:26} "
-                        f"{run['requests_per_s']:>9,.0f} req/s "
-                        f"{fmt(run['cpu_us_per_request'], 1):>6} µs CPU/req",
-                        flush=True,
-                    )
+        runs = interleaved(
+            rounds, chosen, [(workload,) for workload in workloads],
+            lambda server, workload: measure(server, workload, connections, duration, warmup),
+        )  # fmt: skip
         if args.transfer and rounds and chosen[0].name == "geventsrv":
             transfer = throughput(chosen[0], args.transfer, rounds)
             for name, figures in transfer["datagrams"].items():

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -426,24 +426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         servers.append(server)
     servers += args.server
-    runs: list[dict[str, Any]] = []
+
+    def point(server: HttpServer, protocol: str, workload: str) -> dict[str, Any] | None:
+        if protocol not in server.protocols:
+            return None
+        return measure(server, protocol, workload, connections, duration, warmup)
+
+    points = [(protocol, workload) for protocol in protocols for workload in workloads]
     try:
-        for round_number in range(rounds):
-            shift = round_number % len(servers)
-            for protocol in protocols:
-                for workload in workloads:
-                    for server in servers[shift:] + servers[:shift]:
-                        if protocol not in server.protocols:
-                            continue
-                        run = measure(server, protocol, workload, connections, duration, warmup)
-                        run["round"] = round_number + 1
-                        runs.append(run)
-                        print(
-                            f"round {round_number + 1}/{rounds} {protocol:3} {workload:8} "
-                            f"{server.name:26} {run['requests_per_s']:>9,.0f} req/s "
-                            f"{fmt(run['cpu_us_per_request'], 1):>6} µs CPU/req",
-                            flush=True,
-                        )
+        runs = interleaved(rounds, servers, points, point)
     except BenchError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -455,6 +446,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load": f"HTTP/1.1: wrk -t1; HTTP/2: h2load -t1 -m{httpload.H2_STREAMS}; keep-alive",
     }  # fmt: skip
     return publish(args.out / "http", meta, rows, runs, markdown(rows, meta))
+
+
+def interleaved(
+    rounds: int,
+    servers: Sequence[HttpServer],
+    points: Sequence[tuple[str, ...]],
+    measure: Callable[..., dict[str, Any] | None],
+) -> list[dict[str, Any]]:
+    """``measure(server, *point)`` for every point on every server, ``rounds`` times, the
+    servers' order rotated by one each round (no server is always first, or always right
+    after another); each run printed as it comes, and returned with its round. A point a
+    server does not serve is measured as None, and skipped."""
+    runs = []
+    for number in range(rounds):
+        shift = number % len(servers)
+        for point in points:
+            for server in [*servers[shift:], *servers[:shift]]:
+                run = measure(server, *point)
+                if run is None:
+                    continue
+                run["round"] = number + 1
+                runs.append(run)
+                print(
+                    f"round {number + 1}/{rounds} {' '.join(f'{part:8}' for part in point)} "
+                    f"{server.name:26} {run['requests_per_s']:>9,.0f}/s "
+                    f"{fmt(run['cpu_us_per_request'], 1):>6} µs CPU each",
+                    flush=True,
+                )
+    return runs
 
 
 def publish(
